@@ -1,0 +1,17 @@
+"""Errors that tell the user what to fix. Raised before any GPU time is spent."""
+
+
+class MftiError(Exception):
+    """Base class: a problem with the user's input or environment, with the fix in the message."""
+
+
+class ConfigError(MftiError, ValueError):
+    """A config value that cannot work (batch math, unknown language, bad template, ...)."""
+
+
+class DataError(MftiError, ValueError):
+    """A corpus or evaluation set that cannot be used as given (misaligned, undecodable, empty, ...)."""
+
+
+class ModelLoadError(MftiError, OSError):
+    """A model or tokenizer that cannot be loaded (offline without a local copy, wrong path, ...)."""

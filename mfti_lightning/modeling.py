@@ -1,0 +1,86 @@
+"""Loading models and tokenizers: one path for hub names, local directories and the built tiny model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from mfti_lightning.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16"}
+
+
+def resolve_model_path(model_cfg) -> str:
+    """The directory or hub name to load; builds the tiny model on first use."""
+    path = str(model_cfg["name_or_path"])
+    build = model_cfg.get("build")
+    if build:
+        from mfti_lightning.tiny import ensure_tiny
+
+        ensure_tiny(path, dict(build))
+    return path
+
+
+def check_loadable(model_cfg) -> str:
+    """Fail early (before any GPU time) when the model cannot be found. Returns the path or hub name."""
+    path = resolve_model_path(model_cfg)
+    if Path(path).is_dir():
+        if not (Path(path) / "config.json").exists():
+            raise ModelLoadError(f"model.name_or_path={path} is a directory without config.json: not a model.")
+        return path
+    if path.startswith(("/", "./", "../", "~")) or os.sep in path and not _looks_like_hub_id(path):
+        raise ModelLoadError(f"model.name_or_path={path} does not exist.")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # pragma: no cover - very old hub versions
+            cached = None
+        if not isinstance(cached, str):
+            raise ModelLoadError(_offline_message(path))
+    return path
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts) and not Path(path).exists()
+
+
+def _offline_message(path: str) -> str:
+    return (
+        f"Cannot load model {path!r}: the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and it is not in the "
+        f"local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}). On a machine with network run "
+        f"`huggingface-cli download {path}` (same HF_HOME), or set model.name_or_path=<local directory>."
+    )
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"Cannot load the tokenizer of {path!r}: {e}\n{_offline_message(path)}") from e
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, dtype: str = "float32", attn_implementation: str = "eager"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, _DTYPES.get(str(dtype), str(dtype)))
+    kwargs = {"dtype": torch_dtype}
+    if attn_implementation != "eager":
+        raise ModelLoadError(f"model.attn_implementation={attn_implementation!r} is not supported; use eager.")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(f"Cannot load model {path!r}: {e}\n{_offline_message(path)}") from e
+    return model

@@ -1,0 +1,311 @@
+"""The task function behind ``mfti-train``: checks, data, model, fit, test, results.json.
+
+Everything that can fail on bad input is checked before the model is loaded and before any training step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfti_lightning import results as res
+from mfti_lightning.config import batch_math
+from mfti_lightning.errors import ConfigError
+from mfti_lightning.template import from_config as template_from_config
+
+log = logging.getLogger("mfti_lightning")
+
+
+def swept_values(cfg: DictConfig) -> dict:
+    return {
+        "model": cfg.model.name,
+        "lang_pairs": cfg.lang_pairs.name,
+        "template": cfg.template.name,
+        "shots": int(cfg.shots.k),
+        "num_examples": int(cfg.num_examples.n),
+        "seed": int(cfg.seed),
+    }
+
+
+def resolved_container(cfg: DictConfig) -> dict:
+    """The resolved config as plain data, without the ``hydra`` node."""
+    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    c.pop("hydra", None)
+    return c
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one job; always leaves a results.json (completed or failed) in the run directory."""
+    run_dir = run_dir_of(cfg)
+    existing = res.read_results(run_dir)
+    if existing and existing.get("status") == "completed" and cfg.resume == "auto":
+        log.info("%s already completed (%s); nothing to do. Use another run dir or resume=never to refuse reuse.",
+                 run_dir, res.RESULTS_FILE)
+        return _objective(existing.get("metrics", {}))
+    if existing and cfg.resume == "never":
+        raise ConfigError(f"{run_dir} already holds a {res.RESULTS_FILE} and resume=never; pick another run dir.")
+
+    t0 = time.time()
+    record = {
+        "schema": res.SCHEMA, "status": "running", "task": cfg.task_name, "run_name": cfg.run_name,
+        "run_dir": str(run_dir.resolve()), "sweep_name": cfg.sweep_name, "swept": swept_values(cfg),
+        "metrics": {}, "signatures": {}, "config": resolved_container(cfg), "provenance": res.provenance(),
+    }
+    results_path = run_dir / res.RESULTS_FILE
+    try:
+        _run(cfg, run_dir, record)
+        record["status"] = "completed"
+    except BaseException as e:
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}"
+        record["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        record["wall_time_s"] = time.time() - t0
+        if _is_global_zero():
+            res.write_json_atomic(results_path, record)
+        _finish_wandb(record["status"] == "completed")
+    _print_summary(record)
+    return _objective(record["metrics"])
+
+
+def _objective(metrics: dict) -> float | None:
+    for key in ("test/spbleu/avg", "test/bleu/avg", "test/chrf/avg"):
+        if key in metrics:
+            return float(metrics[key])
+    return None
+
+
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 or not os.environ.get(
+        "WORLD_SIZE")
+
+
+def _finish_wandb(ok: bool) -> None:
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=0 if ok else 1)
+
+
+def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
+    # ---- checks that need nothing heavy --------------------------------------------------------------
+    from mfti_lightning.directions import eval_directions, train_directions
+    from mfti_lightning.metrics import bleu_metric_name
+    from mfti_lightning.prepare import check_languages
+
+    check_languages(cfg)
+    template = template_from_config(cfg.template)
+    bm = batch_math(cfg)
+    bleu_name = bleu_metric_name(cfg.eval.bleu_tokenize)
+    n_train = int(cfg.num_examples.n)
+    if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
+        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
+                          "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    record["batch"] = bm
+    record["directions"] = {"train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if n_train else [],
+                            "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)]}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    template.save(run_dir)
+
+    # ---- data (no model needed) ------------------------------------------------------------------------
+    from mfti_lightning.modeling import check_loadable
+    from mfti_lightning.prepare import eval_sets, training_examples
+
+    examples, data_report = training_examples(cfg, template)
+    record["data"] = data_report
+    val_sets = eval_sets(cfg, "val") if n_train else []
+    test_sets = eval_sets(cfg, "test")
+    model_path = check_loadable(cfg.model)
+
+    # ---- heavy imports start here -------------------------------------------------------------------
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from mfti_lightning.datamodule import MFTIDataModule, encode_examples
+    from mfti_lightning.evaluation import evaluate
+    from mfti_lightning.modeling import load_tokenizer
+    from mfti_lightning.module import MFTIModule
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    tokenizer = load_tokenizer(model_path)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    encoded, enc_stats = encode_examples(examples, tokenizer, template, int(cfg.data.max_length),
+                                         cfg.data.loss_on, cfg.data.overlong)
+    data_report["tokenization"] = enc_stats
+    if n_train and not encoded:
+        raise ConfigError(f"Every training example is longer than data.max_length={cfg.data.max_length} tokens.")
+
+    eval_settings = {
+        "shots": int(cfg.shots.k), "seed": int(cfg.seed), "val_num_beams": int(cfg.eval.val_num_beams),
+        "max_new_tokens": int(cfg.eval.max_new_tokens), "batch_tokens": int(cfg.eval.batch_tokens),
+        "bleu_tokenize": cfg.eval.bleu_tokenize, "score_before_training": bool(cfg.eval.score_before_training),
+    }
+    module = MFTIModule(
+        model_path=model_path, template=template.to_dict(),
+        optimizer=instantiate(cfg.optim.optimizer), warmup_steps=int(cfg.optim.warmup_steps),
+        dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=bool(cfg.optim.gradient_checkpointing), val_sets=val_sets,
+        eval_settings=eval_settings, out_dir=str(run_dir),
+    )
+    module.tokenizer = tokenizer
+    loggers = _loggers(cfg, run_dir, record)
+
+    if n_train:
+        n_val = sum(len(s.sources) for s in val_sets)
+        dm = MFTIDataModule(encoded, tokenizer.pad_token_id, bm["micro_batch_size"], int(cfg.seed),
+                            int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val)
+        monitor = cfg.eval.get("monitor") or f"val/{bleu_name}/avg"
+        from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+        ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}", monitor=monitor,
+                               mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        trainer = pl.Trainer(
+            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+            strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.optim.max_steps),
+            accumulate_grad_batches=bm["accumulate"], gradient_clip_val=cfg.optim.gradient_clip_val,
+            val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"], check_val_every_n_epoch=None,
+            num_sanity_val_steps=0, logger=loggers or False, callbacks=[ckpt, LearningRateMonitor("step")],
+            log_every_n_steps=int(cfg.trainer.log_every_n_steps), use_distributed_sampler=False,
+            default_root_dir=str(run_dir), enable_model_summary=False,
+        )
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume_from = str(last) if (cfg.resume == "auto" and last.exists()) else None
+        if resume_from:
+            log.info("Resuming from %s", resume_from)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        best = ckpt.best_model_path or str(last)
+        record["best_checkpoint"] = best
+        _collect_training(run_dir, record)
+        if best and Path(best).exists():
+            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+            module.configure_model()
+            module.load_state_dict(state)
+            record["best_step"] = int(torch.load(best, map_location="cpu", weights_only=False)["global_step"])
+    module.configure_model()
+
+    # ---- final test: the full evaluation on devtest ----------------------------------------------------
+    import torch.distributed as dist
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    result = evaluate(
+        module.model, tokenizer, template, test_sets, split="test", shots=int(cfg.shots.k), seed=int(cfg.seed),
+        num_beams=int(cfg.eval.num_beams), max_new_tokens=int(cfg.eval.max_new_tokens),
+        batch_tokens=int(cfg.eval.batch_tokens), bleu_tokenize=cfg.eval.bleu_tokenize, rank=rank, world_size=world,
+    )
+    record["metrics"].update(result.metrics)
+    record["signatures"].update(result.signatures)
+    if rank == 0:
+        _write_translations(run_dir / "translations", result.rows)
+        for logger in loggers:
+            logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))
+
+
+def _collect_training(run_dir: Path, record: dict) -> None:
+    """Training and validation numbers written by rank 0 inside fit (also under ddp_fork/spawn)."""
+    summary = run_dir / "train_summary.json"
+    if summary.exists():
+        record["training"] = json.loads(summary.read_text())
+    init = run_dir / "metrics_val_init.json"
+    if init.exists():
+        d = json.loads(init.read_text())
+        record["metrics"].update(d["metrics"])
+        record["signatures"].update(d["signatures"])
+    vals = sorted((run_dir / "val").glob("step*.json"))
+    if vals:
+        record["metrics"].update(json.loads(vals[-1].read_text())["metrics"])
+        record["validation_history"] = {p.stem: json.loads(p.read_text())["metrics"] for p in vals}
+
+
+def _write_translations(out: Path, rows: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for direction, items in rows.items():
+        with open(out / f"{direction}.jsonl", "w", encoding="utf-8") as f:
+            for item in items:
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """Deterministic W&B id for a run directory, stored in it so a resumed job continues the same run."""
+    path = run_dir / "wandb_run_id.txt"
+    if path.exists():
+        return path.read_text().strip()
+    rid = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rid + "\n")
+    return rid
+
+
+def wandb_mode(setting: str) -> str:
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        return env
+    if setting != "auto":
+        return setting
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
+    return "online" if has_key else "offline"
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, record: dict) -> list:
+    name = cfg.logger.name
+    if name == "none":
+        return []
+    if name == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+    if name == "tensorboard":
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
+    if name == "wandb":
+        from pytorch_lightning.loggers import WandbLogger
+
+        mode = wandb_mode(cfg.logger.mode)
+        logger = WandbLogger(
+            project=cfg.logger.project, entity=cfg.logger.entity, name=cfg.run_name, group=cfg.sweep_name,
+            job_type=cfg.task_name, save_dir=str(run_dir), id=wandb_run_id(run_dir), resume="allow", mode=mode,
+            log_model=False, config=record["config"], tags=[f"{k}:{v}" for k, v in record["swept"].items()],
+        )
+        record["wandb"] = {"mode": mode, "id": wandb_run_id(run_dir), "project": cfg.logger.project}
+        return [logger]
+    raise ConfigError(f"logger={name}: unknown; use wandb, csv, tensorboard or none.")
+
+
+def _print_summary(record: dict) -> None:
+    m = record["metrics"]
+    dirs = record["directions"]["eval"]
+    bleu = next((k.split("/")[1] for k in m if k.startswith("test/") and "bleu" in k.split("/")[1]), "bleu")
+    lines = [f"\nmFTI run {record['run_name']}  ({record['status']}, {record['wall_time_s']:.0f} s)",
+             f"{'direction':<10} {bleu:>8} {'chrF':>8} {'chrF++':>8}"]
+    for d in dirs + ["avg"]:
+        lines.append(f"{d:<10} {m.get(f'test/{bleu}/{d}', float('nan')):>8.2f} "
+                     f"{m.get(f'test/chrf/{d}', float('nan')):>8.2f} {m.get(f'test/chrf++/{d}', float('nan')):>8.2f}")
+    tr = record.get("training")
+    if tr:
+        lines.append(f"training: {tr['steps']} steps, loss {tr['loss_first']:.3f} -> {tr['loss_last']:.3f}")
+    if "val_init/chrf/avg" in m and "val/chrf/avg" in m:
+        lines.append(f"dev chrF before -> after finetuning: {m['val_init/chrf/avg']:.2f} -> {m['val/chrf/avg']:.2f}")
+    lines.append(f"results: {Path(record['run_dir']) / res.RESULTS_FILE}")
+    print("\n".join(lines), flush=True)
