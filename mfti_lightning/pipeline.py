@@ -5,7 +5,6 @@ Everything that can fail on bad input is checked before the model is loaded and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,8 @@ from mfti_lightning import results as res
 from mfti_lightning.config import batch_math
 from mfti_lightning.errors import ConfigError
 from mfti_lightning.template import from_config as template_from_config
+from mfti_lightning.tracking import (  # noqa: F401 - _loggers, wandb_* are used by other modules through here
+    _finish_wandb, _loggers, check_logger, redact_secrets, wandb_mode, wandb_run_id)
 
 log = logging.getLogger("mfti_lightning")
 
@@ -38,7 +39,7 @@ def resolved_container(cfg: DictConfig) -> dict:
     """The resolved config as plain data, without the ``hydra`` node."""
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     c.pop("hydra", None)
-    return c
+    return redact_secrets(c)
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -75,7 +76,7 @@ def train(cfg: DictConfig) -> float | None:
         record["wall_time_s"] = time.time() - t0
         if _is_global_zero():
             res.write_json_atomic(results_path, record)
-        _finish_wandb(record["status"] == "completed")
+        _finish_wandb(record["status"] == "completed", record, run_dir)
     _print_summary(record)
     return _objective(record["metrics"])
 
@@ -92,14 +93,6 @@ def _is_global_zero() -> bool:
         "WORLD_SIZE")
 
 
-def _finish_wandb(ok: bool) -> None:
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=0 if ok else 1)
-
-
 def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     # ---- checks that need nothing heavy --------------------------------------------------------------
     from mfti_lightning.directions import eval_directions, train_directions
@@ -107,6 +100,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.prepare import check_languages
 
     check_languages(cfg)
+    check_logger(cfg)
     template = template_from_config(cfg.template)
     bm = batch_math(cfg)
     bleu_name = bleu_metric_name(cfg.eval.bleu_tokenize)
@@ -171,6 +165,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         monitor = cfg.eval.get("monitor") or f"val/{bleu_name}/avg"
         from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+        from mfti_lightning.progress import progress_callbacks
+
         ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}", monitor=monitor,
                                mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
         trainer = pl.Trainer(
@@ -178,7 +174,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
             strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.optim.max_steps),
             accumulate_grad_batches=bm["accumulate"], gradient_clip_val=cfg.optim.gradient_clip_val,
             val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"], check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, logger=loggers or False, callbacks=[ckpt, LearningRateMonitor("step")],
+            num_sanity_val_steps=0, logger=loggers or False,
+            callbacks=[ckpt, LearningRateMonitor("step"), *progress_callbacks(cfg)],
             log_every_n_steps=int(cfg.trainer.log_every_n_steps), use_distributed_sampler=False,
             default_root_dir=str(run_dir), enable_model_summary=False,
         )
@@ -236,61 +233,6 @@ def _write_translations(out: Path, rows: dict) -> None:
         with open(out / f"{direction}.jsonl", "w", encoding="utf-8") as f:
             for item in items:
                 f.write(json.dumps(item, ensure_ascii=False) + "\n")
-
-
-def wandb_run_id(run_dir: Path) -> str:
-    """Deterministic W&B id for a run directory, stored in it so a resumed job continues the same run."""
-    path = run_dir / "wandb_run_id.txt"
-    if path.exists():
-        return path.read_text().strip()
-    rid = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rid + "\n")
-    return rid
-
-
-def wandb_mode(setting: str) -> str:
-    env = os.environ.get("WANDB_MODE")
-    if env:
-        return env
-    if setting != "auto":
-        return setting
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-    return "online" if has_key else "offline"
-
-
-def _netrc_has_wandb() -> bool:
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" in netrc.read_text()
-    except OSError:
-        return False
-
-
-def _loggers(cfg: DictConfig, run_dir: Path, record: dict) -> list:
-    name = cfg.logger.name
-    if name == "none":
-        return []
-    if name == "csv":
-        from pytorch_lightning.loggers import CSVLogger
-
-        return [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
-    if name == "tensorboard":
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
-    if name == "wandb":
-        from pytorch_lightning.loggers import WandbLogger
-
-        mode = wandb_mode(cfg.logger.mode)
-        logger = WandbLogger(
-            project=cfg.logger.project, entity=cfg.logger.entity, name=cfg.run_name, group=cfg.sweep_name,
-            job_type=cfg.task_name, save_dir=str(run_dir), id=wandb_run_id(run_dir), resume="allow", mode=mode,
-            log_model=False, config=record["config"], tags=[f"{k}:{v}" for k, v in record["swept"].items()],
-        )
-        record["wandb"] = {"mode": mode, "id": wandb_run_id(run_dir), "project": cfg.logger.project}
-        return [logger]
-    raise ConfigError(f"logger={name}: unknown; use wandb, csv, tensorboard or none.")
 
 
 def _print_summary(record: dict) -> None:
