@@ -155,14 +155,14 @@ def wandb_mode(setting: str = "auto", check_timeout: float = 3.0) -> str:
 
 
 def wandb_mode_reason(setting: str = "auto", check_timeout: float = 3.0) -> tuple[str, str]:
+    if setting not in ("auto", "online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode={setting!r}: use auto, online, offline or disabled.")
     env = os.environ.get("WANDB_MODE")
     if env:
         env = {"dryrun": "offline", "run": "online"}.get(env, env)
         return env, f"WANDB_MODE={env}"
     if setting in ("offline", "disabled"):
         return setting, f"logger.mode={setting}"
-    if setting not in ("auto", "online"):
-        raise ConfigError(f"logger.mode={setting!r}: use auto, online, offline or disabled.")
     if not has_api_key():
         return "offline", "no W&B API key (WANDB_API_KEY or ~/.netrc); run `wandb login` to go online"
     if check_timeout and not server_reachable(timeout=check_timeout):
@@ -266,6 +266,7 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
                 "later with `wandb sync %s/wandb/offline-run-*`.", type(e).__name__, str(e).strip()[:500],
                 lc.get("entity"), lc.project, run_dir)
             mode, why = "offline", f"online init failed ({type(e).__name__})"
+            _teardown()  # the failed run keeps its id busy in the wandb service until it is torn down
             logger = _wandb_logger(mode, kwargs)
             try:
                 _start(logger)
@@ -277,6 +278,15 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
     record["wandb"] = {"mode": mode, "reason": why, "id": run_id, "project": lc.project, "entity": lc.get("entity"),
                        "group": cfg.sweep_name, "name": cfg.run_name, "job_type": cfg.task_name}
     return [logger]
+
+
+def _teardown() -> None:
+    wandb = sys.modules.get("wandb")
+    try:
+        if wandb is not None:
+            wandb.teardown()
+    except Exception as e:  # noqa: BLE001
+        log.debug("wandb.teardown failed: %s", e)
 
 
 def _wandb_logger(mode: str, kwargs: dict):

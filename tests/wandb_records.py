@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +69,20 @@ class WandbRun:
         return [(row.get(step_key), row[key]) for row in self.history if key in row]
 
 
-def read_run(path: str | Path) -> WandbRun:
-    """Everything of one ``run-<id>.wandb`` file: run identity, config, history rows, summary, exit code."""
+def read_run(path: str | Path, wait_for_exit_s: float = 30.0) -> WandbRun:
+    """Everything of one ``run-<id>.wandb`` file: run identity, config, history rows, summary, exit code.
+
+    wandb-core may still be flushing the last records when ``wandb.finish()`` has returned, so this re-reads the
+    file until its exit record is there (at most ``wait_for_exit_s``)."""
+    deadline = time.monotonic() + wait_for_exit_s
+    while True:
+        run = _read_run(path)
+        if run.exit_code is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_run(path: str | Path) -> WandbRun:
     run = WandbRun(Path(path))
     for r in records(path):
         kind = r.WhichOneof("record_type")
