@@ -277,8 +277,13 @@ class Figures:
         import matplotlib.pyplot as plt
 
         path = self.out / f"{name}.png"
+        for ax in fig.axes:
+            handles, labels = ax.get_legend_handles_labels()
+            if len(labels) > 4:  # crowded: legend to the right of the axes, figure widened to hold it
+                ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                fig.set_size_inches(fig.get_size_inches()[0] + 4.5, fig.get_size_inches()[1])
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         data["path"] = str(path)
         self.drawn[name] = data
@@ -489,8 +494,8 @@ class Figures:
         self.per_language("per_language_vs_pretraining_tokens", tokens, "XGLM pretraining tokens (CC100-XL)",
                           logx=True)
         sim, source = load_similarity(self.similarity)
-        self.per_language("per_language_vs_similarity", sim, f"similarity to English ({source.split(' (')[0]})",
-                          logx=False, exclude=("en",))
+        self.per_language("per_language_vs_similarity", sim, f"{source.split(' (')[0]} (URIEL)", logx=False,
+                          exclude=("en",))
 
 
 name_key = {"bleu_vs_model_size": "model", "bleu_vs_num_examples": "num_examples", "bleu_vs_lang_pairs": "lang_pairs",

@@ -190,6 +190,21 @@ def test_progress_mode_follows_the_terminal():
         choose_mode("fancy")
 
 
+def test_progress_callbacks(cfg_factory, monkeypatch):
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from mfti_lightning.progress import PlainProgress, progress_callbacks
+
+    cfg = cfg_factory()
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    assert isinstance(progress_callbacks(cfg)[0], RichProgressBar)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
+    (bar,) = progress_callbacks(cfg)
+    assert isinstance(bar, PlainProgress) and bar.is_enabled and bar.every_n_steps == 50
+    (bar,) = progress_callbacks(cfg_factory("progress.mode=none"))
+    assert isinstance(bar, PlainProgress) and not bar.is_enabled  # replaces tqdm, prints nothing
+
+
 # ---- real runs ---------------------------------------------------------------------------------------------
 class _Collect(logging.Handler):
     def __init__(self):
@@ -385,3 +400,10 @@ def test_multirun_jobs_are_runs_of_one_group(tmp_path):
         assert (j / ".hydra" / "config.yaml").exists() and (j / "template.json").exists()
         assert json.loads((j / "results.json").read_text())["status"] == "completed"
         assert len(run_files(j)) == 1  # one run per job: the second job did not reuse the first job's run
+    # the report over the sweep directory made by real jobs
+    from mfti_lightning.report import make_report
+
+    rep = make_report([jobs[0].parent], tmp_path / "report")
+    assert rep["num_runs"] == 2 and len(rep["rows"]) == 2 * 4  # 3 directions + avg per run
+    assert set(rep["figures"]["bleu_vs_shots"]["series"]) == {"ICL", "zero-shot"}
+    assert Path(rep["figures"]["bleu_vs_shots"]["path"]).stat().st_size > 0
