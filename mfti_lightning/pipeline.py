@@ -122,9 +122,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     # ---- data (no model needed) ------------------------------------------------------------------------
     from mfti_lightning.modeling import check_loadable
-    from mfti_lightning.prepare import eval_sets, training_examples
+    from mfti_lightning.prepare import eval_sets, load_or_prepare
 
-    examples, data_report = training_examples(cfg, template)
+    examples, data_report = load_or_prepare(cfg, template)
     record["data"] = data_report
     val_sets = eval_sets(cfg, "val") if n_train else []
     test_sets = eval_sets(cfg, "test")
