@@ -123,6 +123,6 @@ def test_datamodule_loaders_without_trainer(tiny_tokenizer, template):
     batches = list(dm.train_dataloader())
     assert len(batches) == 10 and all(b["input_ids"].shape[0] == 4 for b in batches)
     assert sorted(i for b in dm.val_dataloader() for i in b) == list(range(10))
-    small = MFTIDataModule(enc[:3], tiny_tokenizer.pad_token_id, micro_batch_size=4, seed=0)
-    with pytest.raises(ConfigError, match="micro_batch_size"):
-        small.train_dataloader()
+    # fewer examples than one micro batch: one short batch on a single process, none per rank under DDP
+    assert [len(b) for b in LengthGroupedBatches([5, 6, 7], 4, seed=0).all_batches()] == [3]
+    assert LengthGroupedBatches([5, 6, 7], 4, seed=0, rank=1, world_size=2).all_batches() == []
