@@ -51,19 +51,33 @@ def open_text(path: str | Path) -> io.TextIOBase:
 
 
 def iter_lines(path: str | Path) -> Iterator[str]:
-    """Lines without their line ending. Undecodable bytes raise a DataError naming the file and the line."""
+    """Lines without their line ending. Undecodable bytes raise a DataError naming the file and the line.
+
+    Decodes in large chunks (fast path); on a decoding error the file is re-scanned in binary to report the
+    exact line number."""
+    with io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="strict", newline="\n") as f:
+        try:
+            for line in f:
+                yield line.rstrip("\r\n")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return
+    _raise_decode_error(path)
+
+
+def _raise_decode_error(path) -> None:
     with open_binary(path) as f:
-        lineno = 0
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(
                     f"{path}:{lineno}: undecodable bytes (not UTF-8) at byte {e.start} of the line: "
                     f"{raw[max(0, e.start - 10):e.end + 10]!r}. Re-encode the file as UTF-8 (e.g. iconv -f <enc> "
                     "-t utf-8) or drop the line."
                 ) from None
-            yield line.rstrip("\r\n")
+    raise DataError(f"{path}: undecodable bytes (not UTF-8). Re-encode the file as UTF-8.")
 
 
 def count_lines(path: str | Path) -> int:
@@ -138,7 +152,8 @@ def iter_moses(prefix: str | Path, src: str, tgt: str) -> Iterator[Pair]:
     ps, pt = _find(prefix, src), _find(prefix, tgt)
     it_s, it_t = iter_lines(ps), iter_lines(pt)
     n = 0
-    for n, pair in enumerate(zip(it_s, it_t), 1):
+    for pair in zip(it_s, it_t):
+        n += 1
         yield pair
     longer = [p for p, it in ((ps, it_s), (pt, it_t)) if next(it, None) is not None]
     if longer:
