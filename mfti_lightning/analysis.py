@@ -238,3 +238,7 @@ def main(argv=None) -> int:
     for d, e in errors.items():
         print(f"{d:<10} " + " ".join(f"{e['counts'][c] / max(e['n'], 1):>12.3f}" for c in CATEGORIES))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
