@@ -262,3 +262,59 @@ def test_kshot_prompts_for_a_fixed_seed(tmp_path):
     # pinned: the same demonstrations on every machine, Python version and rank (seeded per direction/sentence)
     first = a[0][2]
     assert first.startswith("Translation: [German]: Der Richter sagte Blake, es sei „fast unvermeidlich“"), first[:120]
+
+
+# ---- mfti-prefetch --------------------------------------------------------------------------------------
+def test_prefetch_plans_and_fetches_with_downloads_mocked(tmp_path, monkeypatch):
+    import io
+    import tarfile
+    import urllib.request
+
+    import huggingface_hub
+
+    from mfti_lightning import metrics, prefetch
+
+    monkeypatch.setattr(metrics, "sacrebleu_dir", lambda: tmp_path / "sb")
+    root = tmp_path / "flores101"
+    assets = prefetch.plan(["model=xglm-564m,xglm-7.5b", f"data.flores_root={root}",
+                            "eval.bleu_tokenize=flores200"])
+    by_kind = {}
+    for a in assets:
+        by_kind.setdefault(a.kind, []).append(a)
+    assert [a.source for a in by_kind["hf_model"]] == ["facebook/xglm-564M", "facebook/xglm-7.5B"]
+    assert {a.target for a in by_kind["sacrebleu_spm"]} == {str(tmp_path / "sb/models/sacrebleu_tokenizer_spm.model"),
+                                                             str(tmp_path / "sb/models/flores200sacrebleuspm")}
+    assert by_kind["flores"][0].target == str(root)
+    assert prefetch.plan([]) == [a for a in prefetch.plan([]) if a.kind == "sacrebleu_spm"]  # tiny: nothing else
+
+    buf = io.BytesIO()  # a stand-in FLORES tarball with the real layout
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        data = b"Hallo\n"
+        info = tarfile.TarInfo("flores101_dataset/dev/deu.dev")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    urls, repos = [], []
+
+    def fake_urlopen(url, timeout=None):
+        urls.append(url)
+        return io.BytesIO(buf.getvalue() if url.endswith(".tar.gz") else b"spm-bytes")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: repos.append(repo))
+    for a in assets:
+        prefetch.fetch(a)
+    assert repos == ["facebook/xglm-564M", "facebook/xglm-7.5B"]
+    assert (tmp_path / "sb/models/sacrebleu_tokenizer_spm.model").read_bytes() == b"spm-bytes"
+    assert (root / "dev" / "deu.dev").read_text() == "Hallo\n"
+    n = len(urls)
+    for a in assets:  # idempotent: nothing downloaded twice
+        if a.kind != "hf_model":
+            prefetch.fetch(a)
+    assert len(urls) == n
+
+
+def test_prefetch_dry_run_cli(tmp_path):
+    p = run_cli(["mfti_lightning.prefetch", "--dry-run", "model=xglm-564m"], cwd=tmp_path, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "would fetch  hf_model       facebook/xglm-564M" in p.stdout
+    assert "sacrebleu_tokenizer_spm.model" in p.stdout and "(dry run)" in p.stdout
