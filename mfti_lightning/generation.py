@@ -53,19 +53,44 @@ def plan_batches(
 
 class StopOnText:
     """``StoppingCriteria``: a row is done once the text generated after the prompt contains a newline or a
-    stop marker of the template. Only the last few tokens are decoded each step."""
+    stop marker of the template. A marker can only complete on a token whose text holds the marker's last
+    character, so only rows whose last token is such a trigger token are decoded (a vocabulary-sized lookup
+    table, built once per tokenizer and marker set), and only their last few tokens."""
 
     def __init__(self, tokenizer, markers: Sequence[str], prompt_width: int):
         self.tokenizer = tokenizer
         self.markers = ("\n", *[m for m in markers if m])
         self.prompt_width = prompt_width
+        self.trigger = _trigger_table(tokenizer, "".join(sorted({m[-1] for m in self.markers})))
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        new = input_ids[:, self.prompt_width:]
-        tails = new[:, -_TAIL_TOKENS:].tolist()
-        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
-        return torch.tensor([any(m in t for m in self.markers) for t in texts], dtype=torch.bool,
-                            device=input_ids.device)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] <= self.prompt_width:
+            return done
+        last = input_ids[:, -1].cpu()
+        rows = (self.trigger[last.clamp(max=len(self.trigger) - 1)] & (last < len(self.trigger))).nonzero()
+        rows = rows.flatten().tolist()
+        if rows:
+            new = input_ids[rows, self.prompt_width:]
+            texts = self.tokenizer.batch_decode(new[:, -_TAIL_TOKENS:].tolist(), skip_special_tokens=True)
+            for r, t in zip(rows, texts):
+                if any(m in t for m in self.markers):
+                    done[r] = True
+        return done
+
+
+_TRIGGERS: dict = {}
+
+
+def _trigger_table(tokenizer, chars: str) -> torch.Tensor:
+    key = (id(tokenizer), len(tokenizer), chars)
+    if key not in _TRIGGERS:
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        table = torch.tensor([any(c in p for c in chars) for p in pieces], dtype=torch.bool)
+        # byte-fallback / partial pieces that decode to "\ufffd" may complete a character later: keep them
+        table |= torch.tensor(["\ufffd" in p for p in pieces], dtype=torch.bool)
+        _TRIGGERS[key] = table
+    return _TRIGGERS[key]
 
 
 def needs_synced_gpus(model, world_size: int) -> bool:
