@@ -47,6 +47,12 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> float | None:
     """Run one job; always leaves a results.json (completed or failed) in the run directory."""
+    return run_task(cfg, _run)
+
+
+def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
+    """The shared job frame of mfti-train and mfti-eval: skip a completed run, run ``body(cfg, run_dir,
+    record)``, always leave a results.json (completed or failed) written atomically by rank 0."""
     run_dir = run_dir_of(cfg)
     existing = res.read_results(run_dir)
     if existing and existing.get("status") == "completed" and cfg.resume == "auto":
@@ -61,10 +67,11 @@ def train(cfg: DictConfig) -> float | None:
         "schema": res.SCHEMA, "status": "running", "task": cfg.task_name, "run_name": cfg.run_name,
         "run_dir": str(run_dir.resolve()), "sweep_name": cfg.sweep_name, "swept": swept_values(cfg),
         "metrics": {}, "signatures": {}, "config": resolved_container(cfg), "provenance": res.provenance(),
+        **(extra or {}),
     }
     results_path = run_dir / res.RESULTS_FILE
     try:
-        _run(cfg, run_dir, record)
+        body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
         record["status"] = "failed"
@@ -212,18 +219,21 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     module.configure_model()
 
     # ---- final test: the full evaluation on devtest ----------------------------------------------------
+    # resumable per direction (translations/ + eval_state/test/), error analysis, partitions
     import torch.distributed as dist
+
+    from mfti_lightning.evaluation import record_result
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     result = evaluate(
         module.model, tokenizer, template, test_sets, split="test", shots=int(cfg.shots.k), seed=int(cfg.seed),
         num_beams=int(cfg.eval.num_beams), max_new_tokens=int(cfg.eval.max_new_tokens),
         batch_tokens=int(cfg.eval.batch_tokens), bleu_tokenize=cfg.eval.bleu_tokenize, rank=rank, world_size=world,
+        out_dir=run_dir, analyze_errors=bool(cfg.eval.get("error_analysis", True)),
+        settings={"checkpoint": record.get("best_checkpoint"), "model": str(model_path)},
     )
-    record["metrics"].update(result.metrics)
-    record["signatures"].update(result.signatures)
+    record_result(record, result, "test", train_directions(cfg.lang_pairs) if n_train else None)
     if rank == 0:
-        _write_translations(run_dir / "translations", result.rows)
         for logger in loggers:
             logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))
 
