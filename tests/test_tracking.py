@@ -407,3 +407,21 @@ def test_multirun_jobs_are_runs_of_one_group(tmp_path):
     assert rep["num_runs"] == 2 and len(rep["rows"]) == 2 * 4  # 3 directions + avg per run
     assert set(rep["figures"]["bleu_vs_shots"]["series"]) == {"ICL", "zero-shot"}
     assert Path(rep["figures"]["bleu_vs_shots"]["path"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_eval_job_is_an_eval_run_with_error_table(tmp_path, tiny_model_dir):
+    """mfti-eval jobs share the frame: job_type eval, and the error-analysis table from a real error analysis."""
+    import mfti_lightning.eval_cli as eval_cli
+
+    run_dir = tmp_path / "run"
+    eval_cli.evaluate_task(compose(["logger=wandb", "lang_pairs.test_size=3", "eval.max_new_tokens=6",
+                                    "sweep_name=eval-sweep"], run_dir, config_name="eval"))
+    res = json.loads((run_dir / "results.json").read_text())
+    r = read_run(run_files(run_dir)[0])
+    assert r.job_type == "eval" and r.group == "eval-sweep" and r.exit_code == 0
+    assert r.summary["task"] == "eval" and r.summary["test/chrf/avg"] == pytest.approx(res["metrics"]["test/chrf/avg"])
+    table = json.loads((run_files(run_dir)[0].parent / "files" / r.summary["tables/errors/path"]).read_text())
+    assert table["columns"][:3] == ["split", "direction", "n"] and len(table["data"]) == len(res["errors"]["test"])
+    assert sum(row[2] for row in table["data"]) == 3 * len(res["errors"]["test"])
