@@ -251,7 +251,12 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
     except Exception as e:  # noqa: BLE001 - an old wandb without these settings still logs
         log.debug("wandb.Settings not used: %s", e)
     logger = _wandb_logger(mode, kwargs)
-    if is_rank_zero():
+    if _launches_by_fork_or_spawn(cfg):
+        # Lightning runs every rank (rank 0 included) in a forked/spawned child: a run started here could not be
+        # used there (wandb raises ForkedError), so the run starts lazily inside rank 0, as Lightning does.
+        log.info("W&B run starts inside rank 0 (trainer.strategy=%s); an online init failure is not caught "
+                 "early with this strategy.", cfg.trainer.get("strategy"))
+    elif is_rank_zero():
         try:
             _start(logger)
         except Exception as e:  # noqa: BLE001 - W&B must never fail the job
@@ -280,6 +285,11 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
     return [logger]
 
 
+def _launches_by_fork_or_spawn(cfg) -> bool:
+    strategy = str((cfg.get("trainer") or {}).get("strategy", ""))
+    return any(s in strategy for s in ("fork", "spawn", "notebook"))
+
+
 def _teardown() -> None:
     wandb = sys.modules.get("wandb")
     try:
@@ -289,10 +299,36 @@ def _teardown() -> None:
         log.debug("wandb.teardown failed: %s", e)
 
 
-def _wandb_logger(mode: str, kwargs: dict):
-    from pytorch_lightning.loggers import WandbLogger
+_LOGGER_CLASS = None
 
-    logger = WandbLogger(mode=mode, **kwargs)
+
+def _logger_class():
+    """WandbLogger that finishes its run at the end of fit when fit ran in a forked/spawned rank-0 process
+    (ddp_fork, ddp_spawn): that process exits without atexit hooks, so its records would never be written.
+    The job's own process then continues the same run id (resume="allow") for the test scores and summary."""
+    global _LOGGER_CLASS
+    if _LOGGER_CLASS is None:
+        from pytorch_lightning.loggers import WandbLogger
+        from pytorch_lightning.utilities import rank_zero_only
+
+        class MFTIWandbLogger(WandbLogger):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._creator_pid = os.getpid()
+
+            @rank_zero_only
+            def finalize(self, status: str) -> None:
+                super().finalize(status)
+                if os.getpid() != self._creator_pid and self._experiment is not None:
+                    self._experiment.finish(exit_code=0 if status == "success" else 1)
+                    self._experiment = None
+
+        _LOGGER_CLASS = MFTIWandbLogger
+    return _LOGGER_CLASS
+
+
+def _wandb_logger(mode: str, kwargs: dict):
+    logger = _logger_class()(mode=mode, **kwargs)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb 0.31 warns that it is a no-op
     return logger
 

@@ -425,3 +425,19 @@ def test_eval_job_is_an_eval_run_with_error_table(tmp_path, tiny_model_dir):
     table = json.loads((run_files(run_dir)[0].parent / "files" / r.summary["tables/errors/path"]).read_text())
     assert table["columns"][:3] == ["split", "direction", "n"] and len(table["data"]) == len(res["errors"]["test"])
     assert sum(row[2] for row in table["data"]) == 3 * len(res["errors"]["test"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_ddp_fork_keeps_training_curves(tmp_path):
+    """Under ddp_fork rank 0 trains in a forked child that exits without atexit hooks: its part of the run must
+    be finished there (curves written), and the job process continues the same run id for the test scores."""
+    p = run_cli(["mfti_lightning.train", *FAST, *TRAIN_FAST, "trainer=ddp_cpu", "optim.global_batch_size=16",
+                 "optim.micro_batch_size=8", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=380)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    files = run_files(tmp_path / "run")
+    assert len(files) == 2  # the rank-0 child's part, then the job process's part
+    fit, final = read_run(files[0]), read_run(files[1])
+    assert fit.run_id == final.run_id and fit.exit_code == 0 == final.exit_code
+    assert [s for s, _ in fit.series("train/loss")] == [0, 1, 2, 3] and len(fit.series("val/chrf/avg")) == 2
+    assert final.series("test/chrf/avg") and final.summary["method"] == "mFTI"
