@@ -77,7 +77,8 @@ def train(cfg: DictConfig) -> float | None:
         if _is_global_zero():
             res.write_json_atomic(results_path, record)
         _finish_wandb(record["status"] == "completed")
-    _print_summary(record)
+    if _is_global_zero():
+        _print_summary(record)
     return _objective(record["metrics"])
 
 
@@ -88,9 +89,22 @@ def _objective(metrics: dict) -> float | None:
     return None
 
 
+def global_rank() -> int:
+    """This process's rank: from torch.distributed once initialised, else from the launcher's environment
+    (torchrun/Lightning: RANK or LOCAL_RANK; srun: SLURM_PROCID); 0 for a single process."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 or not os.environ.get(
-        "WORLD_SIZE")
+    return global_rank() == 0
 
 
 def _finish_wandb(ok: bool) -> None:
@@ -123,9 +137,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     # ---- data (no model needed) ------------------------------------------------------------------------
     from mfti_lightning.modeling import check_loadable
-    from mfti_lightning.prepare import eval_sets, training_examples
+    from mfti_lightning.prepare import eval_sets, load_or_prepare
 
-    examples, data_report = training_examples(cfg, template)
+    examples, data_report = load_or_prepare(cfg, template)
     record["data"] = data_report
     val_sets = eval_sets(cfg, "val") if n_train else []
     test_sets = eval_sets(cfg, "test")
