@@ -12,6 +12,9 @@ if [[ ${MFTI_NO_SLURM:-0} != 1 ]]; then
   if bash scripts/local_slurm.sh start >/dev/null; then
     slurm_started=1
     trap 'bash scripts/local_slurm.sh stop || true' EXIT
+  elif [[ -n ${CI:-} ]]; then
+    echo "test.sh: the local SLURM did not start (see above); CI needs it for the tests marked slurm" >&2
+    exit 1
   else
     echo "test.sh: local SLURM not started (see above); tests marked slurm will skip" >&2
   fi
