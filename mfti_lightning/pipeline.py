@@ -75,7 +75,8 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
         body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
-        record["status"] = "failed"
+        # SystemExit: submitit requeued the job after USR2 (preemption / time limit); it resumes from its checkpoint
+        record["status"] = "interrupted" if isinstance(e, (SystemExit, KeyboardInterrupt)) else "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
         raise
@@ -186,13 +187,14 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         monitor = cfg.eval.get("monitor") or f"val/{bleu_name}/avg"
         from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+        from mfti_lightning.launcher import lightning_cluster_kwargs  # SLURM: srun ranks, submitit requeues
         from mfti_lightning.progress import progress_callbacks
 
         ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}", monitor=monitor,
                                mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
         trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-            strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=int(cfg.optim.max_steps),
+            **lightning_cluster_kwargs(cfg.trainer.strategy), precision=cfg.trainer.precision, max_steps=int(cfg.optim.max_steps),
             accumulate_grad_batches=bm["accumulate"], gradient_clip_val=cfg.optim.gradient_clip_val,
             val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"], check_val_every_n_epoch=None,
             num_sanity_val_steps=0, logger=loggers or False,

@@ -286,6 +286,8 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
 
 
 def _launches_by_fork_or_spawn(cfg) -> bool:
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return False  # srun started the ranks; launcher.lightning_cluster_kwargs turns ddp_fork into ddp there
     strategy = str((cfg.get("trainer") or {}).get("strategy", ""))
     return any(s in strategy for s in ("fork", "spawn", "notebook"))
 
