@@ -67,9 +67,14 @@ class ResumeState(pl.Callback):
         self.batches_done = batch_idx + 1
 
     def state_dict(self):
+        epoch, done = (self._trainer.current_epoch if self._trainer is not None else 0), self.batches_done
+        if self._trainer is not None and self._trainer.is_last_batch:
+            # saved on an epoch's last batch: Lightning finishes that epoch at once on resume, so the data to
+            # continue with is the next epoch's, from its start
+            epoch, done = epoch + 1, 0
         state = {
-            "epoch": self._trainer.current_epoch if self._trainer is not None else 0,
-            "batches_done": self.batches_done,
+            "epoch": epoch,
+            "batches_done": done,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
         }
