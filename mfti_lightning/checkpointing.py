@@ -66,6 +66,14 @@ class ResumeState(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batches_done = batch_idx + 1
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        # ModelCheckpoint saves in on_train_batch_end, before Lightning counts the batch as completed; on resume
+        # Lightning would then run that batch slot again. Record it as completed: the optimizer step is saved.
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+        if progress and self._trainer is not None and self._trainer.training:
+            for part in ("current", "total"):
+                progress[part]["completed"] = max(progress[part]["completed"], progress[part]["processed"])
+
     def state_dict(self):
         epoch, done = (self._trainer.current_epoch if self._trainer is not None else 0), self.batches_done
         if self._trainer is not None and self._trainer.is_last_batch:
