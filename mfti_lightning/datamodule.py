@@ -120,6 +120,10 @@ class LengthGroupedBatches:
     def __len__(self) -> int:
         return len(self.all_batches())
 
+    def padding_efficiency(self) -> float:
+        """Real tokens / computed tokens of this epoch's batches on this rank."""
+        return padding_efficiency(self.all_batches(), self.lengths)
+
 
 class Collator:
     """Right-padded batches with attention mask and -100 labels on padding."""
@@ -140,11 +144,32 @@ class Collator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-class PromptBatches(torch.utils.data.Dataset):
-    """Validation items: this rank's prompt indices in fixed-size batches (each sentence on one rank)."""
+def eval_batches(n: int, rank: int, world_size: int, batch_size: int) -> list[list[int]]:
+    """This rank's evaluation batches: sentence indices ``rank, rank + world, ...`` (every sentence on exactly
+    one rank, no padding duplicates, unlike DistributedSampler), split into the same number of batches on every
+    rank so that collective-using generation (FSDP) never waits on a rank that has finished. A rank with fewer
+    sentences than batches gets empty trailing batches."""
+    if world_size < 1 or not 0 <= rank < world_size or batch_size < 1:
+        raise ValueError(f"eval_batches: rank={rank}, world_size={world_size}, batch_size={batch_size}")
+    mine = list(range(rank, n, world_size))
+    per_rank_max = -(-n // world_size)
+    n_batches = -(-per_rank_max // batch_size)
+    if n_batches == 0:
+        return []
+    size, extra = divmod(len(mine), n_batches)
+    out, start = [], 0
+    for b in range(n_batches):
+        stop = start + size + (1 if b < extra else 0)
+        out.append(mine[start:stop])
+        start = stop
+    return out
 
-    def __init__(self, indices: list[int], batch_size: int):
-        self.batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+class PromptBatches(torch.utils.data.Dataset):
+    """Validation items: this rank's prompt indices in batches (see :func:`eval_batches`)."""
+
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
 
     def __len__(self):
         return len(self.batches)
@@ -180,10 +205,8 @@ class MFTIDataModule(pl.LightningDataModule):
                           num_workers=self.num_workers)
 
     def val_dataloader(self):
-        from mfti_lightning.generation import shard
-
         rank, world = self._rank_world()
-        ds = PromptBatches(shard(self.n_val_prompts, rank, world), self.val_batch_size)
+        ds = PromptBatches(eval_batches(self.n_val_prompts, rank, world, self.val_batch_size))
         return DataLoader(ds, batch_size=None, shuffle=False)
 
 

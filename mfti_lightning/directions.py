@@ -35,7 +35,7 @@ def resolve_spec(spec, lp) -> list[Direction]:
                 f"lang_pairs: cannot read {spec!r}; give a list like [de-en,en-fr] or one of all, en_centric, split."
             )
     except (KeyError, ValueError) as e:
-        if isinstance(e, ConfigError):
+        if isinstance(e, ConfigError) and str(e).startswith("lang_pairs"):
             raise
         raise ConfigError(f"lang_pairs={lp.get('name')}: {e}") from None
     if len(set(dirs)) != len(dirs):

@@ -24,12 +24,31 @@ _LANG_DEFAULT = {"zh": "zh", "ko": "ko-mecab", "ja": "ja-mecab"}
 _SPM_FILES = {"flores101": "sacrebleu_tokenizer_spm.model", "flores200": "flores200sacrebleuspm"}
 
 
+# where sacrebleu downloads its SentencePiece models from (mfti-prefetch fetches them on a login node)
+SPM_URLS = {
+    "flores101": "https://dl.fbaipublicfiles.com/fairseq/models/flores/sacrebleu_tokenizer_spm.model",
+    "flores200": "https://tinyurl.com/flores200sacrebleuspm",
+}
+_warned_fallback: set[str] = set()
+
+
 def sacrebleu_dir() -> Path:
+    """sacrebleu's cache directory. sacrebleu reads ``$SACREBLEU`` once, at import: once it is imported its
+    value is the one that counts."""
+    import sys
+
+    utils = sys.modules.get("sacrebleu.utils")
+    if utils is not None and getattr(utils, "SACREBLEU_DIR", None):
+        return Path(utils.SACREBLEU_DIR)
     return Path(os.environ.get("SACREBLEU", os.path.expanduser("~/.sacrebleu")))
 
 
+def spm_path(tok: str = "flores101") -> Path:
+    return sacrebleu_dir() / "models" / _SPM_FILES[tok]
+
+
 def spm_available(tok: str = "flores101") -> bool:
-    return (sacrebleu_dir() / "models" / _SPM_FILES[tok]).exists()
+    return spm_path(tok).exists()
 
 
 def language_default_tokenizer(tgt_lang: str) -> str:
@@ -59,6 +78,13 @@ def resolve_bleu(setting: str, tgt_lang: str) -> tuple[str, str]:
     if setting == "auto":
         if spm_available("flores101"):
             return "spbleu", "flores101"
+        if "flores101" not in _warned_fallback:
+            _warned_fallback.add("flores101")
+            log.warning(
+                "spBLEU unavailable: sacrebleu's flores101 SentencePiece model is not at %s (offline node?). "
+                "Reporting 'bleu' with sacrebleu's per-language default tokenizer instead (13a; zh for Chinese; "
+                "ko-mecab for Korean): NOT comparable to the paper's spBLEU. Run `mfti-prefetch` on a machine "
+                "with network to get spBLEU.", spm_path("flores101"))
         return "bleu", language_default_tokenizer(tgt_lang)
     if setting in ("flores101", "spm"):
         return "spbleu", "flores101"
@@ -99,3 +125,18 @@ def score(hypotheses: list[str], references: list[str], tgt_lang: str, bleu_toke
         chrf = CHRF(word_order=order)
         out[metric] = (chrf.corpus_score(hypotheses, [references]).score, str(chrf.get_signature()))
     return out
+
+
+def comet_scores(sources: list[str], hypotheses: list[str], references: list[str],
+                 model_name: str = "Unbabel/wmt22-comet-da", batch_size: int = 32, gpus: int = 1) -> dict:
+    """Optional COMET (``pip install 'mfti-lightning[comet]'``, a GPU recommended): ``{"system": float,
+    "segments": [float]}``. Not used by the tests; the model must be in the HF cache on offline nodes
+    (``mfti-prefetch eval.comet_model=...``)."""
+    try:
+        from comet import download_model, load_from_checkpoint
+    except ImportError as e:
+        raise ConfigError("COMET needs the unbabel-comet package: pip install 'mfti-lightning[comet]'.") from e
+    model = load_from_checkpoint(download_model(model_name))
+    data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hypotheses, references)]
+    out = model.predict(data, batch_size=batch_size, gpus=gpus, progress_bar=False)
+    return {"system": float(out.system_score), "segments": [float(x) for x in out.scores]}

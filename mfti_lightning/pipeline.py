@@ -47,6 +47,12 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> float | None:
     """Run one job; always leaves a results.json (completed or failed) in the run directory."""
+    return run_task(cfg, _run)
+
+
+def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
+    """The shared job frame of mfti-train and mfti-eval: skip a completed run, run ``body(cfg, run_dir,
+    record)``, always leave a results.json (completed or failed) written atomically by rank 0."""
     run_dir = run_dir_of(cfg)
     existing = res.read_results(run_dir)
     if existing and existing.get("status") == "completed" and cfg.resume == "auto":
@@ -61,13 +67,15 @@ def train(cfg: DictConfig) -> float | None:
         "schema": res.SCHEMA, "status": "running", "task": cfg.task_name, "run_name": cfg.run_name,
         "run_dir": str(run_dir.resolve()), "sweep_name": cfg.sweep_name, "swept": swept_values(cfg),
         "metrics": {}, "signatures": {}, "config": resolved_container(cfg), "provenance": res.provenance(),
+        **(extra or {}),
     }
     results_path = run_dir / res.RESULTS_FILE
     try:
-        _run(cfg, run_dir, record)
+        body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
-        record["status"] = "failed"
+        # SystemExit: submitit requeued the job after USR2 (preemption / time limit); it resumes from its checkpoint
+        record["status"] = "interrupted" if isinstance(e, (SystemExit, KeyboardInterrupt)) else "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
         raise
@@ -76,7 +84,8 @@ def train(cfg: DictConfig) -> float | None:
         if _is_global_zero():
             res.write_json_atomic(results_path, record)
         _finish_wandb(record["status"] == "completed")
-    _print_summary(record)
+    if _is_global_zero():
+        _print_summary(record)
     return _objective(record["metrics"])
 
 
@@ -87,9 +96,22 @@ def _objective(metrics: dict) -> float | None:
     return None
 
 
+def global_rank() -> int:
+    """This process's rank: from torch.distributed once initialised, else from the launcher's environment
+    (torchrun/Lightning: RANK or LOCAL_RANK; srun: SLURM_PROCID); 0 for a single process."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 or not os.environ.get(
-        "WORLD_SIZE")
+    return global_rank() == 0
 
 
 def _finish_wandb(ok: bool) -> None:
@@ -127,9 +149,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     # ---- data (no model needed) ------------------------------------------------------------------------
     from mfti_lightning.modeling import check_loadable
-    from mfti_lightning.prepare import eval_sets, training_examples
+    from mfti_lightning.prepare import eval_sets, load_or_prepare
 
-    examples, data_report = training_examples(cfg, template)
+    examples, data_report = load_or_prepare(cfg, template)
     record["data"] = data_report
     val_sets = eval_sets(cfg, "val") if n_train else []
     test_sets = eval_sets(cfg, "test")
@@ -205,18 +227,21 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     module.configure_model()
 
     # ---- final test: the full evaluation on devtest ----------------------------------------------------
+    # resumable per direction (translations/ + eval_state/test/), error analysis, partitions
     import torch.distributed as dist
+
+    from mfti_lightning.evaluation import record_result
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     result = evaluate(
         module.model, tokenizer, template, test_sets, split="test", shots=int(cfg.shots.k), seed=int(cfg.seed),
         num_beams=int(cfg.eval.num_beams), max_new_tokens=int(cfg.eval.max_new_tokens),
         batch_tokens=int(cfg.eval.batch_tokens), bleu_tokenize=cfg.eval.bleu_tokenize, rank=rank, world_size=world,
+        out_dir=run_dir, analyze_errors=bool(cfg.eval.get("error_analysis", True)),
+        settings={"checkpoint": record.get("best_checkpoint"), "model": str(model_path)},
     )
-    record["metrics"].update(result.metrics)
-    record["signatures"].update(result.signatures)
+    record_result(record, result, "test", train_directions(cfg.lang_pairs) if n_train else None)
     if rank == 0:
-        _write_translations(run_dir / "translations", result.rows)
         for logger in loggers:
             logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))
 

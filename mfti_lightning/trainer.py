@@ -200,11 +200,14 @@ def build_trainer(cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | No
     from mfti_lightning.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, ResumeState
 
     strategy = build_strategy(cfg, model_path)
-    plugins = []
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit owns requeue
     if isinstance(strategy, str):
+        from mfti_lightning.launcher import lightning_cluster_kwargs  # SLURM: srun ranks, submitit requeues
+
+        kw = lightning_cluster_kwargs(strategy)
+        strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
         plugins.append(AtomicCheckpointIO())
+    else:
+        plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
     ck = cfg.get("checkpoint") or {}
     every = int(ck.get("every_n_steps", 250))
     ckdir = Path(run_dir) / "checkpoints"

@@ -1,0 +1,179 @@
+"""mfti's SLURM launcher: hydra-submitit-launcher's ``SlurmLauncher`` with checks before submission and skipping.
+
+Picked by the ``hydra/launcher=slurm_*`` presets (``_target_`` in conf/hydra/launcher/slurm_base.yaml). On top
+of the plugin it
+
+- composes every job of the sweep and runs the torch-free checks on it (languages, template, batch math, trainer
+  devices/nodes vs SLURM tasks/GPUs/nodes) before anything is submitted;
+- leaves out jobs whose ``results.json`` already says ``completed`` (re-running a finished sweep submits nothing;
+  re-running after a failure submits only the jobs that did not complete, which resume from their checkpoints);
+- submits jobs whose resources differ (a sweep over ``trainer=...``) as separate job arrays, each with its own
+  derived ``tasks_per_node``/``gpus_per_node``/``nodes``;
+- turns an ``sbatch`` rejection (unknown partition, invalid GRES, too much memory) into an error that shows
+  SLURM's message and the jobs that caused it.
+
+Requeue is owned by submitit (see :func:`lightning_cluster_kwargs` and the README): on USR2 submitit calls
+``checkpoint()`` (inherited: resubmit the same job), requeues the array task and exits; the requeued job composes
+the same config, finds the same run directory and resumes from ``checkpoints/last.ckpt`` and the same W&B run.
+
+Nothing here imports torch or Lightning at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.experimental.callback import Callback
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _PluginSlurmLauncher
+from omegaconf import DictConfig, OmegaConf
+
+from mfti_lightning import sweep as sw
+from mfti_lightning.errors import ConfigError, MftiError
+
+log = logging.getLogger(__name__)
+
+
+class SlurmSubmissionError(MftiError, RuntimeError):
+    """sbatch refused a job array; the message holds SLURM's words and the jobs of the array."""
+
+
+class SlurmLauncher(_PluginSlurmLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        assert self.config is not None and self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        jobs, errors = [], []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            job_cfg = loader.load_sweep_config(self.config, list(overrides))
+            params = OmegaConf.to_container(job_cfg.hydra.launcher, resolve=True)
+            params.pop("_target_", None)
+            try:
+                sw.check_job(job_cfg, params)
+            except MftiError as e:
+                errors.append(f"  job #{idx} ({' '.join(filter_overrides(overrides)) or 'no overrides'}): {e}")
+            run_dir = sw.job_run_dir(job_cfg)
+            jobs.append((idx, list(overrides), job_cfg, params, run_dir))
+        try:
+            sw.check_unique_run_dirs([(idx, filter_overrides(ov), rd) for idx, ov, _, _, rd in jobs])
+        except ConfigError as e:
+            errors.append(f"  {e}")
+        if errors:
+            raise ConfigError(f"{len(errors)} of {len(jobs)} job(s) of this sweep would fail; nothing was submitted:\n"
+                              + "\n".join(errors))
+
+        returns: dict[int, JobReturn] = {}
+        groups: dict[str, list] = {}
+        for idx, overrides, job_cfg, params, run_dir in jobs:
+            status = sw.job_status(run_dir)
+            if status == "completed" and job_cfg.resume == "auto":
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}  (completed in {run_dir}: skipped)")
+                ret = JobReturn(overrides=overrides, cfg=job_cfg, working_dir=str(run_dir),
+                                task_name=job_cfg.hydra.job.name, status=JobStatus.COMPLETED)
+                ret.return_value = sw.completed_objective(run_dir)
+                returns[idx] = ret
+                continue
+            groups.setdefault(json.dumps(params, sort_keys=True, default=str), []).append((idx, overrides, status))
+        skipped = len(returns)
+        log.info(f"Sweep dir {self.config.hydra.sweep.dir}: {len(jobs)} job(s), {skipped} already completed, "
+                 f"{len(jobs) - skipped} to submit")
+
+        pending = []
+        for key, members in groups.items():
+            params = json.loads(key)
+            executor = self._executor(submitit, params)
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            job_params = []
+            for idx, overrides, status in members:
+                note = "" if status == "new" else f"  (was {status}: resuming)"
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}{note}")
+                job_params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", self._singleton_state()))
+            try:
+                submitted = executor.map_array(self, *zip(*job_params))
+            except Exception as e:  # sbatch said no: show SLURM's message and the jobs
+                raise SlurmSubmissionError(_submission_message(e, members, params)) from None
+            ids = ", ".join(j.job_id for j in submitted)
+            log.info(f"Submitted {len(submitted)} job(s) as SLURM job(s) {ids} "
+                     f"(tasks_per_node={params.get('tasks_per_node')}, nodes={params.get('nodes')}, "
+                     f"gpus_per_node={params.get('gpus_per_node')})")
+            pending += [(idx, j) for (idx, _, _), j in zip(members, submitted)]
+        for idx, j in pending:
+            returns[idx] = j.results()[0]
+        return [returns[idx] for idx, *_ in jobs]
+
+    @staticmethod
+    def _singleton_state():
+        from hydra.core.singleton import Singleton
+
+        return Singleton.get_state()
+
+    def _executor(self, submitit, params: dict):
+        """An executor as the plugin builds one, from one group's resolved parameters."""
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+        init = {"folder": params.pop("submitit_folder"), "slurm_max_num_timeout": params.pop("max_num_timeout")}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        return executor
+
+
+def _submission_message(error: Exception, members: list, params: dict) -> str:
+    text = str(error).strip()
+    # submitit wraps sbatch's stderr; keep SLURM's own lines ("sbatch: error: ...") in front
+    slurm_lines = [ln.strip() for ln in text.splitlines() if "sbatch:" in ln or "error" in ln.lower()]
+    jobs = "\n".join(f"  job #{idx}: {' '.join(filter_overrides(ov)) or '(no overrides)'}" for idx, ov, _ in members)
+    res = {k: params.get(k) for k in ("partition", "account", "qos", "constraint", "nodes", "tasks_per_node",
+                                      "gpus_per_node", "gres", "cpus_per_task", "mem_gb", "timeout_min")
+           if params.get(k) is not None}
+    return ("SLURM refused the job array (nothing of it was submitted):\n  "
+            + ("\n  ".join(dict.fromkeys(slurm_lines)) or text)
+            + f"\nrequested: {res}\njobs of this array:\n{jobs}\n"
+            "Fix the partition/account/QOS in conf/local/default.yaml (cluster:), or the resources "
+            "(trainer.devices, trainer.num_nodes, hydra.launcher.mem_gb, ...).")
+
+
+class PreflightCallback(Callback):
+    """Refuses a plain ``hydra/launcher=submitit_slurm`` whose tasks/GPUs/nodes disagree with the trainer.
+
+    The slurm_* presets use :class:`SlurmLauncher`, which checks every job of the sweep; this callback covers the
+    plugin's own launcher (used directly, without the presets), where only the primary config can be checked.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        target = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+        if "hydra_submitit_launcher" not in target or "Slurm" not in target:
+            return
+        params = OmegaConf.to_container(config.hydra.launcher, resolve=True)
+        try:
+            sw.check_resources(config, params)
+        except ConfigError as e:
+            # Hydra turns exceptions raised in callbacks into warnings; SystemExit stops the sweep before submission
+            raise SystemExit(f"mfti: nothing was submitted. {e}") from None
+
+
+def lightning_cluster_kwargs(strategy: str) -> dict:
+    """Trainer arguments for the cluster the job runs on (call where the ``pl.Trainer`` is built).
+
+    Under SLURM: ``SLURMEnvironment(auto_requeue=False)``, so Lightning neither installs its own requeue handler
+    (submitit owns USR2 and requeueing) nor starts processes (srun started one task per device); a strategy that
+    would spawn processes (``ddp_fork``/``ddp_spawn``, e.g. trainer=ddp_cpu) becomes plain ``ddp`` when SLURM runs
+    several tasks. Elsewhere: the strategy unchanged and no plugin.
+    """
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return {"strategy": strategy}
+    import os
+
+    ntasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if ntasks > 1 and strategy in sw.SPAWNING_STRATEGIES:
+        log.info("SLURM started %d tasks: strategy %s -> ddp (srun starts the ranks, Lightning spawns nothing)",
+                 ntasks, strategy)
+        strategy = "ddp"
+    return {"strategy": strategy, "plugins": [SLURMEnvironment(auto_requeue=False)]}

@@ -1,0 +1,275 @@
+"""Sweeps without torch: expand a sweep into jobs, find their run directories and status, check each job before
+anything is submitted, and estimate GPU-hours from the model shape and token counts.
+
+Used by ``mfti-plan`` (list a sweep's jobs on a login node) and by the SLURM launcher
+(:mod:`mfti_lightning.launcher`), which runs the same checks on every job before submitting and leaves out jobs
+whose ``results.json`` already says ``completed``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfti_lightning import results as res
+from mfti_lightning.config import batch_math, num_devices
+from mfti_lightning.errors import ConfigError
+
+# Strategies that start their own processes; under SLURM with several tasks per node srun starts the ranks, and
+# the pipeline runs these as plain ``ddp`` instead (see launcher.lightning_cluster_kwargs).
+SPAWNING_STRATEGIES = ("ddp_fork", "ddp_spawn", "ddp_notebook")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# job directories and status
+# ---------------------------------------------------------------------------------------------------------------
+def job_run_dir(job_cfg: DictConfig) -> Path:
+    """The run directory a multirun job will use: ``hydra.sweep.dir/hydra.sweep.subdir`` (deterministic)."""
+    sweep_dir = OmegaConf.select(job_cfg, "hydra.sweep.dir")
+    subdir = OmegaConf.select(job_cfg, "hydra.sweep.subdir")
+    return Path(str(sweep_dir)) / str(subdir)
+
+
+def job_status(run_dir: Path) -> str:
+    """``completed`` / ``failed`` / ``running`` / ``interrupted`` from results.json, or ``new``."""
+    try:
+        existing = res.read_results(run_dir)
+    except ValueError:  # a torn results.json (cannot happen with the atomic write, but never trust it)
+        return "unreadable"
+    if not existing:
+        return "new"
+    return str(existing.get("status", "unknown"))
+
+
+def completed_objective(run_dir: Path):
+    """The value ``mfti-train`` returned for a completed run (what a sweeper sees when the job is skipped)."""
+    from mfti_lightning.pipeline import _objective  # pipeline is torch-free at import time
+
+    existing = res.read_results(run_dir) or {}
+    return _objective(existing.get("metrics", {}))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checks that need nothing heavy (run by the launcher on every job before submitting)
+# ---------------------------------------------------------------------------------------------------------------
+def _gres_gpus(gres) -> int | None:
+    if not gres:
+        return None
+    m = re.search(r"gpu(?::[^:,]+)?:(\d+)", str(gres))
+    return int(m.group(1)) if m else None
+
+
+def check_resources(job_cfg: DictConfig, launcher: dict) -> None:
+    """SLURM tasks/GPUs/nodes agree with the trainer (Lightning freezes silently on a mismatch)."""
+    tr = job_cfg.trainer
+    devices, nodes = num_devices(tr), int(tr.get("num_nodes", 1))
+    tasks = int(launcher.get("tasks_per_node") or 1)
+    snodes = int(launcher.get("nodes") or 1)
+    gpus = launcher.get("gpus_per_node")
+    if gpus is None:
+        gpus = launcher.get("gpus_per_task")
+        gpus = gpus * tasks if gpus is not None else _gres_gpus(launcher.get("gres"))
+    problems = []
+    if tasks != devices:
+        problems.append(f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}")
+    if snodes != nodes:
+        problems.append(f"hydra.launcher.nodes={snodes} but trainer.num_nodes={nodes}")
+    accel = str(tr.get("accelerator", "auto"))
+    if accel in ("gpu", "cuda") and gpus is None:
+        problems.append(f"trainer.accelerator={accel} but the job asks SLURM for no GPU (hydra.launcher.gpus_per_node"
+                        " is null)")
+    elif gpus is not None and int(gpus) not in (0, devices) and accel in ("gpu", "cuda", "auto"):
+        problems.append(f"hydra.launcher.gpus_per_node={gpus} but trainer.devices={devices}")
+    if problems:
+        raise ConfigError(
+            "SLURM resources do not match the trainer: " + "; ".join(problems) + ". Lightning would hang waiting for "
+            "ranks that never start. The hydra/launcher=slurm_* presets derive tasks_per_node, gpus_per_node and "
+            "nodes from trainer.devices and trainer.num_nodes: set those instead of hydra.launcher.* "
+            "(e.g. trainer.devices=4 trainer.num_nodes=2)."
+        )
+
+
+def check_job(job_cfg: DictConfig, launcher: dict | None = None) -> None:
+    from mfti_lightning.prepare import check_languages
+    from mfti_lightning.template import from_config as template_from_config
+
+    check_languages(job_cfg)
+    template_from_config(job_cfg.template)
+    batch_math(job_cfg)
+    if job_cfg.trainer.strategy == "fsdp" and job_cfg.trainer.accelerator == "cpu":
+        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
+                          "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    if launcher is not None:
+        check_resources(job_cfg, launcher)
+
+
+def check_unique_run_dirs(jobs: list[tuple[int, list[str], Path]]) -> None:
+    """Two jobs of one sweep must not share a run directory (they would resume each other's checkpoints)."""
+    seen: dict[Path, tuple[int, list[str]]] = {}
+    for num, overrides, run_dir in jobs:
+        if run_dir in seen:
+            other = seen[run_dir]
+            raise ConfigError(
+                f"jobs #{other[0]} ({' '.join(other[1])}) and #{num} ({' '.join(overrides)}) would share the run "
+                f"directory {run_dir}: the run directory is built from run_slug (model, lang_pairs, template, shots, "
+                "num_examples, seed). Sweep over values that change it, or add the swept key to run_slug "
+                "(e.g. run_slug='${model.name}_..._${trainer.devices}')."
+            )
+        seen[run_dir] = (num, overrides)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# cost estimate
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class CostModel:
+    """Assumptions behind the GPU-hour estimate (printed with it; change them on the mfti-plan command line)."""
+
+    tokens_per_example: float = 100.0  # prompt + target tokens of one training example (FLORES-length sentences)
+    tokens_per_sentence: float = 45.0  # tokens of one source sentence / one demonstration side
+    gpu_tflops: float = 312.0  # peak dense bf16 TFLOP/s of one GPU (A100)
+    train_mfu: float = 0.35  # model FLOPs utilisation of training
+    generate_mfu: float = 0.02  # generation is memory-bound: a few % of peak
+    flores_devtest: int = 1012
+    flores_dev: int = 997
+
+
+def model_params(shape) -> int:
+    """Parameters of a decoder-only transformer from ``model.shape`` (attention + MLP + tied embeddings)."""
+    L, d, f, v = (int(shape[k]) for k in ("num_layers", "d_model", "ffn_dim", "vocab_size"))
+    return L * (4 * d * d + 2 * d * f) + v * d
+
+
+def estimate(job_cfg: DictConfig, cost: CostModel = CostModel()) -> dict:
+    """Training tokens, FLOPs and GPU-hours of one job (training + validation + the final test)."""
+    from mfti_lightning.directions import eval_directions, train_directions
+
+    n_params = model_params(job_cfg.model.shape)
+    n_train = int(job_cfg.num_examples.n)
+    lp = job_cfg.lang_pairs
+    train_dirs = train_directions(lp) if n_train else []
+    eval_dirs = eval_directions(lp)
+    steps = int(job_cfg.optim.max_steps) if n_train else 0
+    train_tokens = steps * int(job_cfg.optim.global_batch_size) * cost.tokens_per_example
+    train_flops = 6 * n_params * train_tokens
+
+    shots = int(job_cfg.shots.k)
+    test_size = lp.get("test_size") or cost.flores_devtest
+    val_size = lp.get("val_size") or cost.flores_dev
+    n_val = (steps // max(int(job_cfg.eval.val_every_n_steps), 1)) + bool(job_cfg.eval.score_before_training) \
+        if n_train else 0
+    prompt = (2 * shots + 1) * cost.tokens_per_sentence
+    new = min(int(job_cfg.eval.max_new_tokens), 2 * cost.tokens_per_sentence)
+    test_tokens = len(eval_dirs) * test_size * (prompt + int(job_cfg.eval.num_beams) * new)
+    val_tokens = n_val * len(train_dirs or eval_dirs) * val_size * (prompt + int(job_cfg.eval.val_num_beams) * new)
+    gen_flops = 2 * n_params * (test_tokens + val_tokens)
+
+    peak = cost.gpu_tflops * 1e12
+    gpu_s = train_flops / (peak * cost.train_mfu) + gen_flops / (peak * cost.generate_mfu)
+    world = num_devices(job_cfg.trainer) * int(job_cfg.trainer.get("num_nodes", 1))
+    return {
+        "params": n_params, "train_directions": len(train_dirs), "eval_directions": len(eval_dirs),
+        "train_tokens": train_tokens, "train_flops": train_flops, "gen_flops": gen_flops,
+        "gpu_hours": gpu_s / 3600, "wall_hours": gpu_s / 3600 / max(world, 1), "world_size": world,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# expanding a sweep
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    num: int
+    overrides: list[str]
+    cfg: DictConfig
+    run_dir: Path
+    status: str
+    estimate: dict = field(default_factory=dict)
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(task overrides, hydra overrides), as Hydra splits a command line."""
+    hydra_ov = [o for o in overrides if re.match(r"^[+~]*hydra[./]", o)]
+    return [o for o in overrides if o not in hydra_ov], hydra_ov
+
+
+def expand(sweep_params: dict, task_overrides: list[str]) -> list[list[str]]:
+    """The jobs of a basic-sweeper multirun: ``hydra.sweeper.params`` plus the command line, cartesian product."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [f"{k}={v}" for k, v in (sweep_params or {}).items()] + list(task_overrides)
+    parsed = OverridesParser.create().parse_overrides(args)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for job in batches[0]] if batches else [[]]
+
+
+def resolve_sweep_file(name: str) -> tuple[Path, str] | None:
+    """``sweeps/<name>.yaml`` (a path, or a name looked up in ./sweeps and next to the package)."""
+    p = Path(name)
+    cands = [p] if p.suffix in (".yaml", ".yml") else []
+    from mfti_lightning.config import conf_dir
+
+    for root in (Path.cwd() / "sweeps", conf_dir().parent / "sweeps", conf_dir() / "sweeps"):
+        cands.append(root / f"{name}.yaml")
+    for c in cands:
+        if c.is_file():
+            return c.resolve().parent, c.stem
+    return None
+
+
+def compose_job(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    """The config of one job, composed the way ``mfti-train [--config-dir sweeps --config-name X] ...`` would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mfti_lightning.config import conf_dir
+
+    GlobalHydra.instance().clear()
+    extra = [] if Path(config_dir) == conf_dir() else [f"hydra.searchpath=[file://{conf_dir()}]"]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose(config_name=config_name, overrides=extra + list(overrides), return_hydra_config=True)
+
+
+def plan(sweep: str | None, overrides: list[str], cost: CostModel = CostModel(), check: bool = True) -> list[Job]:
+    """Every job of a sweep file (or of ``mfti-train -m <overrides>``), composed and checked, nothing launched."""
+    from mfti_lightning.config import conf_dir
+
+    if sweep:
+        found = resolve_sweep_file(sweep)
+        if not found:
+            raise ConfigError(f"sweep {sweep!r} not found: give a path to a .yaml file or the name of a file in "
+                              "sweeps/ (see sweeps/README.md).")
+        config_dir, config_name = found
+    else:
+        config_dir, config_name = conf_dir(), "train"
+    task_ov, hydra_ov = split_overrides(overrides)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(task_ov)
+    parser_free = [o for o, p in zip(task_ov, parsed) if not p.is_sweep_override()]
+    base = compose_job(config_dir, config_name, hydra_ov + parser_free)
+    node = base.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
+    jobs = []
+    for num, job_ov in enumerate(expand(params, task_ov)):
+        cfg = compose_job(config_dir, config_name, hydra_ov + job_ov)
+        launcher = _launcher_params(cfg)
+        if check:
+            check_job(cfg, launcher if _is_slurm(cfg) else None)
+        run_dir = job_run_dir(cfg)
+        jobs.append(Job(num, job_ov, cfg, run_dir, job_status(run_dir), estimate(cfg, cost)))
+    check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
+    return jobs
+
+
+def _is_slurm(cfg: DictConfig) -> bool:
+    return "slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_") or "").lower()
+
+
+def _launcher_params(cfg: DictConfig) -> dict:
+    node = OmegaConf.select(cfg, "hydra.launcher")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}

@@ -1,0 +1,275 @@
+"""Sweeps through the SLURM launcher presets, against the real single-node SLURM of scripts/local_slurm.sh.
+
+Tests marked ``slurm`` need that cluster (scripts/test.sh starts it; this module starts it too when it is root and
+the cluster is down, and skips with the reason otherwise). The checks before submission need no SLURM at all.
+Every wait has a timeout: a job SLURM killed can make submitit wait forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+# small and fast: a few steps, 2 sentences per direction, no W&B (csv logger: the LR monitor needs a logger)
+FAST = ["logger=csv", "optim.global_batch_size=4", "optim.micro_batch_size=4", "optim.max_steps=4",
+        "eval.val_every_n_steps=2", "eval.max_new_tokens=8", "eval.score_before_training=false",
+        "lang_pairs.val_size=2", "lang_pairs.test_size=2", "num_examples.n=16"]
+
+
+def _mfti(args, out_root: Path, timeout: float, module="mfti_lightning.train"):
+    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _results(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/results.json"))}
+
+
+def _submitit_dirs(sweep_dir: Path) -> list[str]:
+    d = sweep_dir / ".submitit"
+    return sorted(p.name for p in d.iterdir() if re.fullmatch(r"\d+(_\d+)?", p.name)) if d.exists() else []
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The local SLURM cluster, started if needed (root + apt), else a skip with the reason."""
+    if shutil.which("scontrol") and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0:
+        return
+    p = subprocess.run(["bash", str(REPO / "scripts" / "local_slurm.sh"), "start"], capture_output=True, text=True,
+                       timeout=600)
+    if p.returncode == 3:
+        pytest.skip(f"no local SLURM: {p.stderr.strip().splitlines()[-1]}")
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """Build the tiny model once before jobs run (three jobs must not build it concurrently)."""
+    return tiny_model_dir
+
+
+# ------------------------------------------------------------------------------------------------ no SLURM needed
+@pytest.mark.timeout(120)
+def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
+    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "sweep_name=bad", "seed=1,2"],
+              tmp_path, 100)
+    assert p.returncode != 0
+    assert "tasks_per_node=2 but trainer.devices=1" in p.stderr and "nothing was submitted" in p.stderr, p.stderr
+    assert "job #0" in p.stderr and "job #1" in p.stderr
+    assert not list(tmp_path.rglob(".submitit")), "something was submitted"
+
+
+@pytest.mark.timeout(120)
+def test_plain_submitit_launcher_mismatch_refused(tmp_path):
+    """The plugin's own launcher (no preset) is checked by the PreflightCallback."""
+    p = _mfti(["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "sweep_name=bad2",
+               "seed=1,2"], tmp_path, 100)
+    assert p.returncode != 0 and "tasks_per_node=2 but trainer.devices=1" in p.stderr, p.stderr
+    assert not list(tmp_path.rglob(".submitit"))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("bad,message", [
+    ("shots=k0,k3", "Could not find 'shots/k3'"),  # Hydra checks every job's options before launching
+    ("trainer.devicez=1,2", "devicez"),
+    ("lang_pairs.train=[de-en,xx-en],[de-en]", "xx"),  # our checks: unknown language code, before submission
+])
+def test_unknown_option_or_value_rejected_before_submission(tmp_path, bad, message):
+    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
+    assert p.returncode != 0 and message in p.stderr, p.stderr[-3000:]
+    assert not list(tmp_path.rglob(".submitit")), "something was submitted"
+
+
+def _sweep_files():
+    return sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
+
+
+def test_every_paper_experiment_has_a_sweep_file():
+    assert {"main_comparison", "model_scaling", "num_examples_scaling", "lang_pairs_scaling", "unseen", "templates",
+            "shots"} <= set(_sweep_files())
+    readme = (REPO / "sweeps" / "README.md").read_text()
+    for name in _sweep_files():
+        assert f"--config-name {name}" in readme, f"{name} has no documented command in sweeps/README.md"
+
+
+@pytest.mark.timeout(300)
+def test_plan_every_sweep_file_torch_free(tmp_path):
+    """mfti-plan lists every job of every sweep file, composing and checking each one, without torch."""
+    code = (
+        "import sys, json; from mfti_lightning.plan import main\n"
+        "rc = [main([s, '--json']) for s in %r]\n"
+        "heavy = [m for m in ('torch', 'pytorch_lightning', 'transformers', 'wandb') if m in sys.modules]\n"
+        "print('RC', rc, 'HEAVY', heavy, file=sys.stderr)" % (_sweep_files(),)
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=280, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "HEAVY []" in p.stderr and "RC [0, 0, 0, 0, 0, 0, 0]" in p.stderr, p.stderr[-3000:]
+    jobs = [json.loads(line) for line in p.stdout.splitlines()]
+    by_sweep = {}
+    for j in jobs:
+        by_sweep.setdefault(Path(j["run_dir"]).parent.name, []).append(j)
+    assert {k: len(v) for k, v in by_sweep.items()} == {
+        "main_comparison": 2, "model_scaling": 10, "num_examples_scaling": 6, "lang_pairs_scaling": 5, "unseen": 1,
+        "templates": 6, "shots": 5}
+    for j in jobs:
+        assert j["gpu_hours"] > 0 and j["params"] > 5e8
+    mfti = next(j for j in by_sweep["main_comparison"] if j["overrides"] == ["experiment=main_mfti"])
+    assert (mfti["devices"], mfti["nodes"], mfti["train_directions"], mfti["eval_directions"]) == (8, 1, 156, 156)
+    assert round(mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
+    assert sorted(j["train_directions"] for j in by_sweep["lang_pairs_scaling"]) == [12, 24, 42, 90, 156]
+
+
+def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
+    from mfti_lightning.plan import main
+
+    assert main(["-", "trainer=cpu,gpu"]) == 2  # trainer is not part of run_slug: both jobs -> one run dir
+
+
+# ------------------------------------------------------------------------------------------------ real SLURM
+def _sacct_jobs() -> set[str]:
+    p = subprocess.run(["sacct", "-X", "-n", "-a", "-S", "now-1days", "-o", "JobID%40"], capture_output=True,
+                       text=True, timeout=30)
+    return {line.strip() for line in p.stdout.splitlines() if line.strip()}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, tiny, tmp_path):
+    args = ["-m", "hydra/launcher=slurm_cpu", "sweep_name=three", *FAST, "seed=1,2,3"]
+    p = _mfti(args, tmp_path, 500)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    sweep = tmp_path / "train" / "sweeps" / "three"
+    res = _results(sweep)
+    assert sorted(res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
+    assert all(r["status"] == "completed" for r in res.values())
+    dirs = _submitit_dirs(sweep)
+    tasks = [d for d in dirs if "_" in d]
+    assert len(tasks) == 3 and len({d.split("_")[0] for d in tasks}) == 1, dirs  # one array: <id>_0, <id>_1, <id>_2
+
+    # re-running the finished sweep submits nothing
+    before = _sacct_jobs()
+    p = _mfti(args, tmp_path, 200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "3 already completed, 0 to submit" in p.stdout + p.stderr, p.stdout[-3000:]
+    assert _submitit_dirs(sweep) == dirs and _sacct_jobs() == before
+
+    # one failed job: only that one runs again
+    failed = sweep / "tiny_demo_t1_k0_n16_s2" / "results.json"
+    rec = json.loads(failed.read_text())
+    rec.update(status="failed", error="RuntimeError: simulated node failure")
+    failed.write_text(json.dumps(rec))
+    p = _mfti(args, tmp_path, 400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert "2 already completed, 1 to submit" in out and "(was failed: resuming)" in out, out[-3000:]
+    new = sorted(set(_submitit_dirs(sweep)) - set(dirs))
+    assert len(new) == 1 and "_" not in new[0], new  # a single plain job, not an array
+    assert all(r["status"] == "completed" for r in _results(sweep).values())
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("override,slurm_says", [
+    ("hydra.launcher.partition=nosuchpartition", "invalid partition"),
+    ("hydra.launcher.mem_gb=100000", "memory"),
+    ("hydra/launcher=slurm_1gpu", "gres"),  # one GPU asked for on a cluster without GPUs
+])
+def test_slurm_rejection_shows_slurm_message_and_job(slurm, tmp_path, override, slurm_says):
+    args = ["-m", "hydra/launcher=slurm_cpu", override, "sweep_name=rejected", "seed=7,8"]
+    if "slurm_1gpu" in override:
+        args.append("trainer.accelerator=gpu")
+    p = _mfti(args, tmp_path, 150)
+    assert p.returncode != 0
+    assert "SLURM refused the job array" in p.stderr, p.stderr[-3000:]
+    assert slurm_says in p.stderr.lower(), p.stderr[-3000:]
+    assert re.search(r"job #0: .*seed=7", p.stderr) and re.search(r"job #1: .*seed=8", p.stderr), p.stderr[-3000:]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
+    """trainer=ddp_cpu under SLURM: srun starts 2 ranks (tasks_per_node derived = 2), Lightning spawns nothing."""
+    args = ["-m", "hydra/launcher=slurm_cpu", "trainer=ddp_cpu", "sweep_name=ddp", *FAST, "optim.micro_batch_size=2",
+            "seed=5"]
+    p = _mfti(args, tmp_path, 350)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    sweep = tmp_path / "train" / "sweeps" / "ddp"
+    (rec,) = _results(sweep).values()
+    assert rec["status"] == "completed" and rec["batch"]["world_size"] == 2
+    (jobdir,) = _submitit_dirs(sweep)
+    logs = {t: (sweep / ".submitit" / jobdir / f"{jobdir}_{t}_log.out").read_text() for t in (0, 1)}
+    for t, text in logs.items():
+        assert f"GLOBAL_RANK: {t}, MEMBER: {t + 1}/2" in text, text[-3000:]  # one rank per srun task
+        assert "Job completed successfully" in text, text[-3000:]
+    assert "strategy ddp_fork -> ddp" in logs[0]
+
+
+def _job_id(sweep: Path, timeout: float) -> str:
+    end = time.time() + timeout
+    while time.time() < end:
+        dirs = [d for d in _submitit_dirs(sweep) if re.fullmatch(r"\d+", d)]
+        if dirs:
+            return dirs[0]
+        time.sleep(0.5)
+    raise TimeoutError("the job was not submitted")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.xfail(strict=True, reason="requeue + resume from last.ckpt works, but the foundation's mid-epoch resume "
+                   "is not bit-exact yet (final loss 6.073 vs 6.210 uninterrupted); remove this marker once the "
+                   "training issue's exact-resume checkpoints are merged")
+def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path):
+    args = [*FAST, "optim.max_steps=12", "seed=11"]
+    # reference: the same job, uninterrupted, without SLURM
+    ref = _mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ref_res = json.loads((tmp_path / "ref" / "results.json").read_text())
+
+    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mfti_lightning.train", "-m", "hydra/launcher=slurm_cpu",
+                             "sweep_name=requeue", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        sweep = tmp_path / "train" / "sweeps" / "requeue"
+        job = _job_id(sweep, 120)
+        run_dir = sweep / "tiny_demo_t1_k0_n16_s11"
+        end = time.time() + 240
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():
+            assert time.time() < end and proc.poll() is None, "no checkpoint before the job ended"
+            time.sleep(0.2)
+        # what SLURM sends before a time limit / on preemption (signal_delay_s); training is still running here
+        subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
+    assert "Requeued" in log or "requeue" in log.lower(), log[-3000:]
+    assert "Resuming from" in log, log[-3000:]
+    rec = json.loads((run_dir / "results.json").read_text())
+    assert rec["status"] == "completed"
+    assert rec["training"]["steps"] == ref_res["training"]["steps"] == 12
+    assert rec["training"]["loss_last"] == pytest.approx(ref_res["training"]["loss_last"], abs=1e-6)
+    for key, value in ref_res["metrics"].items():
+        if key.startswith("test/"):
+            assert rec["metrics"][key] == pytest.approx(value, abs=1e-9), key
+    import torch
+
+    a = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
