@@ -85,9 +85,16 @@ class LengthGroupedBatches:
     def __init__(self, lengths, batch_size: int, seed: int, chunk: int = 64, rank: int = 0, world_size: int = 1):
         self.lengths, self.batch_size, self.seed, self.chunk = list(lengths), batch_size, seed, chunk
         self.rank, self.world_size, self.epoch, self.start = rank, world_size, 0, 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Resume inside ``epoch`` after ``start`` batches. Unlike ``start``, this holds for every iterator
+        made while the epoch is ``epoch`` (Lightning may build one before it sets the epoch on resume)."""
+        self._resume = (int(epoch), int(start))
+        self.epoch = int(epoch)
 
     def all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 10_007 + self.epoch)
@@ -106,6 +113,8 @@ class LengthGroupedBatches:
     def __iter__(self):
         batches = self.all_batches()
         start, self.start = self.start, 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
         yield from batches[start:]
 
     def __len__(self) -> int:

@@ -71,16 +71,67 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_model(path: str, dtype: str = "float32", attn_implementation: str = "eager"):
+def model_type(path: str) -> str | None:
+    """``model_type`` from the config of a local directory or cached hub model (None when unknown)."""
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(path).model_type
+    except Exception:  # noqa: BLE001 - the real load reports the error
+        return None
+
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def load_model(path: str, dtype: str = "float32", attn_implementation: str = "eager", peft: dict | None = None):
+    """``AutoModelForCausalLM.from_pretrained`` with the attention implementation and optional LoRA.
+
+    ``sdpa`` on XGLM (which transformers ships with eager attention only) goes through
+    :mod:`mfti_lightning.xglm_sdpa`; other architectures get transformers' own ``attn_implementation``.
+    ``peft={"name": "lora", "r": .., "alpha": .., "dropout": .., "target_modules": [..]}`` wraps the model.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ModelLoadError(f"model.attn_implementation={attn_implementation!r}: use one of {ATTN_IMPLEMENTATIONS}.")
     torch_dtype = getattr(torch, _DTYPES.get(str(dtype), str(dtype)))
     kwargs = {"dtype": torch_dtype}
-    if attn_implementation != "eager":
-        raise ModelLoadError(f"model.attn_implementation={attn_implementation!r} is not supported; use eager.")
+    xglm = model_type(path) == "xglm"
+    if not xglm:
+        kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise ModelLoadError(f"Cannot load model {path!r}: {e}\n{_offline_message(path)}") from e
+    if xglm and attn_implementation == "sdpa":
+        from mfti_lightning import xglm_sdpa
+
+        xglm_sdpa.enable(model)
+    if peft:
+        model = apply_peft(model, peft)
     return model
+
+
+def peft_settings(model_cfg) -> dict | None:
+    """The LoRA block of a model config as plain data (None when ``model.peft`` is null)."""
+    name = model_cfg.get("peft")
+    if not name:
+        return None
+    if name != "lora":
+        raise ModelLoadError(f"model.peft={name!r}: only lora (or null) is supported.")
+    lora = dict(model_cfg.get("lora") or {})
+    return {"name": "lora", "r": int(lora.get("r", 16)), "alpha": int(lora.get("alpha", 32)),
+            "dropout": float(lora.get("dropout", 0.05)),
+            "target_modules": list(lora.get("target_modules") or ["q_proj", "k_proj", "v_proj", "out_proj"])}
+
+
+def apply_peft(model, settings: dict):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:  # pragma: no cover - peft is installed in CI
+        raise ModelLoadError("model.peft=lora needs peft: pip install 'mfti-lightning[lora]'.") from e
+    cfg = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
+                     target_modules=settings["target_modules"], task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, cfg)

@@ -13,6 +13,7 @@ import torch
 
 from mfti_lightning import evaluation
 from mfti_lightning.generation import gather_translations, translate
+from mfti_lightning import throughput
 from mfti_lightning.modeling import load_model
 from mfti_lightning.prepare import EvalSet
 from mfti_lightning.template import Template
@@ -33,6 +34,8 @@ class MFTIModule(pl.LightningModule):
         val_sets: list[EvalSet] | None = None,
         eval_settings: dict | None = None,
         out_dir: str | None = None,
+        peft: dict | None = None,
+        shape: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "val_sets"])
@@ -50,17 +53,37 @@ class MFTIModule(pl.LightningModule):
         self.loss_history: list[tuple[int, float]] = []
         self._tokens_seen = 0
         self._t_start = None
+        self.counter = throughput.Counter(shape)
+        self._t_batch = None
 
     # ---- model ---------------------------------------------------------------------------------------
     def configure_model(self):
         if self.model is not None:
             return
         hp = self.hparams
-        self.model = load_model(hp.model_path, hp.dtype, hp.attn_implementation)
+        self.model = load_model(hp.model_path, hp.dtype, hp.attn_implementation, hp.get("peft"))
         self.model.train()  # transformers 5 returns models in eval mode
         if hp.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hp.get("peft"):
+                self.model.enable_input_require_grads()
             self.model.config.use_cache = False
+        if self._trainer is not None and type(self.trainer.strategy).__name__ == "ModelParallelStrategy":
+            self._fully_shard()
+
+    def _fully_shard(self):
+        """FSDP2: one ``fully_shard`` unit per transformer block (``_no_split_modules``), then the root."""
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        names = set(getattr(_base_model(self.model), "_no_split_modules", None) or [])
+        blocks = [m for m in self.model.modules() if type(m).__name__ in names]
+        if not blocks:
+            raise RuntimeError(f"trainer=fsdp2: no module of the classes {sorted(names)} to shard in "
+                               f"{type(self.model).__name__}.")
+        for block in blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
 
     def forward(self, **batch):
         return self.model(**batch)
@@ -73,14 +96,37 @@ class MFTIModule(pl.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(result.metrics, step=0)
             self._write_json("metrics_val_init.json", {"metrics": result.metrics, "signatures": result.signatures})
+            self._t_start = time.perf_counter()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._sync()
+        self._t_batch = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._sync()
+        if self._t_batch is not None:
+            self.counter.seconds += time.perf_counter() - self._t_batch
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def training_step(self, batch, batch_idx):
-        out = self.model(**batch)
+        mask = batch["attention_mask"]
+        lengths = mask.sum(dim=1)
+        inputs = batch
+        if self.hparams.attn_implementation == "sdpa" and bool(_right_padded(mask)):
+            # right padding under a causal mask: no real token sees a pad, so the plain causal pattern gives the
+            # same loss (pads carry label -100) and lets SDPA use its fused causal kernels
+            inputs = {k: v for k, v in batch.items() if k != "attention_mask"}
+        out = self.model(**inputs)
         loss = out.loss
-        real = int(batch["attention_mask"].sum())
+        lengths = lengths.tolist()
+        real = sum(lengths)
         self._tokens_seen += real
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch["input_ids"].shape[0])
-        self.log("train/padding_efficiency", real / batch["attention_mask"].numel(), on_step=True, on_epoch=False)
+        self.counter.add_batch(lengths, mask.shape[1])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=mask.shape[0])
+        self.log("train/padding_efficiency", real / mask.numel(), on_step=True, on_epoch=False)
         if self.trainer.is_last_batch or (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
             self.loss_history.append((self.global_step, float(loss.detach())))
         return loss
@@ -130,6 +176,7 @@ class MFTIModule(pl.LightningModule):
 
     def on_train_end(self):
         elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
+        tp = self.throughput_report()
         losses = [l for _, l in self.loss_history]
         summary = {
             "steps": int(self.global_step),
@@ -141,8 +188,34 @@ class MFTIModule(pl.LightningModule):
             "loss_history": self.loss_history,
             "train_time_s": elapsed,
             "tokens_per_s_rank0": self._tokens_seen / elapsed if elapsed > 0 else None,
+            "throughput": tp,
         }
+        if self.global_rank == 0:
+            log.info("throughput: %s", {k: v for k, v in tp.items() if k in ("tokens_per_s", "samples_per_s", "mfu",
+                                                                          "padding_efficiency", "peak_memory_gb")})
+        for logger in self.loggers:
+            logger.log_metrics({f"throughput/{k}": v for k, v in tp.items() if isinstance(v, (int, float))
+                                and v is not None}, step=int(self.global_step))
         self._write_json("train_summary.json", summary)
+
+    def throughput_report(self) -> dict:
+        """Counters summed over ranks (a collective: every rank calls it) -> the results.json record."""
+        totals = torch.tensor(self.counter.as_list(), dtype=torch.float64)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        totals = totals.tolist()
+        seconds = totals[4] / world  # mean per-rank training time (ranks step in lockstep)
+        device, peak = throughput.device_info(self.device)
+        n_total = sum(p.numel() for p in self.parameters())
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        if world > 1 and type(self.trainer.strategy).__name__ == "FSDPStrategy":
+            counts = self.trainer.strategy.reduce(torch.tensor([n_total, n_train], dtype=torch.float64,
+                                                               device=self.device), reduce_op="sum")
+            n_total, n_train = (int(x) for x in counts.tolist())  # FSDP1 shards: local numels sum to the total
+        # (FSDP2 parameters are DTensors whose numel() is already the global size)
+        return throughput.report(totals, seconds, world, device, peak, throughput.peak_memory_gb(self.device),
+                                 n_total, n_train)
 
     def _write_json(self, name: str, obj) -> None:
         if self.out_dir is None or self.global_rank != 0:
@@ -150,6 +223,17 @@ class MFTIModule(pl.LightningModule):
         path = self.out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _right_padded(mask: torch.Tensor) -> torch.Tensor:
+    """True when every row is ones followed by zeros."""
+    return (mask[:, 1:] <= mask[:, :-1]).all()
+
+
+def _base_model(model):
+    """The transformers model under a peft wrapper."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
 
 
 def _mean(xs):

@@ -130,10 +130,15 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
         raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
                           "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    from mfti_lightning.trainer import check_launch, check_resume_config
+
+    check_launch(cfg)
     record["batch"] = bm
     record["directions"] = {"train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if n_train else [],
                             "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)]}
     run_dir.mkdir(parents=True, exist_ok=True)
+    if n_train:
+        check_resume_config(record["config"], run_dir, str(cfg.resume))
     template.save(run_dir)
 
     # ---- data (no model needed) ------------------------------------------------------------------------
@@ -153,7 +158,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     from mfti_lightning.datamodule import MFTIDataModule, encode_examples
     from mfti_lightning.evaluation import evaluate
-    from mfti_lightning.modeling import load_tokenizer
+    from mfti_lightning.modeling import load_tokenizer, peft_settings
     from mfti_lightning.module import MFTIModule
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -175,7 +180,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         optimizer=instantiate(cfg.optim.optimizer), warmup_steps=int(cfg.optim.warmup_steps),
         dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=bool(cfg.optim.gradient_checkpointing), val_sets=val_sets,
-        eval_settings=eval_settings, out_dir=str(run_dir),
+        eval_settings=eval_settings, out_dir=str(run_dir), peft=peft_settings(cfg.model),
+        shape=dict(cfg.model.shape) if cfg.model.get("shape") else None,
     )
     module.tokenizer = tokenizer
     loggers = _loggers(cfg, run_dir, record)
@@ -184,37 +190,34 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         n_val = sum(len(s.sources) for s in val_sets)
         dm = MFTIDataModule(encoded, tokenizer.pad_token_id, bm["micro_batch_size"], int(cfg.seed),
                             int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val)
-        monitor = cfg.eval.get("monitor") or f"val/{bleu_name}/avg"
-        from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+        monitor = (cfg.eval.get("monitor") or f"val/{bleu_name}/avg") if n_val else None
+        from mfti_lightning.export import load_checkpoint, model_from_checkpoint, save_hf
+        from mfti_lightning.trainer import build_trainer, newest_checkpoint
 
-        from mfti_lightning.launcher import lightning_cluster_kwargs  # SLURM: srun ranks, submitit requeues
-        from mfti_lightning.progress import progress_callbacks
-
-        ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:06d}", monitor=monitor,
-                               mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-        trainer = pl.Trainer(
-            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-            **lightning_cluster_kwargs(cfg.trainer.strategy), precision=cfg.trainer.precision, max_steps=int(cfg.optim.max_steps),
-            accumulate_grad_batches=bm["accumulate"], gradient_clip_val=cfg.optim.gradient_clip_val,
-            val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"], check_val_every_n_epoch=None,
-            num_sanity_val_steps=0, logger=loggers or False,
-            callbacks=[ckpt, LearningRateMonitor("step"), *progress_callbacks(cfg)],
-            log_every_n_steps=int(cfg.trainer.log_every_n_steps), use_distributed_sampler=False,
-            default_root_dir=str(run_dir), enable_model_summary=False,
-        )
-        last = run_dir / "checkpoints" / "last.ckpt"
-        resume_from = str(last) if (cfg.resume == "auto" and last.exists()) else None
+        trainer, best_cb, periodic_cb = build_trainer(cfg, bm, run_dir, loggers, monitor, model_path)
+        resume_from = newest_checkpoint(run_dir) if cfg.resume == "auto" else None
         if resume_from:
             log.info("Resuming from %s", resume_from)
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
-        best = ckpt.best_model_path or str(last)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+        best = (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(run_dir) or "")
         record["best_checkpoint"] = best
         _collect_training(run_dir, record)
+        if "throughput" in record.get("training", {}):
+            record["throughput"] = record["training"]["throughput"]
         if best and Path(best).exists():
-            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-            module.configure_model()
-            module.load_state_dict(state)
-            record["best_step"] = int(torch.load(best, map_location="cpu", weights_only=False)["global_step"])
+            ckpt = load_checkpoint(best)
+            record["best_step"] = int(ckpt["global_step"])
+            module.model = None  # the trained (maybe sharded) model: replaced by the best one, unsharded
+            model = model_from_checkpoint(best, ckpt)
+            del ckpt
+            if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+                model = model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
+            model.eval()
+            rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+            if cfg.get("checkpoint", {}).get("export", True) and rank0:
+                _, model = save_hf(model, run_dir / "hf", tokenizer, template)
+                record["export_dir"] = str(run_dir / "hf")
+            module.model = model
     module.configure_model()
 
     # ---- final test: the full evaluation on devtest ----------------------------------------------------

@@ -1,0 +1,106 @@
+"""Framework overhead on CPU: MFTIModule under pl.Trainer vs a minimal plain-PyTorch loop, same model, batches,
+optimizer (AdamW) and gradient clipping, measured in one run, alternating, median of the repeats.
+
+    MFTI_CACHE_DIR=/tmp/cache python benchmarks/bench_train_cpu.py [--steps 30] [--repeats 3] [--attn eager]
+
+The tiny demo model (built on first use); batches are real length-grouped FLORES training examples.
+Time counted: first to last training step (model loading and Trainer setup excluded in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--attn", default="eager")
+    args = ap.parse_args(argv)
+
+    import os
+    import tempfile
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from conftest import compose
+
+    import pytorch_lightning as pl
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mfti_lightning.datamodule import Collator, LengthGroupedBatches, encode_examples
+    from mfti_lightning.modeling import load_model, load_tokenizer, resolve_model_path
+    from mfti_lightning.module import MFTIModule
+    from mfti_lightning.prepare import training_examples
+    from mfti_lightning.template import from_config
+
+    tmp = Path(tempfile.mkdtemp())
+    cfg = compose(["num_examples.n=100", "optim.micro_batch_size=16"], tmp)
+    template = from_config(cfg.template)
+    path = resolve_model_path(cfg.model)
+    tok = load_tokenizer(path)
+    examples, _ = training_examples(cfg, template)
+    encoded, _ = encode_examples(examples, tok, template, 256, "target", "drop")
+    sampler = LengthGroupedBatches([len(e.input_ids) for e in encoded], 16, 0)
+    collate = Collator(tok.pad_token_id)
+    batches = [collate([encoded[i] for i in b]) for b in sampler.all_batches()][: args.steps]
+    assert len(batches) == args.steps, f"only {len(batches)} batches"
+    lr = 1e-3
+
+    def plain():
+        torch.manual_seed(0)
+        model = load_model(path, "float32", args.attn).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        t = time.perf_counter()
+        for b in batches:
+            inputs = {k: v for k, v in b.items() if not (args.attn == "sdpa" and k == "attention_mask")}
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+        return time.perf_counter() - t
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, trainer, *a):
+            if trainer.global_step == 0:
+                self.t = time.perf_counter()
+
+        def on_train_end(self, trainer, *a):
+            self.elapsed = time.perf_counter() - self.t
+
+    def lightning():
+        torch.manual_seed(0)
+        from functools import partial
+
+        module = MFTIModule(model_path=path, template=template.to_dict(), optimizer=partial(torch.optim.AdamW, lr=lr),
+                            attn_implementation=args.attn, shape=dict(cfg.model.shape))
+        timer = Timer()
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, gradient_clip_val=1.0,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
+                             limit_val_batches=0)
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+        return timer.elapsed
+
+    res = {"plain": [], "lightning": []}
+    for _ in range(args.repeats):
+        res["plain"].append(plain())
+        res["lightning"].append(lightning())
+    p, l_ = statistics.median(res["plain"]), statistics.median(res["lightning"])
+    print(f"steps {args.steps} x repeats {args.repeats}, attn {args.attn}, torch threads {torch.get_num_threads()}")
+    print(f"plain loop : {args.steps / p:.2f} steps/s  (runs: {', '.join(f'{x:.2f}s' for x in res['plain'])})")
+    print(f"Lightning  : {args.steps / l_:.2f} steps/s  (runs: {', '.join(f'{x:.2f}s' for x in res['lightning'])})")
+    print(f"overhead   : {100 * (l_ / p - 1):+.1f}% (median)")
+
+
+if __name__ == "__main__":
+    main()
