@@ -23,7 +23,7 @@ def test_export_round_trip(cfg_factory, tmp_path, peft):
     from mfti_lightning.template import Template
 
     over = ["num_examples.n=16", "optim.global_batch_size=8", "optim.micro_batch_size=8",
-            "checkpoint.every_n_steps=2", "trainer.progress_bar=false", "model.attn_implementation=sdpa"]
+            "checkpoint.every_n_steps=2", "progress.mode=none", "model.attn_implementation=sdpa"]
     if peft:
         over += ["model.peft=lora", "model.lora.r=4"]
     cfg = cfg_factory(*over)

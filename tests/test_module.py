@@ -49,7 +49,7 @@ def test_fit_tiny_one_process(cfg_factory, tmp_path, attn):
     import json
 
     cfg = cfg_factory("num_examples.n=16", "optim.global_batch_size=16", "optim.micro_batch_size=8",
-                      "checkpoint.every_n_steps=2", "trainer.progress_bar=false", f"model.attn_implementation={attn}",
+                      "checkpoint.every_n_steps=2", "progress.mode=none", f"model.attn_implementation={attn}",
                       "optim.gradient_checkpointing=true")
     module, trainer, periodic = fit_tiny(cfg, tmp_path, max_steps=4)
     assert trainer.global_step == 4 and trainer.accumulate_grad_batches == 2

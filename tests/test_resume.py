@@ -15,7 +15,7 @@ from conftest import REPO
 
 ARGS = ["num_examples.n=16", "optim.max_steps=8", "checkpoint.every_n_steps=4", "checkpoint.keep=5",
         "checkpoint.export=false", "eval.val_every_n_steps=6", "lang_pairs.val_size=2", "lang_pairs.test_size=2",
-        "eval.max_new_tokens=4", "eval.score_before_training=false", "trainer.progress_bar=false"]
+        "eval.max_new_tokens=4", "eval.score_before_training=false", "progress.mode=none"]
 
 
 def _start(cwd: Path, extra: list[str]) -> subprocess.Popen:

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow]
 COMMON = ["num_examples.n=16", "optim.global_batch_size=16", "optim.micro_batch_size=8", "optim.max_steps=3",
           "checkpoint.every_n_steps=3", "eval.val_every_n_steps=3", "lang_pairs.val_size=2",
           "lang_pairs.test_size=2", "eval.max_new_tokens=4", "eval.score_before_training=false", "logger=none",
-          "trainer.progress_bar=false", "trainer.devices=2"]
+          "progress.mode=none", "trainer.devices=2"]
 
 
 def _run(tmp_path, extra):
