@@ -26,17 +26,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class ResumeState(pl.Callback):
-    """Saves where the data order stood (epoch, batches consumed in it) and the RNG states with each checkpoint;
-    on resume, tells the train loader's batch sampler to continue from there.
+    """Makes a resumed run continue exactly: saves the RNG states with each checkpoint and keeps Lightning's
+    batch counters consistent with the optimizer step that was saved.
 
-    Lightning restores model, optimizer, scheduler and loop counters, but restarts a map-style loader from the
-    beginning of the epoch (and, when resuming, builds its iterator before it sets the sampler's epoch); this
-    callback makes the resumed run see exactly the batches the uninterrupted run would have seen.
+    The data order needs nothing here: the training batch sampler is one stream indexed by micro batch
+    (datamodule.LengthGroupedBatches with ``total``), and the datamodule starts it at global step x accumulation.
     """
 
     def __init__(self):
-        self.batches_done = 0
-        self.pending: dict | None = None
         self._trainer = None
 
     @property
@@ -45,26 +42,6 @@ class ResumeState(pl.Callback):
 
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
-        dm = trainer.datamodule
-        if stage != "fit" or dm is None or getattr(dm, "_mfti_resume_wrapped", False):
-            return
-        original = dm.train_dataloader
-
-        def train_dataloader():
-            loader = original()
-            sampler = getattr(loader, "batch_sampler", None)
-            if self.pending is not None and hasattr(sampler, "resume_at"):
-                sampler.resume_at(int(self.pending["epoch"]), int(self.pending["batches_done"]))
-            return loader
-
-        dm.train_dataloader = train_dataloader
-        dm._mfti_resume_wrapped = True
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.batches_done = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.batches_done = batch_idx + 1
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         # ModelCheckpoint saves in on_train_batch_end, before Lightning counts the batch as completed; on resume
@@ -75,14 +52,7 @@ class ResumeState(pl.Callback):
                 progress[part]["completed"] = max(progress[part]["completed"], progress[part]["processed"])
 
     def state_dict(self):
-        epoch, done = (self._trainer.current_epoch if self._trainer is not None else 0), self.batches_done
-        if self._trainer is not None and self._trainer.is_last_batch:
-            # saved on an epoch's last batch: Lightning finishes that epoch at once on resume, so the data to
-            # continue with is the next epoch's, from its start
-            epoch, done = epoch + 1, 0
         state = {
-            "epoch": epoch,
-            "batches_done": done,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
         }
@@ -100,8 +70,6 @@ class ResumeState(pl.Callback):
         return state
 
     def load_state_dict(self, state_dict):
-        self.pending = {"epoch": state_dict["epoch"], "batches_done": state_dict["batches_done"]}
-        self.batches_done = int(state_dict["batches_done"])
         torch.set_rng_state(state_dict["torch_rng"])
         random.setstate(state_dict["python_rng"])
         if "cuda_rng" in state_dict and torch.cuda.is_available():

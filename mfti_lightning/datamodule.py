@@ -78,26 +78,32 @@ def _truncate_source(tokenizer, template, ex, max_length, eos):
 class LengthGroupedBatches:
     """Batches of similar length: shuffle, sort inside chunks of ``chunk`` batches, shuffle the batches.
 
-    Deterministic for (seed, epoch); under DDP each rank takes every world_size-th batch and all ranks get the
-    same number of batches. ``start`` skips batches already consumed (exact resume inside an epoch).
+    Deterministic for (seed, data epoch); under DDP each rank takes every world_size-th batch and all ranks get
+    the same number of batches.
+
+    With ``total`` set (training), the sampler is one stream of ``total`` micro batches that runs through as many
+    data epochs as needed, each reshuffled with its own seed: the batch at position i is a pure function of
+    (seed, i, rank, world size). Lightning sees a single epoch of ``total`` batches, and a resumed run sets
+    ``start`` to the number of micro batches already consumed (global step x accumulation) and continues with
+    exactly the batches an uninterrupted run would have seen. Without ``total``: one data epoch, ``set_epoch``
+    picks it, and ``start`` skips batches once.
     """
 
-    def __init__(self, lengths, batch_size: int, seed: int, chunk: int = 64, rank: int = 0, world_size: int = 1):
+    def __init__(self, lengths, batch_size: int, seed: int, chunk: int = 64, rank: int = 0, world_size: int = 1,
+                 total: int | None = None):
         self.lengths, self.batch_size, self.seed, self.chunk = list(lengths), batch_size, seed, chunk
         self.rank, self.world_size, self.epoch, self.start = rank, world_size, 0, 0
-        self._resume: tuple[int, int] | None = None
+        self.total = total
+        self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def resume_at(self, epoch: int, start: int) -> None:
-        """Resume inside ``epoch`` after ``start`` batches. Unlike ``start``, this holds for every iterator
-        made while the epoch is ``epoch`` (Lightning may build one before it sets the epoch on resume)."""
-        self._resume = (int(epoch), int(start))
-        self.epoch = int(epoch)
-
-    def all_batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 10_007 + self.epoch)
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of data epoch ``epoch``."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = random.Random(self.seed * 10_007 + epoch)
         idx = list(range(len(self.lengths)))
         rng.shuffle(idx)
         span = self.batch_size * self.chunk
@@ -108,17 +114,26 @@ class LengthGroupedBatches:
         batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
         rng.shuffle(batches)
         per_rank = len(batches) // self.world_size
-        return batches[self.rank::self.world_size][:per_rank]
+        mine = batches[self.rank::self.world_size][:per_rank]
+        self._cache = (epoch, mine)
+        return mine
+
+    def all_batches(self) -> list[list[int]]:
+        """The batches of the current data epoch (``set_epoch``)."""
+        return self.epoch_batches(self.epoch)
 
     def __iter__(self):
-        batches = self.all_batches()
-        start, self.start = self.start, 0
-        if self._resume is not None and self._resume[0] == self.epoch:
-            start = self._resume[1]
-        yield from batches[start:]
+        if self.total is None:
+            start, self.start = self.start, 0
+            yield from self.all_batches()[start:]
+            return
+        per_epoch = len(self.epoch_batches(0))
+        for i in range(self.start, self.total):
+            epoch, j = divmod(i, per_epoch)
+            yield self.epoch_batches(epoch)[j]
 
     def __len__(self) -> int:
-        return len(self.all_batches())
+        return self.total if self.total is not None else len(self.all_batches())
 
     def padding_efficiency(self) -> float:
         """Real tokens / computed tokens of this epoch's batches on this rank."""
@@ -180,8 +195,10 @@ class PromptBatches(torch.utils.data.Dataset):
 
 class MFTIDataModule(pl.LightningDataModule):
     def __init__(self, encoded: list[Encoded], pad_id: int, micro_batch_size: int, seed: int, chunk: int = 64,
-                 num_workers: int = 0, n_val_prompts: int = 0, val_batch_size: int = 32):
+                 num_workers: int = 0, n_val_prompts: int = 0, val_batch_size: int = 32,
+                 total_micro_batches: int | None = None):
         super().__init__()
+        self.total_micro_batches = total_micro_batches  # optim.max_steps x accumulation: one stream, see above
         self.encoded, self.pad_id, self.micro_batch_size = encoded, pad_id, micro_batch_size
         self.seed, self.chunk, self.num_workers = seed, chunk, num_workers
         self.n_val_prompts, self.val_batch_size = n_val_prompts, val_batch_size
@@ -194,9 +211,13 @@ class MFTIDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         rank, world = self._rank_world()
         self.batch_sampler = LengthGroupedBatches(
-            [len(e.input_ids) for e in self.encoded], self.micro_batch_size, self.seed, self.chunk, rank, world
+            [len(e.input_ids) for e in self.encoded], self.micro_batch_size, self.seed, self.chunk, rank, world,
+            total=self.total_micro_batches,
         )
-        if len(self.batch_sampler) == 0:
+        if self.trainer is not None and self.total_micro_batches is not None:
+            # resume: continue the stream after the micro batches of the optimizer steps already taken
+            self.batch_sampler.start = self.trainer.global_step * self.trainer.accumulate_grad_batches
+        if not self.batch_sampler.epoch_batches(0):
             raise ConfigError(
                 f"{len(self.encoded)} training examples give no full micro batch of {self.micro_batch_size} on "
                 f"each of {world} rank(s). Add examples (num_examples.n) or lower optim.micro_batch_size."

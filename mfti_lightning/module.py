@@ -138,6 +138,12 @@ class MFTIModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---- validation: greedy translation of a small dev subset --------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["mfti_loss_history"] = list(self.loss_history)  # a resumed run reports the whole curve
+
+    def on_load_checkpoint(self, checkpoint):
+        self.loss_history = [tuple(x) for x in checkpoint.get("mfti_loss_history", [])]
+
     def on_validation_epoch_start(self):
         self._val_out = {}
 

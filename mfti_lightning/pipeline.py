@@ -189,7 +189,8 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if n_train:
         n_val = sum(len(s.sources) for s in val_sets)
         dm = MFTIDataModule(encoded, tokenizer.pad_token_id, bm["micro_batch_size"], int(cfg.seed),
-                            int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val)
+                            int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val,
+                            total_micro_batches=int(cfg.optim.max_steps) * bm["accumulate"])
         monitor = (cfg.eval.get("monitor") or f"val/{bleu_name}/avg") if n_val else None
         from mfti_lightning.export import load_checkpoint, model_from_checkpoint, save_hf
         from mfti_lightning.trainer import build_trainer, newest_checkpoint
