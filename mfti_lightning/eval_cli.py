@@ -89,7 +89,8 @@ def resolve_checkpoint(cfg) -> dict:
         )
     base = check_loadable(cfg.model)
     check_state_dict(p, base)
-    run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    # <run dir>/checkpoints/{periodic,best}/<name>.ckpt (or a checkpoint file anywhere else)
+    run_dir = next((a.parent for a in p.parents if a.name == "checkpoints"), p.parent)
     tok = run_dir / "tokenizer"
     return {"kind": "lightning", "model_path": base, "ckpt_file": str(p), "run_dir": run_dir,
             "tokenizer_path": str(tok) if (tok / "tokenizer_config.json").exists() else base}

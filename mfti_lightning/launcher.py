@@ -14,7 +14,7 @@ of the plugin it
 
 Requeue is owned by submitit (see :func:`lightning_cluster_kwargs` and the README): on USR2 submitit calls
 ``checkpoint()`` (inherited: resubmit the same job), requeues the array task and exits; the requeued job composes
-the same config, finds the same run directory and resumes from ``checkpoints/last.ckpt`` and the same W&B run.
+the same config, finds the same run directory and resumes from ``checkpoints/periodic/step<N>.ckpt`` and the same W&B run.
 
 Nothing here imports torch or Lightning at module level.
 """

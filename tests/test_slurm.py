@@ -229,11 +229,8 @@ def _job_id(sweep: Path, timeout: float) -> str:
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(strict=True, reason="requeue + resume from last.ckpt works, but the foundation's mid-epoch resume "
-                   "is not bit-exact yet (final loss 6.073 vs 6.210 uninterrupted); remove this marker once the "
-                   "training issue's exact-resume checkpoints are merged")
 def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path):
-    args = [*FAST, "optim.max_steps=12", "seed=11"]
+    args = [*FAST, "optim.max_steps=12", "checkpoint.every_n_steps=4", "checkpoint.keep=5", "seed=11"]
     # reference: the same job, uninterrupted, without SLURM
     ref = _mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -248,7 +245,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
         job = _job_id(sweep, 120)
         run_dir = sweep / "tiny_demo_t1_k0_n16_s11"
         end = time.time() + 240
-        while not (run_dir / "checkpoints" / "last.ckpt").exists():
+        while not list((run_dir / "checkpoints" / "periodic").glob("step*.ckpt")):
             assert time.time() < end and proc.poll() is None, "no checkpoint before the job ended"
             time.sleep(0.2)
         # what SLURM sends before a time limit / on preemption (signal_delay_s); training is still running here
@@ -270,6 +267,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
             assert rec["metrics"][key] == pytest.approx(value, abs=1e-9), key
     import torch
 
-    a = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    final = Path("checkpoints") / "periodic" / "step000012.ckpt"
+    a = torch.load(run_dir / final, map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "ref" / final, map_location="cpu", weights_only=False)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"

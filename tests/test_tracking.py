@@ -310,7 +310,9 @@ def test_resumed_job_continues_its_run(trained):
     first = read_run(run_files(run_dir)[0])
     import torch
 
-    ckpt_step = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    from mfti_lightning.trainer import newest_checkpoint
+
+    ckpt_step = torch.load(newest_checkpoint(run_dir), map_location="cpu", weights_only=False)["global_step"]
     assert 0 < ckpt_step <= 4
     lines = _train([*FAST, *TRAIN_FAST, "optim.max_steps=6", "sweep_name=trk-sweep"], run_dir)
     assert any("Resuming" in ln for ln in lines)
