@@ -48,3 +48,14 @@ def batch_math(cfg) -> dict:
         )
     return {"world_size": world, "micro_batch_size": micro, "accumulate": glob // (micro * world),
             "global_batch_size": glob}
+
+
+def flatten(d, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are values)."""
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out

@@ -196,9 +196,9 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     record_result(record, result, split, train_dirs)
     if _rank() == 0:
-        from mfti_lightning.pipeline import _loggers
+        from mfti_lightning.tracking import make_loggers
 
-        for logger in _loggers(cfg, run_dir, record):
+        for logger in make_loggers(cfg, run_dir, record):
             logger.log_metrics(result.metrics, step=0)
 
 
@@ -295,8 +295,6 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
 def load_for_eval(cfg, info: dict, device):
     """Tokenizer and model in eval mode on ``device``; a Lightning checkpoint's weights are loaded into the base
     model (``model.`` prefix stripped; already checked by :func:`check_state_dict`)."""
-    import torch
-
     from mfti_lightning.modeling import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(info["tokenizer_path"])

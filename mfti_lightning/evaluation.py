@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfti_lightning import metrics as mt
 from mfti_lightning.languages import direction_str
 from mfti_lightning.prepare import EvalSet, eval_prompts
-from mfti_lightning.results import write_json_atomic
+from mfti_lightning.results import write_json_atomic, write_jsonl_atomic
 from mfti_lightning.template import Template
 
 log = logging.getLogger(__name__)
@@ -98,22 +96,6 @@ def add_averages(result: EvalResult, split: str) -> None:
 
 
 # ---- persistence of finished directions ----------------------------------------------------------------
-def write_jsonl_atomic(path: Path, items: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for item in items:
-                f.write(json.dumps(item, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

@@ -18,8 +18,7 @@ from mfti_lightning import results as res
 from mfti_lightning.config import batch_math
 from mfti_lightning.errors import ConfigError
 from mfti_lightning.template import from_config as template_from_config
-from mfti_lightning.tracking import (  # noqa: F401 - _loggers, wandb_* are used by other modules through here
-    _finish_wandb, _loggers, check_logger, redact_secrets, wandb_mode, wandb_run_id)
+from mfti_lightning.tracking import check_logger, finish_wandb, make_loggers, redact_secrets
 
 log = logging.getLogger("mfti_lightning")
 
@@ -84,7 +83,7 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
         record["wall_time_s"] = time.time() - t0
         if _is_global_zero():
             res.write_json_atomic(results_path, record)
-        _finish_wandb(record["status"] == "completed", record, run_dir)
+        finish_wandb(record["status"] == "completed", record, run_dir)
     if _is_global_zero():
         _print_summary(record)
     return _objective(record["metrics"])
@@ -184,7 +183,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         shape=dict(cfg.model.shape) if cfg.model.get("shape") else None,
     )
     module.tokenizer = tokenizer
-    loggers = _loggers(cfg, run_dir, record)
+    loggers = make_loggers(cfg, run_dir, record)
 
     if n_train:
         n_val = sum(len(s.sources) for s in val_sets)
@@ -255,14 +254,6 @@ def _collect_training(run_dir: Path, record: dict) -> None:
     if vals:
         record["metrics"].update(json.loads(vals[-1].read_text())["metrics"])
         record["validation_history"] = {p.stem: json.loads(p.read_text())["metrics"] for p in vals}
-
-
-def _write_translations(out: Path, rows: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for direction, items in rows.items():
-        with open(out / f"{direction}.jsonl", "w", encoding="utf-8") as f:
-            for item in items:
-                f.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
 def _print_summary(record: dict) -> None:

@@ -26,6 +26,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from mfti_lightning.config import flatten
 from mfti_lightning.languages import LANGUAGES
 from mfti_lightning.results import RESULTS_FILE
 from mfti_lightning.tracking import ERROR_CATEGORIES, PARTITIONS, method_of
@@ -194,19 +195,9 @@ def markdown_table(rows: list[dict], cols: list[str] | None = None) -> str:
 
 
 # ---- config differences ------------------------------------------------------------------------------------
-def _flatten(d, prefix=""):
-    out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = d
-    return out
-
-
 def config_differences(records: list[dict]) -> dict[str, dict[str, list[str]]]:
     """Non-swept config values that differ between runs: ``{key: {value: [run names]}}``."""
-    flat = [(r.get("run_name") or r.get("_dir"), _flatten(r.get("config") or {})) for r in records]
+    flat = [(r.get("run_name") or r.get("_dir"), flatten(r.get("config") or {})) for r in records]
     keys = sorted({k for _, f in flat for k in f})
     diffs = {}
     for k in keys:
@@ -536,7 +527,7 @@ def make_report(paths: list[str | Path], out_dir: str | Path, metric: str = "aut
     summary_rows = [row for row in rows if row["direction"] == "avg"]
     cols = ["run", "method", *SWEPT, "params", "num_train_directions"] + sorted(
         {c for r in summary_rows for c in r if c.startswith(f"{split}/")})
-    md = [f"# mfti-report\n", f"Metric: **{split} {metric}** (averages over directions). Runs: {len(done)} completed, "
+    md = ["# mfti-report\n", f"Metric: **{split} {metric}** (averages over directions). Runs: {len(done)} completed, "
           f"{len(not_done)} failed or incomplete, {len(problems)} directories without a results.json.\n",
           "## Runs\n", markdown_table(summary_rows, cols),
           "\n## Failed or incomplete runs\n", markdown_table(failed_rows) if failed_rows else "_(none)_\n",

@@ -40,15 +40,15 @@ PACKAGES = ("mfti-lightning", "torch", "pytorch-lightning", "transformers", "tok
             "hydra-core", "omegaconf", "sacrebleu", "wandb", "submitit", "hydra-submitit-launcher")
 
 
-def write_json_atomic(path: str | Path, obj) -> Path:
-    """Write JSON to a temp file in the same directory, fsync, then rename over ``path``."""
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(f)`` on a temp file in the same directory, fsync, then rename it over ``path``: readers see
+    the old file or the new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -57,6 +57,18 @@ def write_json_atomic(path: str | Path, obj) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, obj) -> Path:
+    def write(f):
+        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+
+    return atomic_write(path, write)
+
+
+def write_jsonl_atomic(path: str | Path, items: list[dict]) -> Path:
+    return atomic_write(path, lambda f: f.writelines(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
 
 
 def read_results(run_dir: str | Path) -> dict | None:

@@ -212,7 +212,7 @@ def check_logger(cfg) -> None:
         wandb_mode_reason(cfg.logger.get("mode", "auto"), 0)  # validates logger.mode, no network
 
 
-def _loggers(cfg, run_dir: Path, record: dict) -> list:
+def make_loggers(cfg, run_dir: Path, record: dict) -> list:
     """The Lightning loggers of ``cfg.logger`` (a W&B run is started right away on rank 0: see module doc)."""
     name = cfg.logger.name
     if name == "none":
@@ -236,7 +236,7 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
     if mode == "disabled":
         log.info("W&B disabled (%s).", why)
         return []
-    _finish_wandb(True)  # a run left over from a previous job of this process (multirun) must not be reused
+    finish_wandb(True)  # a run left over from a previous job of this process (multirun) must not be reused
     run_id = wandb_run_id(run_dir)
     kwargs = dict(
         project=lc.project, entity=lc.get("entity"), name=cfg.run_name, group=cfg.sweep_name,
@@ -260,7 +260,7 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
         try:
             _start(logger)
         except Exception as e:  # noqa: BLE001 - W&B must never fail the job
-            _finish_wandb(False)
+            finish_wandb(False)
             if mode != "online":
                 log.warning("W&B could not start even offline (%s: %s); continuing without W&B. The run "
                             "directory's results.json has everything.", type(e).__name__, e)
@@ -276,7 +276,7 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
             try:
                 _start(logger)
             except Exception as e2:  # noqa: BLE001
-                _finish_wandb(False)
+                finish_wandb(False)
                 log.warning("W&B offline init failed too (%s); continuing without W&B.", e2)
                 return []
     log.info("W&B %s (%s): project=%s group=%s id=%s", mode, why, lc.project, cfg.sweep_name, run_id)
@@ -344,7 +344,7 @@ def _start(logger) -> None:
         run.define_metric(pattern, step_metric="trainer/global_step")
 
 
-def _finish_wandb(ok: bool, record: dict | None = None, run_dir: Path | None = None) -> None:
+def finish_wandb(ok: bool, record: dict | None = None, run_dir: Path | None = None) -> None:
     """End this job's W&B run (after :func:`log_final` when a record is given), exit code 1 when it failed."""
     wandb = sys.modules.get("wandb")
     if wandb is None or getattr(wandb, "run", None) is None:

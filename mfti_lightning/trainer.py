@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from mfti_lightning.config import num_devices
+from mfti_lightning.config import flatten, num_devices
 from mfti_lightning.errors import ConfigError
 
 SPAWNING_STRATEGIES = ("ddp", "fsdp", "fsdp2")  # Lightning re-executes the command line for ranks > 0
@@ -90,19 +90,9 @@ def check_launch(cfg) -> None:
 
 
 # ---- resume ---------------------------------------------------------------------------------------------
-def _flatten(d, prefix=""):
-    out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = d
-    return out
-
-
 def training_config(container: dict) -> dict:
     """The flattened config keys that change training (everything but :data:`RESUME_IGNORED`)."""
-    flat = _flatten(container)
+    flat = flatten(container)
     return {k: v for k, v in flat.items()
             if not any(k == p or k.startswith(p + ".") for p in RESUME_IGNORED)}
 

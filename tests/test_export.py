@@ -4,7 +4,6 @@ model generated (also with LoRA, merged on export)."""
 from __future__ import annotations
 
 import pytest
-import torch
 from test_module import fit_tiny
 
 

@@ -85,7 +85,7 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path, batch):
 
 
 def test_wandb_run_id_is_stored_and_reused(tmp_path):
-    from mfti_lightning.pipeline import wandb_run_id
+    from mfti_lightning.tracking import wandb_run_id
 
     rid = wandb_run_id(tmp_path)
     assert (tmp_path / "wandb_run_id.txt").read_text().strip() == rid

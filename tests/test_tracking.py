@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import os
 import socket
 import threading
 from pathlib import Path
