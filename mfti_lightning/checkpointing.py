@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -42,6 +43,9 @@ class ResumeState(pl.Callback):
 
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
+        # Lightning warns that a mid-epoch resume is unreliable unless the dataloader is stateful; here the
+        # sampler restarts at the exact micro batch (see the class docstring), so the warning does not apply
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         # ModelCheckpoint saves in on_train_batch_end, before Lightning counts the batch as completed; on resume
