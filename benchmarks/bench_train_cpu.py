@@ -43,7 +43,7 @@ def main(argv=None):
     from mfti_lightning.template import from_config
 
     tmp = Path(tempfile.mkdtemp())
-    cfg = compose(["num_examples.n=100", "optim.micro_batch_size=16"], tmp)
+    cfg = compose(["num_examples.n=200", "optim.micro_batch_size=16"], tmp)
     template = from_config(cfg.template)
     path = resolve_model_path(cfg.model)
     tok = load_tokenizer(path)
