@@ -210,8 +210,6 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
             module.model = None  # the trained (maybe sharded) model: replaced by the best one, unsharded
             model = model_from_checkpoint(best, ckpt)
             del ckpt
-            if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-                model = model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
             model.eval()
             rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
             if cfg.get("checkpoint", {}).get("export", True) and rank0:
@@ -219,6 +217,9 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
                 record["export_dir"] = str(run_dir / "hf")
             module.model = model
     module.configure_model()
+    if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        # also the no-finetuning path (num_examples=n0, the ICL baseline), whose model was never fitted
+        module.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
 
     # ---- final test: the full evaluation on devtest ----------------------------------------------------
     # resumable per direction (translations/ + eval_state/test/), error analysis, partitions
