@@ -188,6 +188,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     world = _world_from_env()
     devices = _local_devices(cfg)
+    record["world_size"] = world[2] if world else devices
     if world is None and devices > 1:
         result = _fork_and_run(cfg, run_dir, sets, template, info, split, devices)
     else:

@@ -49,6 +49,25 @@ def test_results_schema(eval_run):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_local_ranks_translate_each_sentence_once(eval_run, tmp_path):
+    """mfti-eval trainer.devices=2 on CPU: two forked ranks, each sentence translated exactly once, and the same
+    translations and scores as the one-process run (greedy decoding is deterministic)."""
+    p = run_cli(["mfti_lightning.eval_cli", *FAST, "trainer=ddp_cpu"], cwd=tmp_path, timeout=280)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "outputs" / "eval" / "runs").iterdir())
+    one, two = (json.loads((d / "results.json").read_text()) for d in (eval_run, run_dir))
+    assert two["status"] == "completed" and two["world_size"] == 2 and one["world_size"] == 1
+    for d in ("de-en", "en-fr", "zh-en"):
+        a = [json.loads(x) for x in (eval_run / "translations" / f"{d}.jsonl").read_text().splitlines()]
+        b = [json.loads(x) for x in (run_dir / "translations" / f"{d}.jsonl").read_text().splitlines()]
+        assert [x["source"] for x in b] == [x["source"] for x in a]  # every sentence once, in order
+        assert [x["hypothesis"] for x in b] == [x["hypothesis"] for x in a]
+    for k, v in one["metrics"].items():
+        assert two["metrics"][k] == pytest.approx(v, abs=1e-9), k
+
+
+@pytest.mark.slow
 def test_scores_equal_the_sacrebleu_command_line(eval_run, tmp_path):
     r = json.loads((eval_run / "results.json").read_text())
     for d in ("de-en", "zh-en"):
