@@ -327,8 +327,9 @@ def make_filter(filters, src: str, tgt: str, exclude: set[str], stats: dict) -> 
         if max_ratio and (ws > wt * max_ratio or wt > ws * max_ratio):
             stats["length_ratio"] += 1
             return None
-        if max_tokens and ((ls // 3 + 1 if src_chars else s.count(" ") + 1) > max_tokens
-                           or (lt // 3 + 1 if tgt_chars else t.count(" ") + 1) > max_tokens):
+        # a side has at most len(side) whitespace tokens, so the token count is only needed for long lines
+        if max_tokens and ((ls > max_tokens and (ls // 3 + 1 if src_chars else s.count(" ") + 1) > max_tokens)
+                           or (lt > max_tokens and (lt // 3 + 1 if tgt_chars else t.count(" ") + 1) > max_tokens)):
             stats["too_long"] += 1
             return None
         if exclude and (s in exclude or t in exclude):
