@@ -22,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning.config import conf_dir
+from mfti_lightning.distributed import global_rank
 
 log = logging.getLogger("mfti_lightning")
 
@@ -196,7 +197,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.evaluation import record_result
 
     record_result(record, result, split, train_dirs)
-    if _rank() == 0:
+    if global_rank() == 0:
         from mfti_lightning.tracking import make_loggers
 
         for logger in make_loggers(cfg, run_dir, record):
@@ -217,12 +218,6 @@ def _world_from_env() -> tuple[int, int, int] | None:
         return (int(os.environ["SLURM_PROCID"]), int(os.environ.get("SLURM_LOCALID", 0)),
                 int(os.environ["SLURM_NTASKS"]))
     return None
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _fork_and_run(cfg, run_dir, sets, template, info, split, devices: int):

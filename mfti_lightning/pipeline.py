@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning import results as res
 from mfti_lightning.config import batch_math
+from mfti_lightning.distributed import global_rank
 from mfti_lightning.errors import ConfigError
 from mfti_lightning.template import from_config as template_from_config
 from mfti_lightning.tracking import check_logger, finish_wandb, make_loggers, redact_secrets
@@ -81,10 +82,10 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
         raise
     finally:
         record["wall_time_s"] = time.time() - t0
-        if _is_global_zero():
+        if global_rank() == 0:
             res.write_json_atomic(results_path, record)
         finish_wandb(record["status"] == "completed", record, run_dir)
-    if _is_global_zero():
+    if global_rank() == 0:
         _print_summary(record)
     return _objective(record["metrics"])
 
@@ -94,24 +95,6 @@ def _objective(metrics: dict) -> float | None:
         if key in metrics:
             return float(metrics[key])
     return None
-
-
-def global_rank() -> int:
-    """This process's rank: from torch.distributed once initialised, else from the launcher's environment
-    (torchrun/Lightning: RANK or LOCAL_RANK; srun: SLURM_PROCID); 0 for a single process."""
-    import sys
-
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
-
-
-def _is_global_zero() -> bool:
-    return global_rank() == 0
 
 
 def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
@@ -211,8 +194,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
             model = model_from_checkpoint(best, ckpt)
             del ckpt
             model.eval()
-            rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-            if cfg.get("checkpoint", {}).get("export", True) and rank0:
+            if cfg.get("checkpoint", {}).get("export", True) and global_rank() == 0:
                 _, model = save_hf(model, run_dir / "hf", tokenizer, template)
                 record["export_dir"] = str(run_dir / "hf")
             module.model = model

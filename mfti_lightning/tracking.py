@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mfti_lightning.distributed import global_rank
 from mfti_lightning.errors import ConfigError
 
 log = logging.getLogger("mfti_lightning")
@@ -59,17 +60,6 @@ def method_of(swept: dict) -> str:
     if int(swept.get("num_examples") or 0) > 0:
         return "mFTI"
     return "ICL" if int(swept.get("shots") or 0) > 0 else "zero-shot"
-
-
-def is_rank_zero() -> bool:
-    """Global rank 0 from the environment (the variables Lightning, torchrun and srun set)."""
-    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(var)
-        if value not in (None, ""):
-            if var == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
-                continue  # one task per job: Lightning launches the ranks itself
-            return int(value) == 0
-    return True
 
 
 # ---- config hygiene ---------------------------------------------------------------------------------------
@@ -256,7 +246,7 @@ def _wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
         # used there (wandb raises ForkedError), so the run starts lazily inside rank 0, as Lightning does.
         log.info("W&B run starts inside rank 0 (trainer.strategy=%s); an online init failure is not caught "
                  "early with this strategy.", cfg.trainer.get("strategy"))
-    elif is_rank_zero():
+    elif global_rank() == 0:
         try:
             _start(logger)
         except Exception as e:  # noqa: BLE001 - W&B must never fail the job

@@ -145,20 +145,22 @@ def test_method_of():
 
 
 def test_rank_zero_from_env(monkeypatch):
+    from mfti_lightning.distributed import global_rank
+
     for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(var, raising=False)
-    assert tracking.is_rank_zero()
+    assert global_rank() == 0
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert not tracking.is_rank_zero()
+    assert global_rank() != 0
     monkeypatch.setenv("RANK", "0")
-    assert tracking.is_rank_zero()
+    assert global_rank() == 0
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("LOCAL_RANK")
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_NTASKS", "1")  # one task: not a rank
-    assert tracking.is_rank_zero()
+    assert global_rank() == 0
     monkeypatch.setenv("SLURM_NTASKS", "8")
-    assert not tracking.is_rank_zero()
+    assert global_rank() != 0
 
 
 def test_check_logger(cfg_factory):
