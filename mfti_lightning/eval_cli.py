@@ -109,7 +109,9 @@ def _load_ckpt_state(path: Path) -> dict:
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state:
         raise ModelLoadError(f"ckpt_path={path}: no state_dict inside (keys: {list(ckpt)[:8]}).")
-    return {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
+    from mfti_lightning.export import model_state
+
+    return model_state(state)  # the same key mapping as mfti-export (model. prefix, wrapper prefixes)
 
 
 def check_state_dict(ckpt_file: Path, model_path: str) -> None:
