@@ -200,8 +200,8 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True) -> dict
     from pathlib import Path
 
     from mfti_lightning import results as res
-    from mfti_lightning.evaluation import TRANSLATIONS_DIR, read_jsonl
-    from mfti_lightning.results import write_jsonl_atomic
+    from mfti_lightning.evaluation import TRANSLATIONS_DIR
+    from mfti_lightning.results import read_jsonl, write_jsonl_atomic
 
     run_dir = Path(run_dir)
     record = res.read_results(run_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 from mfti_lightning import metrics as mt
 from mfti_lightning.languages import direction_str
 from mfti_lightning.prepare import EvalSet, eval_prompts
-from mfti_lightning.results import write_json_atomic, write_jsonl_atomic
+from mfti_lightning.results import read_jsonl, write_json_atomic, write_jsonl_atomic
 from mfti_lightning.template import Template
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,6 @@ def add_averages(result: EvalResult, split: str) -> None:
 
 
 # ---- persistence of finished directions ----------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _state_path(out_dir: Path, split: str, d: str) -> Path:
     return Path(out_dir) / STATE_DIR / split / f"{d}.json"
 

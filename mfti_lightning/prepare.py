@@ -15,6 +15,7 @@ from pathlib import Path
 from mfti_lightning import corpora, languages
 from mfti_lightning.directions import eval_directions, train_directions
 from mfti_lightning.errors import ConfigError, DataError
+from mfti_lightning.results import read_jsonl, write_jsonl_atomic
 from mfti_lightning.languages import Direction, direction_str
 from mfti_lightning.template import Template
 
@@ -264,17 +265,6 @@ def data_hash(cfg, template: Template) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
     """:func:`training_examples`, cached under ``data.cache_dir/<hash of the data config>/``.
 
@@ -299,7 +289,7 @@ def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
     try:
-        write_jsonl(tmp / EXAMPLES_FILE, examples)
+        write_jsonl_atomic(tmp / EXAMPLES_FILE, examples)
         (tmp / "key.json").write_text(json.dumps(data_key(cfg, template), indent=1, ensure_ascii=False) + "\n",
                                       encoding="utf-8")
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

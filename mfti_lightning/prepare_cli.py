@@ -24,7 +24,8 @@ from mfti_lightning.config import conf_dir
 
 
 def prepare(cfg: DictConfig) -> Path:
-    from mfti_lightning.prepare import check_languages, load_or_prepare, write_jsonl
+    from mfti_lightning.prepare import check_languages, load_or_prepare
+    from mfti_lightning.results import write_jsonl_atomic
     from mfti_lightning.template import from_config
 
     check_languages(cfg)
@@ -32,7 +33,7 @@ def prepare(cfg: DictConfig) -> Path:
     examples, report = load_or_prepare(cfg, template)
     out = Path(cfg.paths.output_dir) / "prepared"
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "train.jsonl", examples)
+    write_jsonl_atomic(out / "train.jsonl", examples)
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     template.save(out)
     print(format_report(report, out), flush=True)

@@ -71,6 +71,11 @@ def write_jsonl_atomic(path: str | Path, items: list[dict]) -> Path:
     return atomic_write(path, lambda f: f.writelines(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def read_results(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / RESULTS_FILE
     if not path.exists():

@@ -11,6 +11,7 @@ from conftest import compose, run_cli
 
 from mfti_lightning import corpora, prepare
 from mfti_lightning.errors import DataError
+from mfti_lightning.results import read_jsonl
 from mfti_lightning.template import from_config
 
 DATA = Path(__file__).parent / "data"
@@ -114,7 +115,7 @@ def test_concurrent_writers_leave_one_complete_entry(tmp_path):
     assert not errors and len(out) == 4 and all(o == out[0] for o in out)
     entries = [p for p in (tmp_path / "cache").iterdir()]
     assert len(entries) == 1 and not entries[0].name.startswith(".")
-    assert len(prepare.read_jsonl(entries[0] / prepare.EXAMPLES_FILE)) == 90
+    assert len(read_jsonl(entries[0] / prepare.EXAMPLES_FILE)) == 90
 
 
 @pytest.mark.timeout(180)
@@ -124,7 +125,7 @@ def test_mfti_prepare_cli_on_shipped_data(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "de-en" in p.stdout and "in_eval_sets" in p.stdout and "total: 80 examples" in p.stdout
     out = next((tmp_path / "outputs" / "prepare" / "runs").iterdir()) / "prepared"
-    rows = prepare.read_jsonl(out / "train.jsonl")
+    rows = read_jsonl(out / "train.jsonl")
     assert len(rows) == 80 and {r["src_lang"] for r in rows} == {"de", "en"}
     assert json.loads((out / "report.json").read_text())["directions"]["en-fr"]["sampled"] == 40
     assert (out / "template.json").exists()
