@@ -97,21 +97,30 @@ def _objective(metrics: dict) -> float | None:
     return None
 
 
+def check_before_loading(cfg: DictConfig):
+    """Torch-free checks of a training job: languages, template, batch math, strategy vs accelerator.
+    Run by the job itself and, for sweeps, by the launcher before anything is submitted (sweep.check_job).
+    Returns ``(template, batch math)``."""
+    from mfti_lightning.prepare import check_languages
+
+    check_languages(cfg)
+    template = template_from_config(cfg.template)
+    bm = batch_math(cfg)
+    if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
+        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
+                          "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    return template, bm
+
+
 def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     # ---- checks that need nothing heavy --------------------------------------------------------------
     from mfti_lightning.directions import eval_directions, train_directions
     from mfti_lightning.metrics import bleu_metric_name
-    from mfti_lightning.prepare import check_languages
 
-    check_languages(cfg)
+    template, bm = check_before_loading(cfg)
     check_logger(cfg)
-    template = template_from_config(cfg.template)
-    bm = batch_math(cfg)
     bleu_name = bleu_metric_name(cfg.eval.bleu_tokenize)
     n_train = int(cfg.num_examples.n)
-    if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
-        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
-                          "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
     from mfti_lightning.trainer import check_launch, check_resume_config
 
     check_launch(cfg)

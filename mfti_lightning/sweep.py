@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning import results as res
-from mfti_lightning.config import batch_math, num_devices
+from mfti_lightning.config import num_devices
 from mfti_lightning.errors import ConfigError
 
 # Strategies that start their own processes; under SLURM with several tasks per node srun starts the ranks, and
@@ -93,15 +93,10 @@ def check_resources(job_cfg: DictConfig, launcher: dict) -> None:
 
 
 def check_job(job_cfg: DictConfig, launcher: dict | None = None) -> None:
-    from mfti_lightning.prepare import check_languages
-    from mfti_lightning.template import from_config as template_from_config
+    """The checks every job runs before anything is submitted (and again in the job, before loading a model)."""
+    from mfti_lightning.pipeline import check_before_loading
 
-    check_languages(job_cfg)
-    template_from_config(job_cfg.template)
-    batch_math(job_cfg)
-    if job_cfg.trainer.strategy == "fsdp" and job_cfg.trainer.accelerator == "cpu":
-        raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
-                          "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    check_before_loading(job_cfg)
     if launcher is not None:
         check_resources(job_cfg, launcher)
 
@@ -137,17 +132,13 @@ class CostModel:
     flores_dev: int = 997
 
 
-def model_params(shape) -> int:
-    """Parameters of a decoder-only transformer from ``model.shape`` (attention + MLP + tied embeddings)."""
-    L, d, f, v = (int(shape[k]) for k in ("num_layers", "d_model", "ffn_dim", "vocab_size"))
-    return L * (4 * d * d + 2 * d * f) + v * d
-
-
 def estimate(job_cfg: DictConfig, cost: CostModel = CostModel()) -> dict:
     """Training tokens, FLOPs and GPU-hours of one job (training + validation + the final test)."""
     from mfti_lightning.directions import eval_directions, train_directions
 
-    n_params = model_params(job_cfg.model.shape)
+    from mfti_lightning.throughput import matmul_params  # torch-free
+
+    n_params = matmul_params(job_cfg.model.shape)
     n_train = int(job_cfg.num_examples.n)
     lp = job_cfg.lang_pairs
     train_dirs = train_directions(lp) if n_train else []
