@@ -12,32 +12,18 @@ shards the sentences, not the weights) and translates its share of the batches; 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mfti_lightning.config import conf_dir
 from mfti_lightning.distributed import global_rank
 
 log = logging.getLogger("mfti_lightning")
 
-
-def ckpt_tag(path) -> str:
-    """Run-dir suffix for a checkpoint: ``_<stem>-<hash of its absolute path>``; empty without one."""
-    if path in (None, "", "None", "null"):
-        return ""
-    p = Path(str(path)).expanduser().resolve()
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", p.stem if p.suffix == ".ckpt" else p.name)[:40]
-    return f"_{stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
-
-
-if not OmegaConf.has_resolver("mfti_ckpt_tag"):
-    OmegaConf.register_new_resolver("mfti_ckpt_tag", ckpt_tag)
 
 SPLITS = {"devtest": "test", "dev": "val"}  # FLORES split -> metric split name (results.json schema)
 

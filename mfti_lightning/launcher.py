@@ -53,14 +53,16 @@ class SlurmLauncher(_PluginSlurmLauncher):
             job_cfg = loader.load_sweep_config(self.config, list(overrides))
             params = OmegaConf.to_container(job_cfg.hydra.launcher, resolve=True)
             params.pop("_target_", None)
+            run_dir = sw.job_run_dir(job_cfg)
+            action = "new"
             try:
                 sw.check_job(job_cfg, params)
+                action = sw.job_action(job_cfg, run_dir)
             except MftiError as e:
                 errors.append(f"  job #{idx} ({' '.join(filter_overrides(overrides)) or 'no overrides'}): {e}")
-            run_dir = sw.job_run_dir(job_cfg)
-            jobs.append((idx, list(overrides), job_cfg, params, run_dir))
+            jobs.append((idx, list(overrides), job_cfg, params, run_dir, action))
         try:
-            sw.check_unique_run_dirs([(idx, filter_overrides(ov), rd) for idx, ov, _, _, rd in jobs])
+            sw.check_unique_run_dirs([(idx, filter_overrides(ov), rd) for idx, ov, _, _, rd, _ in jobs])
         except ConfigError as e:
             errors.append(f"  {e}")
         if errors:
@@ -69,9 +71,9 @@ class SlurmLauncher(_PluginSlurmLauncher):
 
         returns: dict[int, JobReturn] = {}
         groups: dict[str, list] = {}
-        for idx, overrides, job_cfg, params, run_dir in jobs:
-            status = sw.job_status(run_dir)
-            if status == "completed" and job_cfg.resume == "auto":
+        for idx, overrides, job_cfg, params, run_dir, action in jobs:
+            status = sw.job_status(run_dir) if action != "reevaluate" else "completed, evaluation changed"
+            if action == "skip":
                 log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}  (completed in {run_dir}: skipped)")
                 ret = JobReturn(overrides=overrides, cfg=job_cfg, working_dir=str(run_dir),
                                 task_name=job_cfg.hydra.job.name, status=JobStatus.COMPLETED)

@@ -18,6 +18,7 @@ from mfti_lightning import results as res
 from mfti_lightning.config import batch_math
 from mfti_lightning.distributed import global_rank
 from mfti_lightning.errors import ConfigError
+from mfti_lightning.identity import decide_reuse
 from mfti_lightning.template import from_config as template_from_config
 from mfti_lightning.tracking import check_logger, finish_wandb, make_loggers, redact_secrets
 
@@ -48,20 +49,23 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> float | None:
     """Run one job; always leaves a results.json (completed or failed) in the run directory."""
-    return run_task(cfg, _run)
+    return run_task(cfg, _run, checks=check_before_loading)
 
 
-def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
-    """The shared job frame of mfti-train and mfti-eval: skip a completed run, run ``body(cfg, run_dir,
-    record)``, always leave a results.json (completed or failed) written atomically by rank 0."""
+def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> float | None:
+    """The shared job frame of mfti-train and mfti-eval: run the torch-free ``checks(cfg)`` (also for a completed
+    run: a bad value is an error, never a silent skip), decide how the run directory may be used
+    (:func:`identity.decide_reuse`: skip a completed run of the same experiment, re-evaluate one whose evaluation
+    settings changed, refuse another experiment's directory), run ``body(cfg, run_dir, record)`` and always leave
+    a results.json (completed or failed) written atomically by rank 0."""
+    if checks is not None:
+        checks(cfg)
     run_dir = run_dir_of(cfg)
-    existing = res.read_results(run_dir)
-    if existing and existing.get("status") == "completed" and cfg.resume == "auto":
-        log.info("%s already completed (%s); nothing to do. Use another run dir or resume=never to refuse reuse.",
+    reuse = decide_reuse(run_dir, cfg)
+    if reuse.action == "skip":
+        log.info("%s already completed (%s) with this config; nothing to do. resume=never refuses reuse.",
                  run_dir, res.RESULTS_FILE)
-        return _objective(existing.get("metrics", {}))
-    if existing and cfg.resume == "never":
-        raise ConfigError(f"{run_dir} already holds a {res.RESULTS_FILE} and resume=never; pick another run dir.")
+        return _objective(reuse.existing.get("metrics", {}))
 
     t0 = time.time()
     record = {
@@ -70,6 +74,8 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
         "metrics": {}, "signatures": {}, "config": resolved_container(cfg), "provenance": res.provenance(),
         **(extra or {}),
     }
+    if reuse.action == "reevaluate":
+        record["reevaluation"] = _archive_previous(run_dir, reuse)
     results_path = run_dir / res.RESULTS_FILE
     try:
         body(cfg, run_dir, record)
@@ -88,6 +94,21 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
     if global_rank() == 0:
         _print_summary(record)
     return _objective(record["metrics"])
+
+
+def _archive_previous(run_dir: Path, reuse) -> dict:
+    """Keep the completed results of the earlier evaluation (``previous_results/<n>.json``) before re-evaluating;
+    returns what results.json records about it."""
+    changed = [k for k, _, _ in reuse.changed]
+    log.info("%s: completed, but evaluation settings changed (%s): re-evaluating the best checkpoint %s without "
+             "retraining.", run_dir, ", ".join(changed), reuse.existing.get("best_checkpoint") or "(no training)")
+    archive = run_dir / "previous_results"
+    n = len(list(archive.glob("*.json"))) if archive.is_dir() else 0
+    path = archive / f"{n}.json"
+    if global_rank() == 0:
+        res.write_json_atomic(path, reuse.existing)
+    return {"changed": {k: {"before": a, "now": b} for k, a, b in reuse.changed}, "previous_results": str(path),
+            "best_checkpoint": reuse.existing.get("best_checkpoint"), "best_step": reuse.existing.get("best_step")}
 
 
 def _objective(metrics: dict) -> float | None:
@@ -147,7 +168,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from mfti_lightning.datamodule import MFTIDataModule, encode_examples
+    from mfti_lightning.datamodule import encode_examples
     from mfti_lightning.evaluation import evaluate
     from mfti_lightning.modeling import load_tokenizer, peft_settings
     from mfti_lightning.module import MFTIModule
@@ -177,36 +198,32 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     module.tokenizer = tokenizer
     loggers = make_loggers(cfg, run_dir, record)
 
-    if n_train:
-        n_val = sum(len(s.sources) for s in val_sets)
-        dm = MFTIDataModule(encoded, tokenizer.pad_token_id, bm["micro_batch_size"], int(cfg.seed),
-                            int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val,
-                            total_micro_batches=int(cfg.optim.max_steps) * bm["accumulate"])
-        monitor = (cfg.eval.get("monitor") or f"val/{bleu_name}/avg") if n_val else None
-        from mfti_lightning.export import load_checkpoint, model_from_checkpoint, save_hf
-        from mfti_lightning.trainer import build_trainer, newest_checkpoint
-
-        trainer, best_cb, periodic_cb = build_trainer(cfg, bm, run_dir, loggers, monitor, model_path)
-        resume_from = newest_checkpoint(run_dir) if cfg.resume == "auto" else None
-        if resume_from:
-            log.info("Resuming from %s", resume_from)
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
-        best = (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(run_dir) or "")
-        record["best_checkpoint"] = best
+    reeval = record.get("reevaluation")
+    best = None
+    if n_train and reeval:  # completed run, only evaluation settings changed: no training
+        best = reeval["best_checkpoint"]
         _collect_training(run_dir, record)
-        if "throughput" in record.get("training", {}):
-            record["throughput"] = record["training"]["throughput"]
-        if best and Path(best).exists():
-            ckpt = load_checkpoint(best)
-            record["best_step"] = int(ckpt["global_step"])
-            module.model = None  # the trained (maybe sharded) model: replaced by the best one, unsharded
-            model = model_from_checkpoint(best, ckpt)
-            del ckpt
-            model.eval()
-            if cfg.get("checkpoint", {}).get("export", True) and global_rank() == 0:
-                _, model = save_hf(model, run_dir / "hf", tokenizer, template)
-                record["export_dir"] = str(run_dir / "hf")
-            module.model = model
+    elif n_train:
+        best = _fit(cfg, bm, run_dir, module, encoded, tokenizer, val_sets, loggers, bleu_name, model_path)
+        _collect_training(run_dir, record)
+    if best:
+        record["best_checkpoint"] = best
+    if "throughput" in record.get("training", {}):
+        record["throughput"] = record["training"]["throughput"]
+    if best and Path(best).exists():
+        from mfti_lightning.export import load_checkpoint, model_from_checkpoint, save_hf
+
+        ckpt = load_checkpoint(best)
+        record["best_step"] = int(ckpt["global_step"])
+        module.model = None  # the trained (maybe sharded) model: replaced by the best one, unsharded
+        model = model_from_checkpoint(best, ckpt)
+        del ckpt
+        model.eval()
+        if cfg.get("checkpoint", {}).get("export", True) and global_rank() == 0 and not reeval:
+            _, model = save_hf(model, run_dir / "hf", tokenizer, template)
+        if (run_dir / "hf").is_dir():
+            record["export_dir"] = str(run_dir / "hf")
+        module.model = model
     module.configure_model()
     if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         # also the no-finetuning path (num_examples=n0, the ICL baseline), whose model was never fitted
@@ -230,6 +247,24 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if rank == 0:
         for logger in loggers:
             logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))
+
+
+def _fit(cfg, bm, run_dir, module, encoded, tokenizer, val_sets, loggers, bleu_name, model_path) -> str:
+    """Train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path."""
+    from mfti_lightning.datamodule import MFTIDataModule
+    from mfti_lightning.trainer import build_trainer, newest_checkpoint
+
+    n_val = sum(len(s.sources) for s in val_sets)
+    dm = MFTIDataModule(encoded, tokenizer.pad_token_id, bm["micro_batch_size"], int(cfg.seed),
+                        int(cfg.data.length_group_chunk), int(cfg.data.num_workers), n_val_prompts=n_val,
+                        total_micro_batches=int(cfg.optim.max_steps) * bm["accumulate"])
+    monitor = (cfg.eval.get("monitor") or f"val/{bleu_name}/avg") if n_val else None
+    trainer, best_cb, _ = build_trainer(cfg, bm, run_dir, loggers, monitor, model_path)
+    resume_from = newest_checkpoint(run_dir) if cfg.resume == "auto" else None
+    if resume_from:
+        log.info("Resuming from %s", resume_from)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    return (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(run_dir) or "")
 
 
 def _collect_training(run_dir: Path, record: dict) -> None:
@@ -257,6 +292,10 @@ def _print_summary(record: dict) -> None:
     for d in dirs + ["avg"]:
         lines.append(f"{d:<10} {m.get(f'test/{bleu}/{d}', float('nan')):>8.2f} "
                      f"{m.get(f'test/chrf/{d}', float('nan')):>8.2f} {m.get(f'test/chrf++/{d}', float('nan')):>8.2f}")
+    if record.get("reevaluation"):
+        changed = ", ".join(f"{k} {v['before']!r} -> {v['now']!r}" for k, v in record["reevaluation"]["changed"].items())
+        lines.append(f"re-evaluated without training ({changed}); earlier results kept in "
+                     f"{record['reevaluation']['previous_results']}")
     tr = record.get("training")
     if tr:
         lines.append(f"training: {tr['steps']} steps, loss {tr['loss_first']:.3f} -> {tr['loss_last']:.3f}")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from mfti_lightning import results as res
 from mfti_lightning.config import num_devices
 from mfti_lightning.errors import ConfigError
+from mfti_lightning.identity import decide_reuse
 
 # Strategies that start their own processes; under SLURM with several tasks per node srun starts the ranks, and
 # the pipeline runs these as plain ``ddp`` instead (see launcher.lightning_cluster_kwargs).
@@ -31,6 +32,13 @@ def job_run_dir(job_cfg: DictConfig) -> Path:
     sweep_dir = OmegaConf.select(job_cfg, "hydra.sweep.dir")
     subdir = OmegaConf.select(job_cfg, "hydra.sweep.subdir")
     return Path(str(sweep_dir)) / str(subdir)
+
+
+def job_action(job_cfg: DictConfig, run_dir: Path) -> str:
+    """What the job will do with its run directory (:func:`identity.decide_reuse`): ``new``, ``run`` (start or
+    resume an unfinished run), ``skip`` (completed, same experiment) or ``reevaluate`` (completed, evaluation
+    settings changed). Raises ConfigError when the directory holds another experiment."""
+    return decide_reuse(run_dir, job_cfg).action
 
 
 def job_status(run_dir: Path) -> str:
@@ -109,9 +117,10 @@ def check_unique_run_dirs(jobs: list[tuple[int, list[str], Path]]) -> None:
             other = seen[run_dir]
             raise ConfigError(
                 f"jobs #{other[0]} ({' '.join(other[1])}) and #{num} ({' '.join(overrides)}) would share the run "
-                f"directory {run_dir}: the run directory is built from run_slug (model, lang_pairs, template, shots, "
-                "num_examples, seed). Sweep over values that change it, or add the swept key to run_slug "
-                "(e.g. run_slug='${model.name}_..._${trainer.devices}')."
+                f"directory {run_dir}: run_slug names the experiment (model, lang_pairs, template, shots, "
+                "num_examples, seed and a hash of everything else that determines the trained model), not the "
+                "hardware (trainer) nor evaluation-only settings. Run such jobs as separate sweeps (another "
+                "sweep_name each), or add the swept key to run_slug (e.g. run_slug='${model.name}_..._${trainer.devices}')."
             )
         seen[run_dir] = (num, overrides)
 
@@ -243,16 +252,23 @@ def plan(sweep: str | None, overrides: list[str], cost: CostModel = CostModel(),
     parsed = OverridesParser.create().parse_overrides(task_ov)
     parser_free = [o for o, p in zip(task_ov, parsed) if not p.is_sweep_override()]
     base = compose_job(config_dir, config_name, hydra_ov + parser_free)
+    # resolve ${now:...} (the default sweep_name) once; every job reuses the value, as Hydra's own multirun does
+    # (its config loader copies the primary config's resolver cache into each job's config)
+    OmegaConf.select(base, "hydra.sweep.dir")
     node = base.hydra.sweeper.get("params")
     params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
     jobs = []
     for num, job_ov in enumerate(expand(params, task_ov)):
         cfg = compose_job(config_dir, config_name, hydra_ov + job_ov)
+        OmegaConf.copy_cache(from_config=base, to_config=cfg)
         launcher = _launcher_params(cfg)
         if check:
             check_job(cfg, launcher if _is_slurm(cfg) else None)
         run_dir = job_run_dir(cfg)
-        jobs.append(Job(num, job_ov, cfg, run_dir, job_status(run_dir), estimate(cfg, cost)))
+        status = job_status(run_dir)
+        if status != "new" and job_action(cfg, run_dir) == "reevaluate":  # also refuses another experiment's dir
+            status = "completed, evaluation changed: re-evaluate"
+        jobs.append(Job(num, job_ov, cfg, run_dir, status, estimate(cfg, cost)))
     check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
     return jobs
 

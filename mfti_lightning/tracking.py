@@ -207,14 +207,17 @@ def make_loggers(cfg, run_dir: Path, record: dict) -> list:
     name = cfg.logger.name
     if name == "none":
         return []
+    # a re-evaluation (identity.decide_reuse) logs beside the training curves instead of replacing them
+    reeval = record.get("reevaluation")
+    version = f"reevaluation-{Path(reeval['previous_results']).stem}" if reeval else ""
     if name == "csv":
         from pytorch_lightning.loggers import CSVLogger
 
-        return [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+        return [CSVLogger(save_dir=str(run_dir), name="csv", version=version)]
     if name == "tensorboard":
         from pytorch_lightning.loggers import TensorBoardLogger
 
-        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
+        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=version)]
     if name == "wandb":
         return _wandb_loggers(cfg, Path(run_dir), record)
     raise ConfigError(f"logger={name}: unknown; use wandb, csv, tensorboard or none.")

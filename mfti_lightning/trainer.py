@@ -20,15 +20,15 @@ from pathlib import Path
 
 from mfti_lightning.config import flatten, num_devices
 from mfti_lightning.errors import ConfigError
+from mfti_lightning.identity import classify
 
 SPAWNING_STRATEGIES = ("ddp", "fsdp", "fsdp2")  # Lightning re-executes the command line for ranks > 0
 TRAINING_CONFIG_FILE = "training_config.json"
-# Config keys whose change does not change the trained weights up to a checkpoint (prefix match on dotted keys).
+# Besides what never changes a result (identity.IGNORED), config keys whose change does not change the trained
+# weights up to a checkpoint (prefix match on dotted keys): a checkpoint may be resumed with other values.
 RESUME_IGNORED = (
-    "hydra", "paths", "logger", "eval", "shots", "resume", "sweep_name", "run_name", "task_name", "checkpoint",
-    "lang_pairs.val_size", "lang_pairs.test_size", "lang_pairs.eval", "trainer.log_every_n_steps",
+    "eval", "shots", "checkpoint", "lang_pairs.val_size", "lang_pairs.test_size", "lang_pairs.eval",
     "optim.max_steps",  # extending (or shortening) a run continues the same trajectory
-    "data.num_workers", "debug",
 )
 
 
@@ -94,7 +94,7 @@ def training_config(container: dict) -> dict:
     """The flattened config keys that change training (everything but :data:`RESUME_IGNORED`)."""
     flat = flatten(container)
     return {k: v for k, v in flat.items()
-            if not any(k == p or k.startswith(p + ".") for p in RESUME_IGNORED)}
+            if classify(k) is not None and not any(k == p or k.startswith(p + ".") for p in RESUME_IGNORED)}
 
 
 def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:

@@ -64,3 +64,49 @@ def test_rerun_of_completed_run_does_nothing(demo_run):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "already completed" in p.stdout + p.stderr
     assert (run_dir / "results.json").read_text() == before
+
+
+# ---- a run directory is reused only for the same experiment (issue: a changed config returned the old results) ----
+def test_changed_training_value_after_the_demo_runs_its_own_experiment(demo_run):
+    run_dir, _ = demo_run
+    before = (run_dir / "results.json").read_text()
+    cwd = run_dir.parents[3]
+    args = ["mfti_lightning.train", *FAST, "optim.optimizer.lr=1e-2", "optim.max_steps=10",
+            "eval.val_every_n_steps=5", "checkpoint.every_n_steps=5", "logger=none"]
+    p = run_cli(args, cwd=cwd, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "already completed" not in p.stdout + p.stderr
+    new = [d for d in run_dir.parent.iterdir() if d != run_dir]
+    assert len(new) == 1 and new[0].name.rsplit("-", 1)[0] == run_dir.name.rsplit("-", 1)[0]
+    r = json.loads((new[0] / "results.json").read_text())
+    assert r["status"] == "completed" and r["config"]["optim"]["optimizer"]["lr"] == 1e-2
+    assert r["training"]["steps"] == 10
+    assert (run_dir / "results.json").read_text() == before  # the demo's run is untouched
+
+
+def test_changed_trainer_of_a_completed_run_is_refused_naming_the_key(demo_run):
+    run_dir, _ = demo_run
+    before = (run_dir / "results.json").read_text()
+    p = run_cli(["mfti_lightning.train", *FAST, "trainer.precision=bf16-mixed"], cwd=run_dir.parents[3], timeout=120)
+    assert p.returncode != 0
+    assert "trainer.precision: '32-true' (in the run dir) -> 'bf16-mixed' (now)" in p.stderr, p.stderr[-2000:]
+    assert (run_dir / "results.json").read_text() == before
+
+
+def test_changed_evaluation_setting_reevaluates_the_best_checkpoint_without_training(demo_run):
+    run_dir, _ = demo_run
+    before = json.loads((run_dir / "results.json").read_text())
+    ckpts = {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.ckpt")}
+    p = run_cli(["mfti_lightning.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "re-evaluated without training (eval.num_beams 1 -> 2)" in p.stdout, p.stdout[-2000:]
+    r = json.loads((run_dir / "results.json").read_text())
+    assert r["status"] == "completed" and r["config"]["eval"]["num_beams"] == 2
+    assert r["reevaluation"]["changed"] == {"eval.num_beams": {"before": 1, "now": 2}}
+    assert r["best_checkpoint"] == before["best_checkpoint"] and r["training"] == before["training"]
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.ckpt")} == ckpts  # no training
+    assert json.loads((run_dir / "previous_results" / "0.json").read_text()) == before  # nothing lost
+    assert all(k in r["metrics"] for k in ("test/bleu/avg", "test/chrf/avg", "val/chrf/avg"))
+    # and the re-evaluated run is now complete for its new settings
+    p = run_cli(["mfti_lightning.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=120)
+    assert p.returncode == 0 and "already completed" in p.stdout + p.stderr

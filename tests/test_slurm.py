@@ -151,7 +151,9 @@ def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, t
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "three"
     res = _results(sweep)
-    assert sorted(res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
+    # <readable slug>-<hash of the experiment>: the seeds differ, the rest of the identity is the same
+    assert sorted(k.rsplit("-", 1)[0] for k in res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
+    assert len({k.rsplit("-", 1)[1] for k in res}) == 3
     assert all(r["status"] == "completed" for r in res.values())
     dirs = _submitit_dirs(sweep)
     tasks = [d for d in dirs if "_" in d]
@@ -165,7 +167,7 @@ def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, t
     assert _submitit_dirs(sweep) == dirs and _sacct_jobs() == before
 
     # one failed job: only that one runs again
-    failed = sweep / "tiny_demo_t1_k0_n16_s2" / "results.json"
+    failed = next(sweep.glob("tiny_demo_t1_k0_n16_s2-*")) / "results.json"
     rec = json.loads(failed.read_text())
     rec.update(status="failed", error="RuntimeError: simulated node failure")
     failed.write_text(json.dumps(rec))
@@ -243,9 +245,8 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
     try:
         sweep = tmp_path / "train" / "sweeps" / "requeue"
         job = _job_id(sweep, 120)
-        run_dir = sweep / "tiny_demo_t1_k0_n16_s11"
         end = time.time() + 240
-        while not list((run_dir / "checkpoints" / "periodic").glob("step*.ckpt")):
+        while not list(sweep.glob("tiny_demo_t1_k0_n16_s11-*/checkpoints/periodic/step*.ckpt")):
             assert time.time() < end and proc.poll() is None, "no checkpoint before the job ended"
             time.sleep(0.2)
         # what SLURM sends before a time limit / on preemption (signal_delay_s); training is still running here
@@ -255,6 +256,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-4000:]
+    (run_dir,) = sweep.glob("tiny_demo_t1_k0_n16_s11-*")
     log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
     assert "Requeued" in log or "requeue" in log.lower(), log[-3000:]
     assert "Resuming from" in log, log[-3000:]

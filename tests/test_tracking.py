@@ -167,11 +167,25 @@ def test_check_logger(cfg_factory):
     tracking.check_logger(cfg_factory("logger=csv"))
     with pytest.raises(ConfigError, match="logger.mode"):
         tracking.check_logger(cfg_factory("logger.mode=sometimes"))
-    from importlib.util import find_spec
+    tracking.check_logger(cfg_factory("logger=tensorboard"))  # installed by the test command ([test] extra)
 
-    if not (find_spec("tensorboard") or find_spec("tensorboardX")):
-        with pytest.raises(ConfigError, match="pip install tensorboard"):
-            tracking.check_logger(cfg_factory("logger=tensorboard"))
+
+def test_tensorboard_logger_writes_events(cfg_factory, tmp_path):
+    (logger,) = tracking.make_loggers(cfg_factory("logger=tensorboard"), tmp_path, {})
+    logger.log_metrics({"val/chrf/avg": 1.5}, step=1)
+    logger.finalize("success")
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_tensorboard_missing_names_the_install(cfg_factory, monkeypatch):
+    cfg = cfg_factory("logger=tensorboard")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install tensorboard"):
+        tracking.check_logger(cfg)
 
 
 def test_progress_mode_follows_the_terminal():
