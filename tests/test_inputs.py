@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -138,3 +139,20 @@ def test_slurm_jobs_are_checked_in_the_node_environment(tmp_path, monkeypatch):
     online = compose(["model=xglm-564m", "hydra/launcher=slurm_cpu", "+cluster.hf_hub_offline=0"], tmp_path / "run")
     assert not inputs.is_offline(inputs.node_environment(online))
     inputs.require_inputs(online)
+
+
+def test_plan_reports_missing_flores_file_and_model_dir(tmp_path, capsys):
+    """mfti-plan exits 2 with every missing input of every job: a FLORES eval file and a model directory."""
+    from mfti_lightning.plan import main
+
+    root = tmp_path / "flores"
+    shutil.copytree(FLORES101_DIR, root)
+    (root / "devtest" / "fra.devtest").unlink()
+    rc = main(["-", "model=xglm-564m", f"model.name_or_path={tmp_path / 'no-model'}", f"data.flores_root={root}",
+               "seed=1,2"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "2 of 2 job(s) of this sweep would fail" in err
+    assert re.search(r"job #0 \(.*seed=1\):", err) and re.search(r"job #1 \(.*seed=2\):", err), err
+    assert "these 2 jobs: 2 problem(s):" in err, err
+    assert str(root / "devtest" / "fra.devtest") in err and f"{tmp_path / 'no-model'} does not exist" in err
