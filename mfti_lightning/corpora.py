@@ -148,20 +148,28 @@ def _find(prefix, lang: str) -> Path:
 
 
 def iter_moses(prefix: str | Path, src: str, tgt: str) -> Iterator[Pair]:
-    """Line-aligned ``<prefix>.<src>`` + ``<prefix>.<tgt>`` (optionally .gz/.xz/.bz2)."""
+    """Line-aligned ``<prefix>.<src>`` + ``<prefix>.<tgt>`` (optionally .gz/.xz/.bz2), streamed.
+
+    Files whose line counts differ are a DataError naming both files and both counts, raised when the shorter one
+    ends (whichever of the two it is), before the caller can use the pairs read so far."""
     ps, pt = _find(prefix, src), _find(prefix, tgt)
     it_s, it_t = iter_lines(ps), iter_lines(pt)
     n = 0
-    for pair in zip(it_s, it_t):
+    while True:  # not zip(): it would drop a line of the first file without telling when that one is longer
+        s, t = next(it_s, None), next(it_t, None)
+        if s is None or t is None:
+            break
         n += 1
-        yield pair
-    longer = [p for p, it in ((ps, it_s), (pt, it_t)) if next(it, None) is not None]
-    if longer:
-        shorter = pt if longer[0] == ps else ps
-        raise DataError(
-            f"Pair files are misaligned: {shorter} ends after line {n} but {longer[0]} has more lines "
-            f"({count_lines(longer[0])}). Line i of one file must translate line i of the other; re-export the pair."
-        )
+        yield s, t
+    if s is None and t is None:
+        return
+    longer, shorter, rest = (ps, pt, it_s) if s is not None else (pt, ps, it_t)
+    m = n + 1 + sum(1 for _ in rest)  # streamed: counts lines as iter_lines reads them (a last line without \n too)
+    raise DataError(
+        f"Pair files are misaligned: {shorter} ends after line {n} ({n} lines) but {longer} has {m} lines. "
+        "Line i of one file must translate line i of the other; re-export the pair (a line dropped in the middle "
+        "pairs every later sentence with the wrong translation)."
+    )
 
 
 def iter_wikimatrix(path: str | Path, src: str, tgt: str, min_score: float = 0.0) -> Iterator[Pair]:

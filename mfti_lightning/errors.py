@@ -15,3 +15,12 @@ class DataError(MftiError, ValueError):
 
 class ModelLoadError(MftiError, OSError):
     """A model or tokenizer that cannot be loaded (offline without a local copy, wrong path, ...)."""
+
+
+class InputsError(DataError):
+    """Inputs a job needs are missing or unreadable; ``problems`` lists every one (see mfti_lightning.inputs)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} missing or unreadable input(s):\n"
+                         + "\n".join(f"  - {p}" for p in self.problems))

@@ -4,7 +4,9 @@ Picked by the ``hydra/launcher=slurm_*`` presets (``_target_`` in conf/hydra/lau
 of the plugin it
 
 - composes every job of the sweep and runs the torch-free checks on it (languages, template, batch math, trainer
-  devices/nodes vs SLURM tasks/GPUs/nodes) before anything is submitted;
+  devices/nodes vs SLURM tasks/GPUs/nodes, and every input: corpora, FLORES files, model, SPM model, see
+  :mod:`mfti_lightning.inputs`) before anything is submitted; one report lists every failing job with all its
+  problems;
 - leaves out jobs whose ``results.json`` already says ``completed`` (re-running a finished sweep submits nothing;
   re-running after a failure submits only the jobs that did not complete, which resume from their checkpoints);
 - submits jobs whose resources differ (a sweep over ``trainer=...``) as separate job arrays, each with its own
@@ -58,16 +60,17 @@ class SlurmLauncher(_PluginSlurmLauncher):
             try:
                 sw.check_job(job_cfg, params)
                 action = sw.job_action(job_cfg, run_dir)
-            except MftiError as e:
-                errors.append(f"  job #{idx} ({' '.join(filter_overrides(overrides)) or 'no overrides'}): {e}")
+            except MftiError as e:  # every problem of every job goes into one report
+                errors.append((f"job #{idx} ({' '.join(filter_overrides(overrides)) or 'no overrides'}):",
+                               sw.problems_of(e)))
             jobs.append((idx, list(overrides), job_cfg, params, run_dir, action))
+        sweep_errors = []
         try:
             sw.check_unique_run_dirs([(idx, filter_overrides(ov), rd) for idx, ov, _, _, rd, _ in jobs])
         except ConfigError as e:
-            errors.append(f"  {e}")
-        if errors:
-            raise ConfigError(f"{len(errors)} of {len(jobs)} job(s) of this sweep would fail; nothing was submitted:\n"
-                              + "\n".join(errors))
+            sweep_errors.append(str(e))
+        if errors or sweep_errors:
+            raise ConfigError(sw.failure_report(errors, len(jobs), sweep_errors))
 
         returns: dict[int, JobReturn] = {}
         groups: dict[str, list] = {}

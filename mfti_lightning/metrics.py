@@ -43,8 +43,9 @@ def sacrebleu_dir() -> Path:
     return Path(os.environ.get("SACREBLEU", os.path.expanduser("~/.sacrebleu")))
 
 
-def spm_path(tok: str = "flores101") -> Path:
-    return sacrebleu_dir() / "models" / _SPM_FILES[tok]
+def spm_path(tok: str = "flores101", root: str | Path | None = None) -> Path:
+    """Where sacrebleu keeps the SentencePiece model of ``tok`` (under ``root``, default :func:`sacrebleu_dir`)."""
+    return Path(root or sacrebleu_dir()) / "models" / _SPM_FILES[tok]
 
 
 def spm_available(tok: str = "flores101") -> bool:

@@ -130,6 +130,9 @@ def check_before_loading(cfg: DictConfig):
     if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
         raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
                           "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    from mfti_lightning.inputs import require_inputs
+
+    require_inputs(cfg)  # corpora, FLORES files, model, SPM model: every missing one at once (mfti_lightning.inputs)
     return template, bm
 
 

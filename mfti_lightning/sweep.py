@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning import results as res
 from mfti_lightning.config import num_devices
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.errors import ConfigError, MftiError
 from mfti_lightning.identity import decide_reuse
 
 # Strategies that start their own processes; under SLURM with several tasks per node srun starts the ranks, and
@@ -100,13 +100,57 @@ def check_resources(job_cfg: DictConfig, launcher: dict) -> None:
         )
 
 
+class JobCheckError(ConfigError):
+    """Every problem of one job found before submission (``problems``: missing inputs, SLURM resources)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def problems_of(error: Exception) -> list[str]:
+    """The problems an error stands for: its ``problems`` list (InputsError, JobCheckError), else its message."""
+    return list(getattr(error, "problems", None) or [str(error)])
+
+
 def check_job(job_cfg: DictConfig, launcher: dict | None = None) -> None:
-    """The checks every job runs before anything is submitted (and again in the job, before loading a model)."""
+    """The checks every job runs before anything is submitted (and again in the job, before loading a model).
+
+    :func:`pipeline.check_before_loading` ends with :func:`inputs.require_inputs`, which checks every input of the
+    job (corpora, FLORES files, model, SPM model) in the environment the job will run with (for SLURM launchers
+    with the exports of ``hydra.launcher.setup``, e.g. HF_HUB_OFFLINE=1). Raises :class:`JobCheckError` listing
+    all missing inputs and a resources mismatch together; a config that cannot work at all raises on its own."""
+    from mfti_lightning.errors import InputsError
     from mfti_lightning.pipeline import check_before_loading
 
-    check_before_loading(job_cfg)
+    problems = []
     if launcher is not None:
-        check_resources(job_cfg, launcher)
+        try:
+            check_resources(job_cfg, launcher)
+        except ConfigError as e:
+            problems.append(str(e))
+    try:
+        check_before_loading(job_cfg)
+    except InputsError as e:
+        problems += e.problems
+    if problems:
+        raise JobCheckError(problems)
+
+
+def failure_report(failures: list[tuple[str, list[str]]], n_jobs: int, extra: list[str] = ()) -> str:
+    """One report for a whole sweep: every failing job with all of its problems (jobs with the same problems are
+    listed together, over one copy of the list), then problems of the sweep as a whole (``extra``)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for label, problems in failures:
+        groups.setdefault(tuple(problems), []).append(label)
+    lines = [f"{len(failures)} of {n_jobs} job(s) of this sweep would fail; nothing was submitted:"]
+    for problems, labels in groups.items():
+        lines += [f"  {label}" for label in labels]
+        lines.append(f"    {'these ' + str(len(labels)) + ' jobs: ' if len(labels) > 1 else ''}"
+                     f"{len(problems)} problem(s):")
+        lines += [f"    - {p}" for p in problems]
+    lines += [f"  {e}" for e in extra]
+    return "\n".join(lines)
 
 
 def check_unique_run_dirs(jobs: list[tuple[int, list[str], Path]]) -> None:
@@ -257,18 +301,24 @@ def plan(sweep: str | None, overrides: list[str], cost: CostModel = CostModel(),
     OmegaConf.select(base, "hydra.sweep.dir")
     node = base.hydra.sweeper.get("params")
     params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
-    jobs = []
+    jobs, failures = [], []
     for num, job_ov in enumerate(expand(params, task_ov)):
         cfg = compose_job(config_dir, config_name, hydra_ov + job_ov)
         OmegaConf.copy_cache(from_config=base, to_config=cfg)
         launcher = _launcher_params(cfg)
-        if check:
-            check_job(cfg, launcher if _is_slurm(cfg) else None)
         run_dir = job_run_dir(cfg)
         status = job_status(run_dir)
-        if status != "new" and job_action(cfg, run_dir) == "reevaluate":  # also refuses another experiment's dir
-            status = "completed, evaluation changed: re-evaluate"
+        try:
+            if check:
+                check_job(cfg, launcher if _is_slurm(cfg) else None)
+            if status != "new" and job_action(cfg, run_dir) == "reevaluate":  # also refuses another experiment's dir
+                status = "completed, evaluation changed: re-evaluate"
+        except MftiError as e:  # every job is checked: one report lists them all, as the launcher's does
+            failures.append((f"job #{num} ({' '.join(job_ov) or 'no overrides'}):", problems_of(e)))
+            continue
         jobs.append(Job(num, job_ov, cfg, run_dir, status, estimate(cfg, cost)))
+    if failures:
+        raise ConfigError(failure_report(failures, len(failures) + len(jobs)))
     check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
     return jobs
 

@@ -115,6 +115,35 @@ def test_misaligned_pair_files_name_both_files(tmp_path):
     assert "misaligned" in msg and "c.en ends after line 380" in msg and "c.sw" in msg and "387" in msg
 
 
+@pytest.mark.parametrize("longer", ["de", "en"])
+@pytest.mark.parametrize("last_newline", [True, False])
+def test_misaligned_either_file_longer(tmp_path, longer, last_newline):
+    """3 lines against 2, whichever file is longer (zip() used to drop the extra line of the first file)."""
+    end = "\n" if last_newline else ""
+    three, two = "eins\nzwei\ndrei" + end, "one\ntwo" + end
+    (tmp_path / "c.de").write_text(three if longer == "de" else two, encoding="utf-8")
+    (tmp_path / "c.en").write_text(three if longer == "en" else two, encoding="utf-8")
+    shorter = "en" if longer == "de" else "de"
+    for src, tgt in (("de", "en"), ("en", "de")):
+        with pytest.raises(DataError) as e:
+            list(corpora.iter_moses(tmp_path / "c", src, tgt))
+        msg = str(e.value)
+        assert f"c.{shorter} ends after line 2 (2 lines)" in msg and f"c.{longer} has 3 lines" in msg, msg
+
+
+def test_aligned_files_without_final_newline(tmp_path):
+    (tmp_path / "c.de").write_text("eins\nzwei", encoding="utf-8")
+    (tmp_path / "c.en").write_text("one\ntwo\n", encoding="utf-8")
+    assert list(corpora.iter_moses(tmp_path / "c", "de", "en")) == [("eins", "one"), ("zwei", "two")]
+
+
+def test_wikimatrix_row_with_extra_columns(tmp_path):
+    p = tmp_path / "w.tsv"
+    p.write_text("1.1\ta\tb\n1.2\ta\tb\textra\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"w.tsv:2: expected score<TAB>src<TAB>tgt, got 4 field"):
+        list(corpora.iter_wikimatrix(p, "de", "en"))
+
+
 @pytest.mark.parametrize("ext", ["", ".gz"])
 def test_undecodable_bytes_name_file_and_line(ext, tmp_path):
     lines = [line.encode() for line in _lines(DATA / "tatoeba/tatoeba.en-sw.en")[:10]]

@@ -131,3 +131,36 @@ def test_mfti_prepare_cli_on_shipped_data(tmp_path):
     assert (out / "template.json").exists()
     bad = run_cli(["mfti_lightning.prepare_cli", "lang_pairs.train=[de-xx]"], cwd=tmp_path, timeout=170)
     assert bad.returncode != 0 and "Unknown language code 'xx'" in bad.stderr
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("longer", ["de", "en"])
+def test_misaligned_corpus_stops_prepare_and_train(tmp_path, longer):
+    """<path>.de with 3 lines and <path>.en with 2 (and the other way round): mfti-prepare and mfti-train fail with
+    both counts, and nothing reaches the prepared-data cache."""
+    (tmp_path / "c.de").write_text("Hallo Welt\nGuten Tag\nDanke\n" if longer == "de" else "Hallo Welt\nGuten Tag\n",
+                                   encoding="utf-8")
+    (tmp_path / "c.en").write_text("Hello world\nGood day\nThanks\n" if longer == "en" else "Hello world\nGood day\n",
+                                   encoding="utf-8")
+    cache = tmp_path / "cache"
+    args = ["data=pairs", f"data.corpora.0.path={tmp_path / 'c'}", "lang_pairs=custom", "lang_pairs.train=[de-en]",
+            "num_examples.n=2", "logger=none"]
+    shorter = "en" if longer == "de" else "de"
+    for module in ("mfti_lightning.prepare_cli", "mfti_lightning.train"):
+        p = run_cli([module, *args], cwd=tmp_path, timeout=280, env={"MFTI_CACHE_DIR": str(cache)})
+        assert p.returncode != 0, (module, p.stdout[-2000:])
+        assert f"c.{shorter} ends after line 2 (2 lines)" in p.stderr and f"c.{longer} has 3 lines" in p.stderr, \
+            (module, p.stderr[-3000:])
+        assert not list(cache.glob("prepared/*")), "a failed corpus reached the prepared-data cache"
+        assert not list(tmp_path.rglob("train.jsonl"))
+
+
+def test_bad_tsv_row_writes_nothing_to_the_cache(tmp_path):
+    import gzip
+
+    (tmp_path / "WikiMatrix.de-en.tsv.gz").write_bytes(gzip.compress("1.2\tHallo\tHello\n1.3\tnur zwei\n".encode()))
+    cfg = _cfg(tmp_path, "data=wikimatrix", f"paths.corpora_dir={tmp_path}", "lang_pairs=custom",
+               "lang_pairs.train=[de-en]", "num_examples.n=1", "data.corpora.0.min_score=0")
+    with pytest.raises(DataError, match=r"WikiMatrix.de-en.tsv.gz:2: expected score<TAB>src<TAB>tgt"):
+        prepare.load_or_prepare(cfg, from_config(cfg.template))
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -102,9 +102,30 @@ def test_every_paper_experiment_has_a_sweep_file():
         assert f"--config-name {name}" in readme, f"{name} has no documented command in sweeps/README.md"
 
 
+def _fake_inputs(root: Path) -> dict:
+    """What the paper sweeps read, as small stand-ins: a WikiMatrix file for every pair of the 13 languages and the
+    five XGLM models in an (offline) hub cache. Returns the environment that points the jobs at them."""
+    import gzip
+    import itertools
+
+    from mfti_lightning.languages import PAPER_LANGUAGES
+
+    corpora = root / "corpora"
+    corpora.mkdir(parents=True)
+    for a, b in itertools.combinations(sorted(PAPER_LANGUAGES), 2):
+        (corpora / f"WikiMatrix.{a}-{b}.tsv.gz").write_bytes(gzip.compress(b"1.2\tx\ty\n"))
+    for size in ("564M", "1.7B", "2.9B", "4.5B", "7.5B"):
+        snap = root / "hf" / "hub" / f"models--facebook--xglm-{size}"
+        (snap / "refs").mkdir(parents=True)
+        (snap / "refs" / "main").write_text("0" * 40)
+        (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (snap / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
+    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf")}
+
+
 @pytest.mark.timeout(300)
 def test_plan_every_sweep_file_torch_free(tmp_path):
-    """mfti-plan lists every job of every sweep file, composing and checking each one, without torch."""
+    """mfti-plan lists every job of every sweep file, composing and checking each one (inputs too), without torch."""
     code = (
         "import sys, json; from mfti_lightning.plan import main\n"
         "rc = [main([s, '--json']) for s in %r]\n"
@@ -112,7 +133,7 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         "print('RC', rc, 'HEAVY', heavy, file=sys.stderr)" % (_sweep_files(),)
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=280, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+                       env={**os.environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)})
     assert "HEAVY []" in p.stderr and "RC [0, 0, 0, 0, 0, 0, 0]" in p.stderr, p.stderr[-3000:]
     jobs = [json.loads(line) for line in p.stdout.splitlines()]
     by_sweep = {}
@@ -127,6 +148,32 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
     assert (mfti["devices"], mfti["nodes"], mfti["train_directions"], mfti["eval_directions"]) == (8, 1, 156, 156)
     assert round(mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
     assert sorted(j["train_directions"] for j in by_sweep["lang_pairs_scaling"]) == [12, 24, 42, 90, 156]
+
+
+TEMPLATES = ["--config-dir", str(REPO / "sweeps"), "--config-name", "templates", "model=tiny", "trainer=cpu"]
+
+
+def _all_directions() -> list[str]:
+    from mfti_lightning.languages import PAPER_LANGUAGES
+
+    return [f"{a}-{b}" for a in PAPER_LANGUAGES for b in PAPER_LANGUAGES if a != b]
+
+
+def _assert_lists_every_missing_corpus(text: str) -> None:
+    assert "6 of 6 job(s) of this sweep would fail; nothing was submitted" in text, text[-3000:]
+    for num in range(6):
+        assert re.search(rf"job #{num} \(.*template=t{num + 1}_", text), num
+    missing = set(re.findall(r"training corpus for ([a-z]+-[a-z]+): not found", text))
+    assert missing == set(_all_directions()) and len(missing) == 156, sorted(set(_all_directions()) - missing)
+
+
+@pytest.mark.timeout(200)
+def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
+    """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: exit 2, every job and
+    every missing corpus in one report."""
+    p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.plan")
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
+    _assert_lists_every_missing_corpus(p.stderr)
 
 
 def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
@@ -216,6 +263,19 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
         assert f"GLOBAL_RANK: {t}, MEMBER: {t + 1}/2" in text, text[-3000:]  # one rank per srun task
         assert "Job completed successfully" in text, text[-3000:]
     assert "strategy ddp_fork -> ddp" in logs[0]
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(300)
+def test_sweep_with_missing_corpora_submits_nothing(slurm, tmp_path):
+    """The templates sweep through the real SLURM launcher on a machine without WikiMatrix: one report with every
+    job and every missing corpus, non-zero exit, and no job reaches SLURM."""
+    before = _sacct_jobs()
+    p = _mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
+    assert p.returncode != 0, p.stdout[-2000:]
+    _assert_lists_every_missing_corpus(p.stderr)
+    assert not list(tmp_path.rglob(".submitit")), "something was submitted"
+    assert _sacct_jobs() == before
 
 
 def _job_id(sweep: Path, timeout: float) -> str:
