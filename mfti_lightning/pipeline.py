@@ -119,8 +119,9 @@ def _objective(metrics: dict) -> float | None:
 
 
 def check_before_loading(cfg: DictConfig):
-    """Torch-free checks of a training job: languages, template, batch math, strategy vs accelerator.
-    Run by the job itself and, for sweeps, by the launcher before anything is submitted (sweep.check_job).
+    """Torch-free checks of a training job: languages, template, batch math, strategy vs accelerator, and every
+    input it reads (mfti_lightning.inputs). Run by the job itself (:func:`run_task`, before it looks at the run
+    directory) and, for sweeps, by the launcher and mfti-plan before anything is submitted (sweep.check_job).
     Returns ``(template, batch math)``."""
     from mfti_lightning.prepare import check_languages
 
@@ -141,7 +142,7 @@ def _run(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.directions import eval_directions, train_directions
     from mfti_lightning.metrics import bleu_metric_name
 
-    template, bm = check_before_loading(cfg)
+    template, bm = template_from_config(cfg.template), batch_math(cfg)  # checked by run_task (check_before_loading)
     check_logger(cfg)
     bleu_name = bleu_metric_name(cfg.eval.bleu_tokenize)
     n_train = int(cfg.num_examples.n)
