@@ -18,6 +18,7 @@ from mfti_lightning import results as res
 from mfti_lightning.config import batch_math
 from mfti_lightning.distributed import global_rank
 from mfti_lightning.errors import ConfigError
+from mfti_lightning.schema import validate
 from mfti_lightning.template import from_config as template_from_config
 from mfti_lightning.tracking import check_logger, finish_wandb, make_loggers, redact_secrets
 
@@ -54,6 +55,7 @@ def train(cfg: DictConfig) -> float | None:
 def run_task(cfg: DictConfig, body, extra: dict | None = None) -> float | None:
     """The shared job frame of mfti-train and mfti-eval: skip a completed run, run ``body(cfg, run_dir,
     record)``, always leave a results.json (completed or failed) written atomically by rank 0."""
+    validate(cfg, keys=("resume",))  # before it decides what to do with an existing run dir
     run_dir = run_dir_of(cfg)
     existing = res.read_results(run_dir)
     if existing and existing.get("status") == "completed" and cfg.resume == "auto":
@@ -98,17 +100,18 @@ def _objective(metrics: dict) -> float | None:
 
 
 def check_before_loading(cfg: DictConfig):
-    """Torch-free checks of a training job: languages, template, batch math, strategy vs accelerator.
-    Run by the job itself and, for sweeps, by the launcher before anything is submitted (sweep.check_job).
-    Returns ``(template, batch math)``."""
+    """Torch-free checks of a training job, most relevant first: types and allowed values (schema.validate),
+    strategy vs accelerator, languages, template, batch math. Run by the job itself and, for sweeps, by the
+    launcher before anything is submitted (sweep.check_job). Returns ``(template, batch math)``."""
     from mfti_lightning.prepare import check_languages
 
-    check_languages(cfg)
-    template = template_from_config(cfg.template)
-    bm = batch_math(cfg)
+    validate(cfg)
     if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
         raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
                           "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    check_languages(cfg)
+    template = template_from_config(cfg.template)
+    bm = batch_math(cfg)
     return template, bm
 
 
