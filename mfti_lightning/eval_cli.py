@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from mfti_lightning import schema
 from mfti_lightning.config import conf_dir
 from mfti_lightning.distributed import global_rank
 
@@ -28,9 +30,19 @@ log = logging.getLogger("mfti_lightning")
 SPLITS = {"devtest": "test", "dev": "val"}  # FLORES split -> metric split name (results.json schema)
 
 
+schema.register()  # before Hydra composes: conf/eval.yaml's defaults list starts with the typed schema
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="eval")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
+    """The Hydra task function of mfti-eval."""
     return evaluate_task(cfg)
+
+
+def main() -> float | None:
+    """``mfti-eval``: ``shots=8``-style overrides exit 2 with the fix before Hydra parses the command line."""
+    schema.exit_on_bad_group_override(sys.argv[1:], "mfti-eval")
+    return hydra_main()
 
 
 def evaluate_task(cfg: DictConfig) -> float | None:
@@ -158,6 +170,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.template import Template
     from mfti_lightning.template import from_config as template_from_config
 
+    schema.validate(cfg)  # types, allowed values and ranges first (torch-free)
     check_languages(cfg)
     split = metric_split(cfg)
     template = template_from_config(cfg.template)

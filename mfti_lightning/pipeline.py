@@ -19,6 +19,7 @@ from mfti_lightning.config import batch_math
 from mfti_lightning.distributed import global_rank
 from mfti_lightning.errors import ConfigError
 from mfti_lightning.identity import decide_reuse
+from mfti_lightning.schema import validate
 from mfti_lightning.template import from_config as template_from_config
 from mfti_lightning.tracking import check_logger, finish_wandb, make_loggers, redact_secrets
 
@@ -58,6 +59,7 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
     (:func:`identity.decide_reuse`: skip a completed run of the same experiment, re-evaluate one whose evaluation
     settings changed, refuse another experiment's directory), run ``body(cfg, run_dir, record)`` and always leave
     a results.json (completed or failed) written atomically by rank 0."""
+    validate(cfg, keys=("resume",))  # before it decides what to do with an existing run dir
     if checks is not None:
         checks(cfg)
     run_dir = run_dir_of(cfg)
@@ -119,18 +121,19 @@ def _objective(metrics: dict) -> float | None:
 
 
 def check_before_loading(cfg: DictConfig):
-    """Torch-free checks of a training job: languages, template, batch math, strategy vs accelerator, and every
-    input it reads (mfti_lightning.inputs). Run by the job itself (:func:`run_task`, before it looks at the run
-    directory) and, for sweeps, by the launcher and mfti-plan before anything is submitted (sweep.check_job).
-    Returns ``(template, batch math)``."""
+    """Torch-free checks of a training job, most relevant first: types and allowed values (schema.validate),
+    strategy vs accelerator, languages, template, batch math, and every input it reads (mfti_lightning.inputs).
+    Run by the job itself (:func:`run_task`, before it looks at the run directory) and, for sweeps, by the launcher
+    and mfti-plan before anything is submitted (sweep.check_job). Returns ``(template, batch math)``."""
     from mfti_lightning.prepare import check_languages
 
-    check_languages(cfg)
-    template = template_from_config(cfg.template)
-    bm = batch_math(cfg)
+    validate(cfg)
     if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
         raise ConfigError("trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
                           "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node.")
+    check_languages(cfg)
+    template = template_from_config(cfg.template)
+    bm = batch_math(cfg)
     from mfti_lightning.inputs import require_inputs
 
     require_inputs(cfg)  # corpora, FLORES files, model, SPM model: every missing one at once (mfti_lightning.inputs)

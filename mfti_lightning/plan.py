@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     cost = CostModel(tokens_per_example=args.tokens_per_example, tokens_per_sentence=args.tokens_per_sentence,
                      gpu_tflops=args.gpu_tflops, train_mfu=args.train_mfu, generate_mfu=args.generate_mfu)
     try:
+        from mfti_lightning.schema import check_group_overrides
+
+        check_group_overrides(args.overrides)  # shots=8: name shots=k8 / shots.k=8 before Hydra's error
         jobs = plan(None if args.sweep == "-" else args.sweep, args.overrides, cost)
     except MftiError as e:
         print(f"mfti-plan: {e}", file=sys.stderr)

@@ -57,8 +57,10 @@ def compose_cfg(overrides: list[str], config_name: str = "train"):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from mfti_lightning import schema
     from mfti_lightning.config import conf_dir
 
+    schema.register()
     if config_name == "eval":
         import mfti_lightning.eval_cli  # noqa: F401  (registers its resolver)
     GlobalHydra.instance().clear()

@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from mfti_lightning import schema
 from mfti_lightning.config import conf_dir
 
 
@@ -57,6 +58,9 @@ def format_report(report: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+schema.register()  # before Hydra composes: conf/train.yaml's defaults list starts with the typed schema
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
 def _main(cfg: DictConfig) -> None:
     prepare(cfg)
@@ -64,6 +68,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     # prepared data gets its own run directories (outputs/prepare/...), not the training runs'
+    schema.exit_on_bad_group_override(sys.argv[1:], "mfti-prepare")
     if not any(a.startswith("task_name=") for a in sys.argv[1:]):
         sys.argv.insert(1, "task_name=prepare")
     _main()

@@ -270,8 +270,10 @@ def compose_job(config_dir: Path, config_name: str, overrides: list[str]) -> Dic
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from mfti_lightning import schema
     from mfti_lightning.config import conf_dir
 
+    schema.register()
     GlobalHydra.instance().clear()
     extra = [] if Path(config_dir) == conf_dir() else [f"hydra.searchpath=[file://{conf_dir()}]"]
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):

@@ -38,6 +38,9 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from mfti_lightning import schema
+
+    schema.register()  # what the entry points do at import: the defaults lists start with the typed schema
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)

@@ -245,8 +245,8 @@ def test_shots_larger_than_the_pool(tmp_path):
 
 
 @pytest.mark.parametrize("override,exc,match", [
-    ("eval.bleu_tokenize=moses", ConfigError, "Unknown sacrebleu tokenizer"),
-    ("split=test", ConfigError, "split='test': use devtest"),
+    ("eval.bleu_tokenize=moses", ConfigError, "eval.bleu_tokenize='moses': allowed values: auto, lang_default"),
+    ("split=test", ConfigError, "split='test': allowed values: devtest, dev"),
     ("model.name_or_path=/does/not/exist", ModelLoadError, "does not exist"),
 ])
 def test_bad_input_fails_before_loading_a_model(tmp_path, monkeypatch, override, exc, match):
