@@ -13,9 +13,9 @@ import time
 import torch
 
 from mfti_lightning.assets import FLORES101_DIR
-from mfti_lightning.generation import translate
-from mfti_lightning.modeling import load_model, load_tokenizer, resolve_model_path
-from mfti_lightning.template import Template
+from mfti_lightning.core.template import Template
+from mfti_lightning.eval.generation import translate
+from mfti_lightning.model.modeling import load_model, load_tokenizer, resolve_model_path
 
 
 def main():
@@ -37,9 +37,11 @@ def main():
     t = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
     de = (FLORES101_DIR / "devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[: args.n]
     prompts = [t.render_prompt(s, "de", "en") for s in de]
-    print(f"machine: {platform.platform()}, torch {torch.__version__}, threads {args.threads}; tiny XGLM "
-          f"({sum(p.numel() for p in model.parameters())} params), {args.n} FLORES de-en prompts, "
-          f"max_new_tokens {args.max_new_tokens}")
+    print(
+        f"machine: {platform.platform()}, torch {torch.__version__}, threads {args.threads}; tiny XGLM "
+        f"({sum(p.numel() for p in model.parameters())} params), {args.n} FLORES de-en prompts, "
+        f"max_new_tokens {args.max_new_tokens}"
+    )
     for beams in (1, 4):
         kw = dict(num_beams=beams, max_new_tokens=args.max_new_tokens)
         translate(model, tok, t, prompts[:2], **kw)  # warm-up
@@ -50,8 +52,10 @@ def main():
         batched = translate(model, tok, t, prompts, batch_tokens=args.batch_tokens, **kw)
         t_batch = time.perf_counter() - t0
         same = sum(a == b for a, b in zip(single, batched))
-        print(f"beam {beams}: one-by-one {args.n / t_single:7.2f} sent/s | batched {args.n / t_batch:7.2f} sent/s "
-              f"| speed-up {t_single / t_batch:5.2f}x | identical outputs {same}/{args.n}")
+        print(
+            f"beam {beams}: one-by-one {args.n / t_single:7.2f} sent/s | batched {args.n / t_batch:7.2f} sent/s "
+            f"| speed-up {t_single / t_batch:5.2f}x | identical outputs {same}/{args.n}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mfti_lightning import corpora, languages  # noqa: E402
-from mfti_lightning.datamodule import LengthGroupedBatches, padding_efficiency  # noqa: E402
-from mfti_lightning.template import Template  # noqa: E402
+from mfti_lightning import languages
+from mfti_lightning.core.template import Template
+from mfti_lightning.data import corpora
+from mfti_lightning.data.datamodule import LengthGroupedBatches, padding_efficiency
 
 
 def main() -> None:
@@ -41,13 +42,13 @@ def main() -> None:
         lengths = [len(x.split()) for x in texts]
         unit = "whitespace tokens"
     else:
-        from mfti_lightning.modeling import load_tokenizer
+        from mfti_lightning.model.modeling import load_tokenizer
 
         if args.tokenizer is None:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from conftest import compose  # noqa: E402
+            from conftest import compose
 
-            from mfti_lightning.modeling import resolve_model_path
+            from mfti_lightning.model.modeling import resolve_model_path
 
             args.tokenizer = resolve_model_path(compose([], "/tmp/mfti-bench-compose").model)
         tok = load_tokenizer(str(args.tokenizer))
@@ -56,7 +57,7 @@ def main() -> None:
     grouped = LengthGroupedBatches(lengths, args.batch, seed=0, chunk=args.chunk).all_batches()
     idx = list(range(len(lengths)))
     random.Random(0).shuffle(idx)
-    rand = [idx[i:i + args.batch] for i in range(0, len(idx) - args.batch + 1, args.batch)]
+    rand = [idx[i : i + args.batch] for i in range(0, len(idx) - args.batch + 1, args.batch)]
     print(f"{len(lengths)} examples, {unit}, batch {args.batch}, chunk {args.chunk} batches")
     print(f"random batches : padding efficiency {padding_efficiency(rand, lengths):.3f}")
     print(f"length-grouped : padding efficiency {padding_efficiency(grouped, lengths):.3f}")

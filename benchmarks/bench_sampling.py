@@ -36,7 +36,7 @@ def generate(prefix: Path, n_lines: int) -> None:
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from mfti_lightning import corpora
+from mfti_lightning.data import corpora
 prefix, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
 if mode == "stream":
@@ -57,8 +57,9 @@ print(json.dumps({{"mode": mode, "lines": lines, "seconds": dt, "lines_per_s": l
 
 def run(prefix: Path, mode: str, n: int) -> dict:
     code = CHILD.format(repo=str(REPO))
-    p = subprocess.run([sys.executable, "-c", code, str(prefix), mode, str(n)], capture_output=True, text=True,
-                       timeout=3600)
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(prefix), mode, str(n)], capture_output=True, text=True, timeout=3600
+    )
     if p.returncode:
         raise RuntimeError(p.stderr)
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -82,8 +83,11 @@ def main() -> None:
             r = run(prefix, mode, args.n)
             r["corpus_lines"] = size
             rows.append(r)
-            print(f"{size:>10} {mode:<9} {r['lines_per_s'] / 1e6:6.2f} M lines/s  peak RSS {r['peak_rss_mb']:8.0f} MB"
-                  f"  ({r['seconds']:.1f} s)", flush=True)
+            print(
+                f"{size:>10} {mode:<9} {r['lines_per_s'] / 1e6:6.2f} M lines/s  peak RSS {r['peak_rss_mb']:8.0f} MB"
+                f"  ({r['seconds']:.1f} s)",
+                flush=True,
+            )
     print(json.dumps(rows))
 
 

@@ -30,17 +30,16 @@ def main(argv=None):
     import tempfile
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from conftest import compose
-
     import pytorch_lightning as pl
     import torch
+    from conftest import compose
     from torch.utils.data import DataLoader
 
-    from mfti_lightning.datamodule import Collator, LengthGroupedBatches, encode_examples
-    from mfti_lightning.modeling import load_model, load_tokenizer, resolve_model_path
-    from mfti_lightning.module import MFTIModule
-    from mfti_lightning.prepare import training_examples
-    from mfti_lightning.template import from_config
+    from mfti_lightning.core.template import from_config
+    from mfti_lightning.data.datamodule import Collator, LengthGroupedBatches, encode_examples
+    from mfti_lightning.data.prepare import training_examples
+    from mfti_lightning.model.modeling import load_model, load_tokenizer, resolve_model_path
+    from mfti_lightning.train.module import MFTIModule
 
     tmp = Path(tempfile.mkdtemp())
     cfg = compose(["num_examples.n=200", "optim.micro_batch_size=16"], tmp)
@@ -81,13 +80,27 @@ def main(argv=None):
         torch.manual_seed(0)
         from functools import partial
 
-        module = MFTIModule(model_path=path, template=template.to_dict(), optimizer=partial(torch.optim.AdamW, lr=lr),
-                            attn_implementation=args.attn, shape=dict(cfg.model.shape))
+        module = MFTIModule(
+            model_path=path,
+            template=template.to_dict(),
+            optimizer=partial(torch.optim.AdamW, lr=lr),
+            attn_implementation=args.attn,
+            shape=dict(cfg.model.shape),
+        )
         timer = Timer()
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, gradient_clip_val=1.0,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
-                             limit_val_batches=0)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_steps=args.steps,
+            gradient_clip_val=1.0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
         return timer.elapsed
 

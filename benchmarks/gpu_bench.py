@@ -5,7 +5,7 @@
 
 Random-init models (no download), FLORES-like lengths (prompt + target ~ log-normal around 90 tokens, max 256),
 AdamW, bf16 autocast with fp32 master weights (what trainer=gpu runs). Prints tokens/s (real tokens), MFU (FLOPs
-from the shape and the real lengths, mfti_lightning.throughput) and peak memory per case, plus the sdpa/eager
+from the shape and the real lengths, mfti_lightning.train.throughput) and peak memory per case, plus the sdpa/eager
 speed-up measured in the same run.
 """
 
@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from mfti_lightning import throughput, xglm_sdpa  # noqa: E402
-from mfti_lightning.datamodule import LengthGroupedBatches  # noqa: E402
+from mfti_lightning import xglm_sdpa
+from mfti_lightning.data.datamodule import LengthGroupedBatches
+from mfti_lightning.train import throughput
 
 SHAPES = {
     "tiny": {"num_layers": 2, "d_model": 128, "attention_heads": 4, "ffn_dim": 512, "vocab_size": 4008},
@@ -43,7 +44,7 @@ def batches(lengths: list[int], micro: int, grouped: bool, seed: int = 0) -> lis
         return LengthGroupedBatches(lengths, micro, seed, chunk=64).all_batches()
     idx = list(range(len(lengths)))
     random.Random(seed).shuffle(idx)
-    return [idx[i:i + micro] for i in range(0, len(idx) - micro + 1, micro)]
+    return [idx[i : i + micro] for i in range(0, len(idx) - micro + 1, micro)]
 
 
 def make_batch(lengths, rows, vocab, device):
@@ -59,9 +60,16 @@ def run_case(shape, attn, grouped, lengths, micro, steps, warmup, device, amp):
     from transformers import XGLMConfig, XGLMForCausalLM
 
     torch.manual_seed(0)
-    cfg = XGLMConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"], ffn_dim=shape["ffn_dim"],
-                     num_layers=shape["num_layers"], attention_heads=shape["attention_heads"],
-                     max_position_embeddings=2048, dropout=0.1, attention_dropout=0.1)
+    cfg = XGLMConfig(
+        vocab_size=shape["vocab_size"],
+        d_model=shape["d_model"],
+        ffn_dim=shape["ffn_dim"],
+        num_layers=shape["num_layers"],
+        attention_heads=shape["attention_heads"],
+        max_position_embeddings=2048,
+        dropout=0.1,
+        attention_dropout=0.1,
+    )
     with torch.device(device):
         model = XGLMForCausalLM(cfg)
     if attn == "sdpa":
@@ -92,8 +100,7 @@ def run_case(shape, attn, grouped, lengths, micro, steps, warmup, device, amp):
             counter.add_batch([lengths[i] for i in rows], ids.shape[1])
     name, peak = throughput.device_info(device)
     n = sum(p.numel() for p in model.parameters())
-    rep = throughput.report(counter.as_list(), counter.seconds, 1, name, peak, throughput.peak_memory_gb(device),
-                            n, n)
+    rep = throughput.report(counter.as_list(), counter.seconds, 1, name, peak, throughput.peak_memory_gb(device), n, n)
     del model, opt
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -121,12 +128,17 @@ def main(argv=None):
                 r.update(model=m, attn=attn, batching="length-grouped" if grouped else "padded")
                 results.append(r)
                 mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "n/a"
-                print(f"{m:10s} {r['batching']:14s} {attn:5s} tokens/s {r['tokens_per_s']:10.0f}  MFU {mfu:>6s}  "
-                      f"pad-eff {r['padding_efficiency']:.2f}  peak {r['peak_memory_gb']:.1f} GiB", flush=True)
+                print(
+                    f"{m:10s} {r['batching']:14s} {attn:5s} tokens/s {r['tokens_per_s']:10.0f}  MFU {mfu:>6s}  "
+                    f"pad-eff {r['padding_efficiency']:.2f}  peak {r['peak_memory_gb']:.1f} GiB",
+                    flush=True,
+                )
     for m in models:
         for b in ("padded", "length-grouped"):
-            e, s = (next(r for r in results if (r["model"], r["batching"], r["attn"]) == (m, b, a))
-                    for a in ("eager", "sdpa"))
+            e, s = (
+                next(r for r in results if (r["model"], r["batching"], r["attn"]) == (m, b, a))
+                for a in ("eager", "sdpa")
+            )
             print(f"{m} {b}: sdpa / eager tokens/s = {s['tokens_per_s'] / e['tokens_per_s']:.2f}x")
     print(f"device: {results[0]['device']}, torch {torch.__version__}, total {time.time() - t0:.0f} s")
     if args.out:

@@ -28,9 +28,9 @@ def main():
     from transformers import XGLMConfig, XGLMForCausalLM
 
     from mfti_lightning.assets import FLORES101_DIR
-    from mfti_lightning.generation import generate_batch, plan_batches
-    from mfti_lightning.modeling import load_tokenizer, resolve_model_path
-    from mfti_lightning.template import Template
+    from mfti_lightning.core.template import Template
+    from mfti_lightning.eval.generation import generate_batch, plan_batches
+    from mfti_lightning.model.modeling import load_tokenizer, resolve_model_path
 
     shape = dict(num_layers=24, d_model=1024, attention_heads=16, ffn_dim=4096, vocab_size=256008)
     if args.smoke:
@@ -48,8 +48,10 @@ def main():
     de = (FLORES101_DIR / "devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[: args.n]
     rows = [tok(t.render_prompt(s, "de", "en"))["input_ids"] for s in de]
     kw = dict(num_beams=4, max_new_tokens=args.max_new_tokens, stop_on_text=False)
-    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"shape {shape}, beam 4, max_new_tokens {args.max_new_tokens}, budget {args.batch_tokens}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}), dtype {dtype}, "
+        f"shape {shape}, beam 4, max_new_tokens {args.max_new_tokens}, budget {args.batch_tokens}"
+    )
 
     def sync():
         if device == "cuda":
@@ -69,8 +71,10 @@ def main():
     sync()
     batched = args.n / (time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    print(f"one-by-one {single:.2f} sent/s | batched ({len(batches)} batches) {batched:.2f} sent/s | "
-          f"speed-up {batched / single:.2f}x | peak memory {peak:.1f} GiB")
+    print(
+        f"one-by-one {single:.2f} sent/s | batched ({len(batches)} batches) {batched:.2f} sent/s | "
+        f"speed-up {batched / single:.2f}x | peak memory {peak:.1f} GiB"
+    )
 
 
 if __name__ == "__main__":

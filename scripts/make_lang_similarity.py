@@ -32,10 +32,11 @@ if util.find_spec("pkg_resources") is None:  # lang2vec 1.1.2 imports pkg_resour
     shim.resource_filename = lambda name, path: os.path.join(os.path.dirname(util.find_spec(name).origin), path)
     sys.modules["pkg_resources"] = shim
 
-import lang2vec.lang2vec as l2v  # noqa: E402
 from importlib import metadata  # noqa: E402
 
-from mfti_lightning.languages import LANGUAGES  # noqa: E402
+import lang2vec.lang2vec as l2v  # noqa: E402
+
+from mfti_lightning.core.languages import LANGUAGES  # noqa: E402
 
 # URIEL indexes individual languages, not macrolanguages: zho/ara/swa have (almost) empty vectors there.
 # Mandarin, Standard Arabic and (individual) Swahili are what FLORES zho_simpl/ara/swh contain.
@@ -84,22 +85,22 @@ def main() -> None:
         out[code] = row
     doc = {
         "description": "Similarity of each language to English (1 = identical to English), from URIEL feature "
-                       "vectors: cosine similarity between the language's vector and English's.",
+        "vectors: cosine similarity between the language's vector and English's.",
         "source": f"URIEL (Littell et al., 2017, 'URIEL and lang2vec: Representing languages as typological, "
-                  f"geographical, and phylogenetic vectors', EACL) through lang2vec {metadata.version('lang2vec')} "
-                  f"(PyPI; https://github.com/antonisa/lang2vec)",
+        f"geographical, and phylogenetic vectors', EACL) through lang2vec {metadata.version('lang2vec')} "
+        f"(PyPI; https://github.com/antonisa/lang2vec)",
         "method": {
             "syntactic": "cosine(syntax_knn) - URIEL syntax features, missing values k-NN imputed by URIEL",
             "phonological": "cosine(phonology_knn)",
             "inventory": "cosine(inventory_knn) - phoneme inventory features",
             "featural": "cosine(syntax_knn + phonology_knn + inventory_knn concatenated)",
             "genetic": "cosine of the Glottolog family-membership vectors ('fam'), ~ the fraction of shared ancestor "
-                       "nodes; null for an isolate (no family nodes)",
+            "nodes; null for an isolate (no family nodes)",
         },
         "notes": "lang2vec 1.1.2 does not ship URIEL's precomputed distance matrices, so these are computed from "
-                 "the feature vectors (similarity = 1 - cosine distance). URIEL codes are ISO 639-3 individual "
-                 "languages: zh -> cmn (Mandarin), ar -> arb, sw -> swh. Regenerate with "
-                 "scripts/make_lang_similarity.py.",
+        "the feature vectors (similarity = 1 - cosine distance). URIEL codes are ISO 639-3 individual "
+        "languages: zh -> cmn (Mandarin), ar -> arb, sw -> swh. Regenerate with "
+        "scripts/make_lang_similarity.py.",
         "default": "syntactic",
         "languages": out,
     }

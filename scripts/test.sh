@@ -7,7 +7,7 @@
 # a test that needs a package this command does not install is a bug in this script or in pyproject.toml.
 # torch==2.13.0 is pinned here because on CPU-only CI machines it installs a CPU build from local disk, while an
 # unpinned torch would pull a multi-GB CUDA build.
-# A single-node SLURM (scripts/local_slurm.sh) is started before pytest for the tests marked `slurm` and stopped
+# Then ruff (lint, format check), then pytest. A single-node SLURM (scripts/local_slurm.sh) is started before pytest for the tests marked `slurm` and stopped
 # after; where it cannot start (not root, no apt-get) those tests skip with the reason, except under CI, where that
 # fails the run. pytest's exit code is kept. Extra arguments go to pytest (e.g. bash scripts/test.sh -k identity).
 set -euo pipefail
@@ -19,6 +19,9 @@ if [[ -z ${VIRTUAL_ENV:-} ]]; then
 fi
 echo "test.sh: python environment $VIRTUAL_ENV" >&2
 python -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[test]"
+# lint and format first (pyproject's [tool.ruff]): cheap, and a failure names the file and line
+ruff check .
+ruff format --check .
 slurm_started=0
 if [[ ${MFTI_NO_SLURM:-0} != 1 ]]; then
   if bash scripts/local_slurm.sh start >/dev/null; then

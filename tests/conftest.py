@@ -11,19 +11,21 @@ import pytest
 
 # Set before anything imports wandb, sacrebleu or huggingface_hub; subprocesses inherit it.
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="mfti-tests-"))
-os.environ.update({
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "WANDB_MODE": "offline",
-    "WANDB_SILENT": "true",
-    "WANDB_CACHE_DIR": str(_SESSION_TMP / "wandb-cache"),
-    "WANDB_CONFIG_DIR": str(_SESSION_TMP / "wandb-config"),
-    "SACREBLEU": str(_SESSION_TMP / "sacrebleu"),  # empty: no FLORES SPM model, like an offline node
-    "MFTI_CACHE_DIR": os.environ.get("MFTI_TEST_CACHE_DIR", str(_SESSION_TMP / "cache")),
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYTHONHASHSEED": "0",
-})
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CACHE_DIR": str(_SESSION_TMP / "wandb-cache"),
+        "WANDB_CONFIG_DIR": str(_SESSION_TMP / "wandb-config"),
+        "SACREBLEU": str(_SESSION_TMP / "sacrebleu"),  # empty: no FLORES SPM model, like an offline node
+        "MFTI_CACHE_DIR": os.environ.get("MFTI_TEST_CACHE_DIR", str(_SESSION_TMP / "cache")),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONHASHSEED": "0",
+    }
+)
 os.environ.pop("WANDB_API_KEY", None)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,19 +33,14 @@ CONF = REPO / "conf"
 
 
 def compose(overrides: list[str] | None = None, output_dir: str | Path | None = None, config_name: str = "train"):
-    """The config ``mfti-train <overrides>`` would run with, usable outside @hydra.main."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """The config ``mfti-train <overrides>`` would run with (core.config.compose), as the job sees it: with its
+    run directory set in the hydra node (``output_dir``) and HydraConfig set."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from mfti_lightning import schema
+    from mfti_lightning.core.compose import compose as compose_config
 
-    schema.register()  # what the entry points do at import: the defaults lists start with the typed schema
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
+    cfg = compose_config(config_name, list(overrides or []), CONF)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
@@ -63,7 +60,7 @@ def cfg_factory(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_model_dir():
     """The demo's tiny model, built once per test session through the real build path."""
-    from mfti_lightning.modeling import resolve_model_path
+    from mfti_lightning.model.modeling import resolve_model_path
 
     cfg = compose([], output_dir=_SESSION_TMP / "compose")
     return Path(resolve_model_path(cfg.model))
@@ -71,7 +68,7 @@ def tiny_model_dir():
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
-    from mfti_lightning.modeling import load_tokenizer
+    from mfti_lightning.model.modeling import load_tokenizer
 
     return load_tokenizer(str(tiny_model_dir))
 
@@ -81,6 +78,10 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None =
     import subprocess
 
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfti_lightning.analysis import CATEGORIES, LanguageIdentifier, analyze, classify_direction, has_repeated_ngram
+from mfti_lightning.eval.analysis import CATEGORIES, LanguageIdentifier, analyze, classify_direction, has_repeated_ngram
 
 SRC = "Der Hund des Nachbarn hat die ganze Nacht laut gebellt, und niemand im Haus konnte schlafen."
 REF = "The neighbour's dog barked loudly all night, and nobody in the house could sleep."
@@ -21,9 +21,12 @@ CASES = [
     ("source_copy", SRC),
     ("off_target", "Le chien du voisin a aboyé fort toute la nuit et personne dans la maison ne pouvait dormir."),
     ("under_translation", "The dog barked."),
-    ("over_translation", "The neighbour's dog barked loudly all night long, so that nobody in the big old house "
-                         "over there could sleep at all, not even the cat, which usually sleeps through any "
-                         "noise whatsoever, and in the morning everyone was tired."),
+    (
+        "over_translation",
+        "The neighbour's dog barked loudly all night long, so that nobody in the big old house "
+        "over there could sleep at all, not even the cat, which usually sleeps through any "
+        "noise whatsoever, and in the morning everyone was tired.",
+    ),
     ("other", "The neighbour's dog barked all night, and nobody in the house was able to sleep."),
 ]
 
@@ -45,12 +48,18 @@ def test_first_rule_wins(lid):
     # repeated and bracketed and too long: the first rule decides
     hyp = "go go go [English]: " + " ".join(["word"] * 60)
     assert classify_direction([{"source": SRC, "reference": REF, "hypothesis": hyp}], "de", "en", lid) == [
-        "oscillatory_hallucination"]
+        "oscillatory_hallucination"
+    ]
 
 
 def test_chinese_lengths_in_characters(lid):
-    rows = [{"source": "The weather is nice today.", "reference": "今天天气很好，我们去公园散步吧。",
-             "hypothesis": "天气好。"}]  # ("今天天气" would be a repeat: 天天)
+    rows = [
+        {
+            "source": "The weather is nice today.",
+            "reference": "今天天气很好，我们去公园散步吧。",
+            "hypothesis": "天气好。",
+        }
+    ]  # ("今天天气" would be a repeat: 天天)
     assert classify_direction(rows, "en", "zh", lid) == ["under_translation"]
 
 

@@ -9,8 +9,19 @@ import time
 import pytest
 from conftest import CONF, REPO, compose
 
-GROUPS = ["model", "lang_pairs", "template", "shots", "num_examples", "data", "trainer", "logger", "paths",
-          "experiment", "debug"]
+GROUPS = [
+    "model",
+    "lang_pairs",
+    "template",
+    "shots",
+    "num_examples",
+    "data",
+    "trainer",
+    "logger",
+    "paths",
+    "experiment",
+    "debug",
+]
 
 
 def options(group: str) -> list[str]:
@@ -54,8 +65,13 @@ def test_cluster_command_composes(tmp_path):
 
 
 def _cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "mfti_lightning.train", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "mfti_lightning.cli.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_unknown_model_lists_options():
@@ -68,7 +84,7 @@ def test_unknown_model_lists_options():
 def test_config_commands_are_fast_and_torch_free(args):
     code = (
         "import sys, runpy; sys.argv = ['mfti-train', *%r];\n"
-        "try:\n    runpy.run_module('mfti_lightning.train', run_name='__main__')\n"
+        "try:\n    runpy.run_module('mfti_lightning.cli.train', run_name='__main__')\n"
         "except SystemExit: pass\n"
         "heavy = [m for m in ('torch', 'pytorch_lightning', 'transformers', 'wandb') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)" % (args,)

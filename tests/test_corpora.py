@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mfti_lightning import corpora
-from mfti_lightning.errors import DataError
+from mfti_lightning.core.errors import DataError
+from mfti_lightning.data import corpora
 
 DATA = Path(__file__).parent / "data"
 
@@ -60,7 +60,10 @@ def test_corpus_spec_with_pair_placeholder(tmp_path):
     assert len(list(corpora.iter_corpus(spec, "en", "ca"))) == 200
     moses = {"format": "moses", "path": str(DATA / "newstest" / "newstest2014.{pair}")}
     pairs = list(corpora.iter_corpus(moses, "en", "de"))
-    assert pairs[0] == (_lines(DATA / "newstest/newstest2014.de-en.en")[0], _lines(DATA / "newstest/newstest2014.de-en.de")[0])
+    assert pairs[0] == (
+        _lines(DATA / "newstest/newstest2014.de-en.en")[0],
+        _lines(DATA / "newstest/newstest2014.de-en.de")[0],
+    )
 
 
 def test_flores101_shipped_and_flores200_layout():
@@ -68,8 +71,10 @@ def test_flores101_shipped_and_flores200_layout():
     assert len(pairs) == 997
     f200 = corpora.read_flores_pairs(DATA / "flores200", "dev", "de", "en", layout="flores200")
     assert f200 == pairs[:20]
-    assert corpora.read_flores(DATA / "flores200", "devtest", "fr", "flores200") == \
-        corpora.read_flores(None, "devtest", "fr")[:20]
+    assert (
+        corpora.read_flores(DATA / "flores200", "devtest", "fr", "flores200")
+        == corpora.read_flores(None, "devtest", "fr")[:20]
+    )
     with pytest.raises(DataError, match="flores_root"):
         corpora.read_flores(DATA / "flores200", "dev", "zh", "flores200")  # not in the slice
     with pytest.raises(DataError, match="not part of flores101"):
@@ -168,7 +173,7 @@ def test_wikimatrix_bad_lines(tmp_path):
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match="not found"):
         list(corpora.iter_moses(tmp_path / "nothing", "de", "en"))
-    from mfti_lightning.errors import ConfigError
+    from mfti_lightning.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="known formats"):
         list(corpora.iter_corpus({"format": "csv"}, "de", "en"))

@@ -7,11 +7,18 @@ import random
 import pytest
 from conftest import compose
 
-from mfti_lightning import corpora
-from mfti_lightning.datamodule import (IGNORE, Collator, LengthGroupedBatches, MFTIDataModule, encode_examples,
-                                       eval_batches, padding_efficiency)
-from mfti_lightning.errors import ConfigError
-from mfti_lightning.template import from_config
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.template import from_config
+from mfti_lightning.data import corpora
+from mfti_lightning.data.datamodule import (
+    IGNORE,
+    Collator,
+    LengthGroupedBatches,
+    MFTIDataModule,
+    encode_examples,
+    eval_batches,
+    padding_efficiency,
+)
 
 
 @pytest.fixture
@@ -21,8 +28,17 @@ def template(tmp_path):
 
 def _examples(template, n=20):
     pairs = corpora.read_flores_pairs(None, "dev", "de", "en")[:n]
-    return [{"src_lang": "de", "tgt_lang": "en", "source": s, "target": t, "prompt": template.render_prefix(s, "de", "en"),
-             "text": template.render_example(s, t, "de", "en")} for s, t in pairs]
+    return [
+        {
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "source": s,
+            "target": t,
+            "prompt": template.render_prefix(s, "de", "en"),
+            "text": template.render_example(s, t, "de", "en"),
+        }
+        for s, t in pairs
+    ]
 
 
 def test_labels_full_and_target(tiny_tokenizer, template):
@@ -102,7 +118,7 @@ def test_grouping_improves_padding_efficiency():
     rng = random.Random(0)
     idx = list(range(len(lengths)))
     rng.shuffle(idx)
-    rand = [idx[i:i + 8] for i in range(0, len(idx) - 7, 8)]
+    rand = [idx[i : i + 8] for i in range(0, len(idx) - 7, 8)]
     assert padding_efficiency(grouped, lengths) > 0.9 > padding_efficiency(rand, lengths)
 
 
@@ -118,8 +134,9 @@ def test_eval_batches_every_sentence_exactly_once(world, n):
 
 def test_datamodule_loaders_without_trainer(tiny_tokenizer, template):
     enc, _ = encode_examples(_examples(template, 40), tiny_tokenizer, template, 4096, "full", "drop")
-    dm = MFTIDataModule(enc, tiny_tokenizer.pad_token_id, micro_batch_size=4, seed=0, chunk=4, n_val_prompts=10,
-                        val_batch_size=3)
+    dm = MFTIDataModule(
+        enc, tiny_tokenizer.pad_token_id, micro_batch_size=4, seed=0, chunk=4, n_val_prompts=10, val_batch_size=3
+    )
     batches = list(dm.train_dataloader())
     assert len(batches) == 10 and all(b["input_ids"].shape[0] == 4 for b in batches)
     assert sorted(i for b in dm.val_dataloader() for i in b) == list(range(10))

@@ -9,14 +9,13 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-FAST = ["lang_pairs.val_size=8", "lang_pairs.test_size=8",
-        "eval.max_new_tokens=24"]
+FAST = ["lang_pairs.val_size=8", "lang_pairs.test_size=8", "eval.max_new_tokens=24"]
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("demo")
-    p = run_cli(["mfti_lightning.train", *FAST], cwd=cwd, timeout=600)
+    p = run_cli(["mfti_lightning.cli.train", *FAST], cwd=cwd, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     run_dirs = list((cwd / "outputs" / "train" / "runs").iterdir())
     assert len(run_dirs) == 1
@@ -60,7 +59,7 @@ def test_outputs_and_summary(demo_run):
 def test_rerun_of_completed_run_does_nothing(demo_run):
     run_dir, _ = demo_run
     before = (run_dir / "results.json").read_text()
-    p = run_cli(["mfti_lightning.train", *FAST], cwd=run_dir.parents[3], timeout=300)
+    p = run_cli(["mfti_lightning.cli.train", *FAST], cwd=run_dir.parents[3], timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "already completed" in p.stdout + p.stderr
     assert (run_dir / "results.json").read_text() == before
@@ -71,8 +70,15 @@ def test_changed_training_value_after_the_demo_runs_its_own_experiment(demo_run)
     run_dir, _ = demo_run
     before = (run_dir / "results.json").read_text()
     cwd = run_dir.parents[3]
-    args = ["mfti_lightning.train", *FAST, "optim.optimizer.lr=1e-2", "optim.max_steps=10",
-            "eval.val_every_n_steps=5", "checkpoint.every_n_steps=5", "logger=none"]
+    args = [
+        "mfti_lightning.cli.train",
+        *FAST,
+        "optim.optimizer.lr=1e-2",
+        "optim.max_steps=10",
+        "eval.val_every_n_steps=5",
+        "checkpoint.every_n_steps=5",
+        "logger=none",
+    ]
     p = run_cli(args, cwd=cwd, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "already completed" not in p.stdout + p.stderr
@@ -87,7 +93,9 @@ def test_changed_training_value_after_the_demo_runs_its_own_experiment(demo_run)
 def test_changed_trainer_of_a_completed_run_is_refused_naming_the_key(demo_run):
     run_dir, _ = demo_run
     before = (run_dir / "results.json").read_text()
-    p = run_cli(["mfti_lightning.train", *FAST, "trainer.precision=bf16-mixed"], cwd=run_dir.parents[3], timeout=120)
+    p = run_cli(
+        ["mfti_lightning.cli.train", *FAST, "trainer.precision=bf16-mixed"], cwd=run_dir.parents[3], timeout=120
+    )
     assert p.returncode != 0
     assert "trainer.precision: '32-true' (in the run dir) -> 'bf16-mixed' (now)" in p.stderr, p.stderr[-2000:]
     assert (run_dir / "results.json").read_text() == before
@@ -97,7 +105,7 @@ def test_changed_evaluation_setting_reevaluates_the_best_checkpoint_without_trai
     run_dir, _ = demo_run
     before = json.loads((run_dir / "results.json").read_text())
     ckpts = {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").rglob("*.ckpt")}
-    p = run_cli(["mfti_lightning.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=300)
+    p = run_cli(["mfti_lightning.cli.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert "re-evaluated without training (eval.num_beams 1 -> 2)" in p.stdout, p.stdout[-2000:]
     r = json.loads((run_dir / "results.json").read_text())
@@ -108,5 +116,5 @@ def test_changed_evaluation_setting_reevaluates_the_best_checkpoint_without_trai
     assert json.loads((run_dir / "previous_results" / "0.json").read_text()) == before  # nothing lost
     assert all(k in r["metrics"] for k in ("test/bleu/avg", "test/chrf/avg", "val/chrf/avg"))
     # and the re-evaluated run is now complete for its new settings
-    p = run_cli(["mfti_lightning.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=120)
+    p = run_cli(["mfti_lightning.cli.train", *FAST, "eval.num_beams=2"], cwd=run_dir.parents[3], timeout=120)
     assert p.returncode == 0 and "already completed" in p.stdout + p.stderr

@@ -9,8 +9,7 @@ import sys
 import pytest
 from conftest import REPO, compose, run_cli
 
-import mfti_lightning.eval_cli  # noqa: F401  (registers the run-dir resolver used by conf/eval.yaml)
-from mfti_lightning.errors import ConfigError, DataError, ModelLoadError
+from mfti_lightning.core.errors import ConfigError, DataError, ModelLoadError
 
 FAST = ["logger=none", "lang_pairs.test_size=5", "eval.max_new_tokens=10"]
 
@@ -23,7 +22,7 @@ def ecfg(tmp_path, *overrides):
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("eval")
-    p = run_cli(["mfti_lightning.eval_cli", *FAST], cwd=cwd, timeout=300)
+    p = run_cli(["mfti_lightning.cli.eval", *FAST], cwd=cwd, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (run_dir,) = list((cwd / "outputs" / "eval" / "runs").iterdir())
     return run_dir
@@ -53,7 +52,7 @@ def test_results_schema(eval_run):
 def test_two_local_ranks_translate_each_sentence_once(eval_run, tmp_path):
     """mfti-eval trainer.devices=2 on CPU: two forked ranks, each sentence translated exactly once, and the same
     translations and scores as the one-process run (greedy decoding is deterministic)."""
-    p = run_cli(["mfti_lightning.eval_cli", *FAST, "trainer=ddp_cpu"], cwd=tmp_path, timeout=280)
+    p = run_cli(["mfti_lightning.cli.eval", *FAST, "trainer=ddp_cpu"], cwd=tmp_path, timeout=280)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (run_dir,) = list((tmp_path / "outputs" / "eval" / "runs").iterdir())
     one, two = (json.loads((d / "results.json").read_text()) for d in (eval_run, run_dir))
@@ -72,8 +71,7 @@ def test_scores_equal_the_sacrebleu_command_line(eval_run, tmp_path):
     r = json.loads((eval_run / "results.json").read_text())
     for d in ("de-en", "zh-en"):
         lines = [json.loads(x) for x in (eval_run / "translations" / f"{d}.jsonl").read_text().splitlines()]
-        _check_cli(tmp_path, d, [x["hypothesis"] for x in lines], [x["reference"] for x in lines], r["metrics"],
-                   "test")
+        _check_cli(tmp_path, d, [x["hypothesis"] for x in lines], [x["reference"] for x in lines], r["metrics"], "test")
 
 
 def _check_cli(tmp_path, d, hyps, refs, metrics, split):
@@ -81,24 +79,63 @@ def _check_cli(tmp_path, d, hyps, refs, metrics, split):
     hyp.write_text("\n".join(hyps) + "\n", encoding="utf-8")
     ref.write_text("\n".join(refs) + "\n", encoding="utf-8")
     tok = "zh" if d.endswith("-zh") else "13a"
-    p = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-m", "bleu", "chrf",
-                        "--chrf-word-order", "0", "--tokenize", tok, "-f", "json", "-w", "4"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hyp),
+            "-m",
+            "bleu",
+            "chrf",
+            "--chrf-word-order",
+            "0",
+            "--tokenize",
+            tok,
+            "-f",
+            "json",
+            "-w",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     got = {x["name"]: x["score"] for x in json.loads(p.stdout)}
     assert metrics[f"{split}/bleu/{d}"] == pytest.approx(got["BLEU"], abs=1e-3)
     assert metrics[f"{split}/chrf/{d}"] == pytest.approx(got["chrF2"], abs=1e-3)
-    p = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-m", "chrf",
-                        "--chrf-word-order", "2", "-f", "json", "-w", "4"],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hyp),
+            "-m",
+            "chrf",
+            "--chrf-word-order",
+            "2",
+            "-f",
+            "json",
+            "-w",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert metrics[f"{split}/chrf++/{d}"] == pytest.approx(json.loads(p.stdout)["score"], abs=1e-3)
 
 
 def test_nonzero_scores_equal_the_sacrebleu_command_line(tmp_path):
     """Real BLEU values (not the ~0 of a random model), Chinese tokenizer included."""
-    from mfti_lightning.evaluation import build_prompts, score_translations
-    from mfti_lightning.prepare import eval_sets
-    from mfti_lightning.template import from_config
+    from mfti_lightning.core.template import from_config
+    from mfti_lightning.data.prepare import eval_sets
+    from mfti_lightning.eval.evaluation import build_prompts, score_translations
 
     cfg = ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[de-en,en-zh]", "lang_pairs.test_size=30")
     sets = eval_sets(cfg, "test")
@@ -125,9 +162,13 @@ def test_mfti_analyze_recomputes_offline(eval_run):
     r["metrics"] = {k: v for k, v in r["metrics"].items() if "/rate_" not in k}
     (eval_run / "results.json").write_text(json.dumps(r))
     f = eval_run / "translations" / "de-en.jsonl"
-    f.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "error"}) + "\n"
-                         for x in f.read_text().splitlines()))
-    p = run_cli(["mfti_lightning.analysis", str(eval_run)], cwd=eval_run, timeout=120)
+    f.write_text(
+        "".join(
+            json.dumps({k: v for k, v in json.loads(x).items() if k != "error"}) + "\n"
+            for x in f.read_text().splitlines()
+        )
+    )
+    p = run_cli(["mfti_lightning.cli.analyze", str(eval_run)], cwd=eval_run, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     r2 = json.loads((eval_run / "results.json").read_text())
     assert r2["errors"]["test"] == before and "test/rate_other/avg" in r2["metrics"]
@@ -135,11 +176,13 @@ def test_mfti_analyze_recomputes_offline(eval_run):
 
 
 def test_config_commands_are_torch_free():
-    code = ("import sys, runpy; sys.argv = ['mfti-eval', '--cfg', 'job', 'ckpt_path=/x/last.ckpt'];\n"
-            "try:\n    runpy.run_module('mfti_lightning.eval_cli', run_name='__main__')\n"
-            "except SystemExit: pass\n"
-            "print('HEAVY', [m for m in ('torch', 'pytorch_lightning', 'transformers') if m in sys.modules],"
-            " file=sys.stderr)")
+    code = (
+        "import sys, runpy; sys.argv = ['mfti-eval', '--cfg', 'job', 'ckpt_path=/x/last.ckpt'];\n"
+        "try:\n    runpy.run_module('mfti_lightning.cli.eval', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print('HEAVY', [m for m in ('torch', 'pytorch_lightning', 'transformers') if m in sys.modules],"
+        " file=sys.stderr)"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "HEAVY []" in p.stderr, p.stderr[-2000:]
     assert "ckpt_path: /x/last.ckpt" in p.stdout and "task_name: eval" in p.stdout
@@ -147,11 +190,11 @@ def test_config_commands_are_torch_free():
 
 # ---- resume ---------------------------------------------------------------------------------------------
 def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch):
-    from mfti_lightning import generation
-    from mfti_lightning.evaluation import evaluate
-    from mfti_lightning.modeling import load_model
-    from mfti_lightning.prepare import eval_sets
-    from mfti_lightning.template import from_config
+    from mfti_lightning.core.template import from_config
+    from mfti_lightning.data.prepare import eval_sets
+    from mfti_lightning.eval import generation
+    from mfti_lightning.eval.evaluation import evaluate
+    from mfti_lightning.model.modeling import load_model
 
     cfg = ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[de-en,en-fr,fr-de]", "lang_pairs.test_size=3")
     sets, template = eval_sets(cfg, "test"), from_config(cfg.template)
@@ -180,8 +223,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
     assert len(calls) == 1 and res.resumed == ["de-en", "en-fr"]
     assert all(r["hypothesis"].startswith("KEPT") for r in res.rows["de-en"])
     assert set(res.rows) == {"de-en", "en-fr", "fr-de"} and res.errors["fr-de"]["n"] == 3
-    assert res.metrics["test/chrf/avg"] == pytest.approx(
-        sum(res.metrics[f"test/chrf/{d}"] for d in res.rows) / 3)
+    assert res.metrics["test/chrf/avg"] == pytest.approx(sum(res.metrics[f"test/chrf/{d}"] for d in res.rows) / 3)
     # other settings (beam 2): nothing is reused
     calls.clear()
     res = evaluate(model, tiny_tokenizer, template, sets, **kw, num_beams=2)
@@ -192,7 +234,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
 def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
     import torch
 
-    from mfti_lightning.eval_cli import resolve_checkpoint
+    from mfti_lightning.tasks.evaluate import resolve_checkpoint
 
     ckpt = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {"model.model.embed_tokens.weight": torch.zeros(10, 8)}}, ckpt)
@@ -208,8 +250,8 @@ def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
 def test_lightning_checkpoint_is_loaded(tmp_path, tiny_model_dir):
     import torch
 
-    from mfti_lightning.eval_cli import load_for_eval, resolve_checkpoint
-    from mfti_lightning.modeling import load_model
+    from mfti_lightning.model.modeling import load_model
+    from mfti_lightning.tasks.evaluate import load_for_eval, resolve_checkpoint
 
     model = load_model(str(tiny_model_dir))
     state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
@@ -226,7 +268,7 @@ def test_lightning_checkpoint_is_loaded(tmp_path, tiny_model_dir):
 
 
 def test_directions_the_eval_set_lacks(tmp_path):
-    from mfti_lightning.prepare import eval_sets
+    from mfti_lightning.data.prepare import eval_sets
 
     with pytest.raises(DataError, match="Basque.*not part of flores101.*flores200"):
         eval_sets(ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[eu-en]"), "test")
@@ -236,7 +278,7 @@ def test_directions_the_eval_set_lacks(tmp_path):
 
 
 def test_shots_larger_than_the_pool(tmp_path):
-    from mfti_lightning.prepare import eval_sets
+    from mfti_lightning.data.prepare import eval_sets
 
     # evaluating the whole dev split leaves no dev sentence for demonstrations
     cfg = ecfg(tmp_path, "split=dev", "lang_pairs.val_size=null", "shots=k1")
@@ -244,17 +286,20 @@ def test_shots_larger_than_the_pool(tmp_path):
         eval_sets(cfg, "val")
 
 
-@pytest.mark.parametrize("override,exc,match", [
-    ("eval.bleu_tokenize=moses", ConfigError, "eval.bleu_tokenize='moses': allowed values: auto, lang_default"),
-    ("split=test", ConfigError, "split='test': allowed values: devtest, dev"),
-    ("model.name_or_path=/does/not/exist", ModelLoadError, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "override,exc,match",
+    [
+        ("eval.bleu_tokenize=moses", ConfigError, "eval.bleu_tokenize='moses': allowed values: auto, lang_default"),
+        ("split=test", ConfigError, "split='test': allowed values: devtest, dev"),
+        ("model.name_or_path=/does/not/exist", ModelLoadError, "does not exist"),
+    ],
+)
 def test_bad_input_fails_before_loading_a_model(tmp_path, monkeypatch, override, exc, match):
-    from mfti_lightning import eval_cli, modeling
+    from mfti_lightning.model import modeling
+    from mfti_lightning.tasks import evaluate as eval_cli
 
     monkeypatch.setattr(modeling, "load_model", lambda *a, **k: pytest.fail("model loaded before the check"))
-    cfg = ecfg(tmp_path, "logger=none", "model=xglm-564m" if "name_or_path" in override else "logger=none",
-               override)
+    cfg = ecfg(tmp_path, "logger=none", "model=xglm-564m" if "name_or_path" in override else "logger=none", override)
     with pytest.raises(exc, match=match):
         eval_cli.evaluate_task(cfg)
     r = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -263,9 +308,9 @@ def test_bad_input_fails_before_loading_a_model(tmp_path, monkeypatch, override,
 
 # ---- k-shot prompts -------------------------------------------------------------------------------------
 def test_kshot_prompts_for_a_fixed_seed(tmp_path):
-    from mfti_lightning.evaluation import build_prompts
-    from mfti_lightning.prepare import eval_sets
-    from mfti_lightning.template import from_config
+    from mfti_lightning.core.template import from_config
+    from mfti_lightning.data.prepare import eval_sets
+    from mfti_lightning.eval.evaluation import build_prompts
 
     cfg = ecfg(tmp_path, "shots=k2", "lang_pairs.test_size=4")
     sets, template = eval_sets(cfg, "test"), from_config(cfg.template)
@@ -273,9 +318,10 @@ def test_kshot_prompts_for_a_fixed_seed(tmp_path):
     assert a == build_prompts(sets, template, 2, 42)
     assert a != build_prompts(sets, template, 2, 43)
     es = sets[0]
-    for si, j, prompt in a[:4]:
+    for _si, j, prompt in a[:4]:
         assert prompt.count("Translation: [German]:") == 3 and prompt.endswith(
-            template.render_prefix(es.sources[j], "de", "en"))
+            template.render_prefix(es.sources[j], "de", "en")
+        )
         demos = [s for s, _ in es.pool if f"[German]: {s.strip()} [English]:" in prompt]
         assert len(demos) == 2 and es.sources[j] not in demos
     # pinned: the same demonstrations on every machine, Python version and rank (seeded per direction/sentence)
@@ -291,18 +337,20 @@ def test_prefetch_plans_and_fetches_with_downloads_mocked(tmp_path, monkeypatch)
 
     import huggingface_hub
 
-    from mfti_lightning import metrics, prefetch
+    from mfti_lightning.cli import prefetch
+    from mfti_lightning.eval import metrics
 
     monkeypatch.setattr(metrics, "sacrebleu_dir", lambda: tmp_path / "sb")
     root = tmp_path / "flores101"
-    assets = prefetch.plan(["model=xglm-564m,xglm-7.5b", f"data.flores_root={root}",
-                            "eval.bleu_tokenize=flores200"])
+    assets = prefetch.plan(["model=xglm-564m,xglm-7.5b", f"data.flores_root={root}", "eval.bleu_tokenize=flores200"])
     by_kind = {}
     for a in assets:
         by_kind.setdefault(a.kind, []).append(a)
     assert [a.source for a in by_kind["hf_model"]] == ["facebook/xglm-564M", "facebook/xglm-7.5B"]
-    assert {a.target for a in by_kind["sacrebleu_spm"]} == {str(tmp_path / "sb/models/sacrebleu_tokenizer_spm.model"),
-                                                             str(tmp_path / "sb/models/flores200sacrebleuspm")}
+    assert {a.target for a in by_kind["sacrebleu_spm"]} == {
+        str(tmp_path / "sb/models/sacrebleu_tokenizer_spm.model"),
+        str(tmp_path / "sb/models/flores200sacrebleuspm"),
+    }
     assert by_kind["flores"][0].target == str(root)
     assert prefetch.plan([]) == [a for a in prefetch.plan([]) if a.kind == "sacrebleu_spm"]  # tiny: nothing else
 
@@ -333,7 +381,7 @@ def test_prefetch_plans_and_fetches_with_downloads_mocked(tmp_path, monkeypatch)
 
 
 def test_prefetch_dry_run_cli(tmp_path):
-    p = run_cli(["mfti_lightning.prefetch", "--dry-run", "model=xglm-564m"], cwd=tmp_path, timeout=60)
+    p = run_cli(["mfti_lightning.cli.prefetch", "--dry-run", "model=xglm-564m"], cwd=tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "would fetch  hf_model       facebook/xglm-564M" in p.stdout
     assert "sacrebleu_tokenizer_spm.model" in p.stdout and "(dry run)" in p.stdout

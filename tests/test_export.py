@@ -8,9 +8,15 @@ from test_module import fit_tiny
 
 
 def _generate(model, tok):
-    return [model.generate(**tok(["English: Hello world.\nGerman:", "Chinese: 你好\nEnglish:"][i:i + 1],
-                                 return_tensors="pt"), max_new_tokens=8, do_sample=False,
-                           pad_token_id=tok.pad_token_id).tolist() for i in range(2)]
+    return [
+        model.generate(
+            **tok(["English: Hello world.\nGerman:", "Chinese: 你好\nEnglish:"][i : i + 1], return_tensors="pt"),
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        ).tolist()
+        for i in range(2)
+    ]
 
 
 @pytest.mark.timeout(180)
@@ -18,11 +24,17 @@ def _generate(model, tok):
 def test_export_round_trip(cfg_factory, tmp_path, peft):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mfti_lightning.export import main
-    from mfti_lightning.template import Template
+    from mfti_lightning.cli.export import main
+    from mfti_lightning.core.template import Template
 
-    over = ["num_examples.n=16", "optim.global_batch_size=8", "optim.micro_batch_size=8",
-            "checkpoint.every_n_steps=2", "progress.mode=none", "model.attn_implementation=sdpa"]
+    over = [
+        "num_examples.n=16",
+        "optim.global_batch_size=8",
+        "optim.micro_batch_size=8",
+        "checkpoint.every_n_steps=2",
+        "progress.mode=none",
+        "model.attn_implementation=sdpa",
+    ]
     if peft:
         over += ["model.peft=lora", "model.lora.r=4"]
     cfg = cfg_factory(*over)
@@ -45,7 +57,7 @@ def test_export_round_trip(cfg_factory, tmp_path, peft):
 
 
 def test_export_of_missing_checkpoint(tmp_path, capsys):
-    from mfti_lightning.export import main
+    from mfti_lightning.cli.export import main
 
     assert main([str(tmp_path)]) == 2
     assert "No checkpoint" in capsys.readouterr().err

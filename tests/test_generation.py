@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from mfti_lightning.assets import FLORES101_DIR
-from mfti_lightning.generation import gather_translations, plan_batches, token_budget_batches, translate
-from mfti_lightning.template import Template
+from mfti_lightning.core.template import Template
+from mfti_lightning.eval.generation import gather_translations, plan_batches, token_budget_batches, translate
 
 T1 = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
 
@@ -24,7 +24,7 @@ def _prompts(n=6):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir, tiny_tokenizer):
-    from mfti_lightning.modeling import load_model
+    from mfti_lightning.model.modeling import load_model
 
     return load_model(str(tiny_model_dir)), tiny_tokenizer
 
@@ -34,8 +34,9 @@ def test_batched_equals_one_by_one(tiny, beams):
     model, tok = tiny
     prompts = _prompts()
     batched = translate(model, tok, T1, prompts, num_beams=beams, max_new_tokens=12, batch_tokens=10**6)
-    single = [translate(model, tok, T1, [p], num_beams=beams, max_new_tokens=12, batch_tokens=10**6)[0]
-              for p in prompts]
+    single = [
+        translate(model, tok, T1, [p], num_beams=beams, max_new_tokens=12, batch_tokens=10**6)[0] for p in prompts
+    ]
     assert len({len(tok(p)["input_ids"]) for p in prompts}) == len(prompts)  # really left-padded
     assert batched == single
     assert any(batched)  # a random tiny model still produces some text
@@ -74,7 +75,7 @@ def test_stop_on_text_ends_generation_early(tiny):
     """The stopping criterion sees only the generated part and stops a row at a newline or stop marker."""
     import torch
 
-    from mfti_lightning.generation import StopOnText
+    from mfti_lightning.eval.generation import StopOnText
 
     model, tok = tiny
     prompt = tok("Translation: [German]: Hallo [English]:")["input_ids"]
@@ -90,13 +91,13 @@ def test_gather_refuses_missing():
         gather_translations({0: "a"}, 2, 1)
 
 
-_DIST = textwrap.dedent('''
+_DIST = textwrap.dedent("""
     import os, sys, json, datetime
     import torch.distributed as dist
     sys.path.insert(0, os.environ["REPO"])
-    from mfti_lightning.modeling import load_model, load_tokenizer
-    from mfti_lightning.generation import translate, gather_translations
-    from mfti_lightning.template import Template
+    from mfti_lightning.model.modeling import load_model, load_tokenizer
+    from mfti_lightning.eval.generation import translate, gather_translations
+    from mfti_lightning.core.template import Template
     rank, world = int(sys.argv[1]), 2
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
     t = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
@@ -109,7 +110,7 @@ _DIST = textwrap.dedent('''
     if rank == 0:
         print("RESULT", json.dumps({"local0": sorted(local), "hyps": hyps}))
     dist.destroy_process_group()
-''')
+""")
 
 
 @pytest.mark.slow
@@ -127,11 +128,22 @@ def test_two_process_generation_translates_each_sentence_once(tiny, tiny_model_d
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "REPO": os.getcwd(), "MODEL": str(tiny_model_dir), "PROMPTS": json.dumps(prompts),
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "SYNCED": str(synced),
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    env = {
+        **os.environ,
+        "REPO": os.getcwd(),
+        "MODEL": str(tiny_model_dir),
+        "PROMPTS": json.dumps(prompts),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "SYNCED": str(synced),
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for r in range(2)
+    ]
     outs = []
     try:
         for p in procs:
@@ -141,7 +153,7 @@ def test_two_process_generation_translates_each_sentence_once(tiny, tiny_model_d
             if p.poll() is None:
                 p.kill()
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    line = next(l for l in outs[0][0].splitlines() if l.startswith("RESULT"))
-    got = json.loads(line[len("RESULT "):])
+    line = next(ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT"))
+    got = json.loads(line[len("RESULT ") :])
     assert got["hyps"] == expected
     assert 0 < len(got["local0"]) < len(prompts)  # rank 0 did only part of the work

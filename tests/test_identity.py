@@ -1,5 +1,5 @@
 """Run identity: the run directory names the experiment, a sweep has one name, a run dir is reused only for the same
-experiment (mfti_lightning/identity.py)."""
+experiment (mfti_lightning/core/identity.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 from conftest import compose
 
-from mfti_lightning import identity
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.core import identity
+from mfti_lightning.core.errors import ConfigError
 
 
 def slug(*overrides, config_name="train"):
@@ -20,9 +20,16 @@ def slug(*overrides, config_name="train"):
 def test_values_that_change_the_trained_model_change_the_run_dir():
     base = slug()
     readable = base.rsplit("-", 1)[0]
-    for ov in ("optim.optimizer.lr=1e-2", "optim.max_steps=7", "data.max_length=128", "data.loss_on=target",
-               "model.build.d_model=64", "lang_pairs.train=[de-en]", "eval.val_every_n_steps=10",
-               "+data.corpora.0.root=/elsewhere"):
+    for ov in (
+        "optim.optimizer.lr=1e-2",
+        "optim.max_steps=7",
+        "data.max_length=128",
+        "data.loss_on=target",
+        "model.build.d_model=64",
+        "lang_pairs.train=[de-en]",
+        "eval.val_every_n_steps=10",
+        "+data.corpora.0.root=/elsewhere",
+    ):
         other = slug(ov)
         assert other != base, ov
         if not ov.startswith(("lang_pairs.train",)):
@@ -31,8 +38,16 @@ def test_values_that_change_the_trained_model_change_the_run_dir():
 
 def test_values_that_do_not_change_results_keep_the_run_dir(monkeypatch, tmp_path):
     base = slug()
-    for ov in ("logger=csv", "progress.mode=plain", "resume=never", "sweep_name=x", "checkpoint.keep=5",
-               "data.num_workers=2", "trainer=gpu", "trainer.log_every_n_steps=1"):
+    for ov in (
+        "logger=csv",
+        "progress.mode=plain",
+        "resume=never",
+        "sweep_name=x",
+        "checkpoint.keep=5",
+        "data.num_workers=2",
+        "trainer=gpu",
+        "trainer.log_every_n_steps=1",
+    ):
         assert slug(ov) == base, ov
     # the machine's cache dir is not part of the experiment (the tiny model lives there)
     monkeypatch.setenv("MFTI_CACHE_DIR", str(tmp_path / "other-cache"))
@@ -54,7 +69,7 @@ def test_classify():
 
 
 def _completed(run_dir, cfg, **extra):
-    from mfti_lightning.pipeline import resolved_container
+    from mfti_lightning.tasks.job import resolved_container
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rec = {"status": "completed", "config": resolved_container(cfg), "metrics": {"test/bleu/avg": 1.0}, **extra}
@@ -110,7 +125,7 @@ def ticking_clock(monkeypatch):
 
 
 def test_a_sweep_has_one_name_even_when_composing_crosses_seconds(ticking_clock):
-    from mfti_lightning.sweep import plan
+    from mfti_lightning.launch.sweep import plan
 
     jobs = plan(None, ["seed=" + ",".join(str(i) for i in range(1, 13))])
     assert len(jobs) == 12 and len({j.run_dir for j in jobs}) == 12
@@ -119,7 +134,7 @@ def test_a_sweep_has_one_name_even_when_composing_crosses_seconds(ticking_clock)
 
 
 def test_jobs_sharing_a_run_dir_are_refused_even_when_composing_crosses_seconds(ticking_clock, capsys):
-    from mfti_lightning.plan import main
+    from mfti_lightning.cli.plan import main
 
     assert main(["-", "trainer=cpu,gpu"]) == 2
     assert "would share the run directory" in capsys.readouterr().err

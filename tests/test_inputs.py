@@ -1,4 +1,4 @@
-"""Inputs checked before a job runs (mfti_lightning.inputs): corpora, FLORES files, model, SPM model."""
+"""Inputs checked before a job runs (mfti_lightning.tasks.inputs): corpora, FLORES files, model, SPM model."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import compose
 
-from mfti_lightning import inputs
 from mfti_lightning.assets import FLORES101_DIR
-from mfti_lightning.errors import InputsError
+from mfti_lightning.core.errors import InputsError
+from mfti_lightning.tasks import inputs
 
 DATA = Path(__file__).parent / "data"
 
@@ -49,8 +49,8 @@ def test_missing_flores_eval_file(tmp_path):
 
 
 def test_missing_flores_file_stops_the_job_before_the_model(tmp_path, monkeypatch):
-    from mfti_lightning import modeling
-    from mfti_lightning.pipeline import train
+    from mfti_lightning.model import modeling
+    from mfti_lightning.tasks.train import train
 
     root = tmp_path / "flores"
     shutil.copytree(FLORES101_DIR, root)
@@ -115,9 +115,15 @@ def test_corpus_first_lines(tmp_path):
 
 
 def test_every_problem_of_a_job_at_once(tmp_path):
-    problems = _problems(tmp_path, "data=wikimatrix", f"paths.corpora_dir={tmp_path}", "model=xglm-564m",
-                         f"model.name_or_path={tmp_path / 'm'}", "eval.bleu_tokenize=flores101",
-                         env={"SACREBLEU": str(tmp_path / "s")})
+    problems = _problems(
+        tmp_path,
+        "data=wikimatrix",
+        f"paths.corpora_dir={tmp_path}",
+        "model=xglm-564m",
+        f"model.name_or_path={tmp_path / 'm'}",
+        "eval.bleu_tokenize=flores101",
+        env={"SACREBLEU": str(tmp_path / "s")},
+    )
     assert len(problems) == 5, problems
     assert sum("training corpus for" in p for p in problems) == 3  # demo: de-en, en-fr, fr-de
     assert sum("does not exist" in p for p in problems) == 1 and sum("SentencePiece" in p for p in problems) == 1
@@ -143,13 +149,14 @@ def test_slurm_jobs_are_checked_in_the_node_environment(tmp_path, monkeypatch):
 
 def test_plan_reports_missing_flores_file_and_model_dir(tmp_path, capsys):
     """mfti-plan exits 2 with every missing input of every job: a FLORES eval file and a model directory."""
-    from mfti_lightning.plan import main
+    from mfti_lightning.cli.plan import main
 
     root = tmp_path / "flores"
     shutil.copytree(FLORES101_DIR, root)
     (root / "devtest" / "fra.devtest").unlink()
-    rc = main(["-", "model=xglm-564m", f"model.name_or_path={tmp_path / 'no-model'}", f"data.flores_root={root}",
-               "seed=1,2"])
+    rc = main(
+        ["-", "model=xglm-564m", f"model.name_or_path={tmp_path / 'no-model'}", f"data.flores_root={root}", "seed=1,2"]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "2 of 2 job(s) of this sweep would fail" in err

@@ -5,13 +5,26 @@ from __future__ import annotations
 import pytest
 from conftest import compose
 
-from mfti_lightning import languages
-from mfti_lightning.directions import eval_directions, train_directions
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.core import languages
+from mfti_lightning.core.directions import eval_directions, train_directions
+from mfti_lightning.core.errors import ConfigError
 
 # langcodes.Language.get(code).display_name() for the reference code's 13 languages, in its order
-PAPER_NAMES = ["English", "German", "French", "Catalan", "Finnish", "Russian", "Bulgarian", "Chinese", "Korean",
-               "Arabic", "Swahili", "Hindi", "Tamil"]
+PAPER_NAMES = [
+    "English",
+    "German",
+    "French",
+    "Catalan",
+    "Finnish",
+    "Russian",
+    "Bulgarian",
+    "Chinese",
+    "Korean",
+    "Arabic",
+    "Swahili",
+    "Hindi",
+    "Tamil",
+]
 XGLM30 = "en ru zh de es fr ja it pt el ko fi id tr ar vi th bg ca hi et bn ta ur sw te eu my ht qu".split()
 
 
@@ -53,8 +66,9 @@ def test_parse_direction():
             languages.parse_direction(bad)
 
 
-@pytest.mark.parametrize("option,n_train,n_eval", [("paper13", 156, 156), ("en_centric", 24, 156),
-                                                   ("unseen", 22, 156), ("demo", 3, 3)])
+@pytest.mark.parametrize(
+    "option,n_train,n_eval", [("paper13", 156, 156), ("en_centric", 24, 156), ("unseen", 22, 156), ("demo", 3, 3)]
+)
 def test_lang_pairs_counts(option, n_train, n_eval, tmp_path):
     lp = compose([f"lang_pairs={option}"], tmp_path).lang_pairs
     train, ev = train_directions(lp), eval_directions(lp)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mfti_lightning import metrics as mt
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.eval import metrics as mt
 
 
 def test_auto_falls_back_explicitly_without_spm(caplog):

@@ -12,8 +12,12 @@ from conftest import REPO
 
 @pytest.mark.timeout(300)
 def test_wheel_contains_conf_and_assets(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     (wheel,) = tmp_path.glob("mfti_lightning-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -23,7 +27,13 @@ def test_wheel_contains_conf_and_assets(tmp_path):
     assert "mfti_lightning/assets/flores101/LICENSE" in names
     # the installed layout: conf_dir() prefers mfti_lightning/conf next to the package
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    code = "import mfti_lightning.config as c; print(c.conf_dir())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    code = "import mfti_lightning.core.config as c; print(c.conf_dir())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.strip() == str(tmp_path / "site" / "mfti_lightning" / "conf"), out.stderr

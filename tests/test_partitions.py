@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from mfti_lightning.directions import eval_directions, train_directions
-from mfti_lightning.partitions import PARTITIONS, partition_metrics, partitions
+from mfti_lightning.core.directions import eval_directions, train_directions
+from mfti_lightning.eval.partitions import PARTITIONS, partition_metrics, partitions
 
 # NJUNLP/MFTI instruct_mt/analysis/evaluate_partition_score.py (commit a25f1ab): language splits and the map
 # from (source split, target split) to partition, transcribed as data
-SPLITS = {"mix": ["en", "ko", "sw"], "src": ["zh", "fi"], "tgt": ["de", "hi"],
-          "unseen": ["ru", "fr", "bg", "ar", "ca", "ta"]}
+SPLITS = {
+    "mix": ["en", "ko", "sw"],
+    "src": ["zh", "fi"],
+    "tgt": ["de", "hi"],
+    "unseen": ["ru", "fr", "bg", "ar", "ca", "ta"],
+}
 REFERENCE = {
-    ("src", "src"): "one_side_reversed", ("src", "tgt"): "seen", ("src", "mix"): "seen",
-    ("src", "unseen"): "tgt_unseen", ("tgt", "src"): "reversed", ("tgt", "tgt"): "one_side_reversed",
-    ("tgt", "mix"): "reversed", ("tgt", "unseen"): "tgt_unseen", ("mix", "src"): "reversed",
-    ("mix", "tgt"): "seen", ("mix", "mix"): "seen", ("mix", "unseen"): "tgt_unseen",
-    ("unseen", "src"): "src_unseen", ("unseen", "tgt"): "src_unseen", ("unseen", "mix"): "src_unseen",
+    ("src", "src"): "one_side_reversed",
+    ("src", "tgt"): "seen",
+    ("src", "mix"): "seen",
+    ("src", "unseen"): "tgt_unseen",
+    ("tgt", "src"): "reversed",
+    ("tgt", "tgt"): "one_side_reversed",
+    ("tgt", "mix"): "reversed",
+    ("tgt", "unseen"): "tgt_unseen",
+    ("mix", "src"): "reversed",
+    ("mix", "tgt"): "seen",
+    ("mix", "mix"): "seen",
+    ("mix", "unseen"): "tgt_unseen",
+    ("unseen", "src"): "src_unseen",
+    ("unseen", "tgt"): "src_unseen",
+    ("unseen", "mix"): "src_unseen",
     ("unseen", "unseen"): "both_unseen",
 }
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import compose, run_cli
 
-from mfti_lightning import corpora, prepare
-from mfti_lightning.errors import DataError
-from mfti_lightning.results import read_jsonl
-from mfti_lightning.template import from_config
+from mfti_lightning.core.errors import DataError
+from mfti_lightning.core.results import read_jsonl
+from mfti_lightning.core.template import from_config
+from mfti_lightning.data import corpora, prepare
 
 DATA = Path(__file__).parent / "data"
 TATOEBA = "'" + str(DATA / "tatoeba" / "tatoeba.{pair}") + "'"  # quoted: Hydra parses {...}
@@ -23,8 +23,14 @@ def _cfg(tmp_path, *overrides):
 
 
 def test_moses_corpus_sampling_and_rendering(tmp_path):
-    cfg = _cfg(tmp_path, "data=pairs", f"data.corpora.0.path={TATOEBA}", "lang_pairs=custom",
-               "lang_pairs.train=[sw-en,en-sw]", "num_examples.n=100")
+    cfg = _cfg(
+        tmp_path,
+        "data=pairs",
+        f"data.corpora.0.path={TATOEBA}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[sw-en,en-sw]",
+        "num_examples.n=100",
+    )
     t = from_config(cfg.template)
     examples, report = prepare.training_examples(cfg, t)
     assert len(examples) == 200 and report["directions"]["sw-en"]["sampled"] == 100
@@ -34,8 +40,15 @@ def test_moses_corpus_sampling_and_rendering(tmp_path):
     assert set(ex) >= {"src_lang", "tgt_lang", "source", "target", "prompt", "text"}
     # same seed, same sample; another seed, another sample
     assert prepare.training_examples(cfg, t)[0] == examples
-    other = _cfg(tmp_path, "data=pairs", f"data.corpora.0.path={TATOEBA}", "lang_pairs=custom",
-                 "lang_pairs.train=[sw-en,en-sw]", "num_examples.n=100", "seed=7")
+    other = _cfg(
+        tmp_path,
+        "data=pairs",
+        f"data.corpora.0.path={TATOEBA}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[sw-en,en-sw]",
+        "num_examples.n=100",
+        "seed=7",
+    )
     assert prepare.training_examples(other, t)[0] != examples
 
 
@@ -43,11 +56,21 @@ def test_flores_sentences_are_excluded_from_training(tmp_path):
     """A corpus that contains FLORES dev/devtest lines: they never reach the training data."""
     flores_de, flores_en = (corpora.read_flores(None, s, c) for s, c in (("devtest", "de"), ("devtest", "en")))
     dev_de, dev_en = corpora.read_flores(None, "dev", "de"), corpora.read_flores(None, "dev", "en")
-    news = [Path(DATA / f"newstest/newstest2014.de-en.{c}").read_text(encoding="utf-8").splitlines() for c in "de en".split()]
+    news = [
+        Path(DATA / f"newstest/newstest2014.de-en.{c}").read_text(encoding="utf-8").splitlines()
+        for c in "de en".split()
+    ]
     (tmp_path / "mix.de").write_text("\n".join(news[0] + flores_de[:30] + dev_de[:30]) + "\n", encoding="utf-8")
     (tmp_path / "mix.en").write_text("\n".join(news[1] + flores_en[:30] + dev_en[:30]) + "\n", encoding="utf-8")
-    cfg = _cfg(tmp_path, "data=pairs", f"data.corpora.0.path={tmp_path / 'mix'}", "lang_pairs=custom",
-               "lang_pairs.train=[de-en]", "num_examples.n=150", "num_examples.allow_fewer=true")
+    cfg = _cfg(
+        tmp_path,
+        "data=pairs",
+        f"data.corpora.0.path={tmp_path / 'mix'}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[de-en]",
+        "num_examples.n=150",
+        "num_examples.allow_fewer=true",
+    )
     examples, report = prepare.training_examples(cfg, from_config(cfg.template))
     flores = set(flores_de + flores_en + dev_de + dev_en)
     assert not any(e["source"] in flores or e["target"] in flores for e in examples)
@@ -56,8 +79,13 @@ def test_flores_sentences_are_excluded_from_training(tmp_path):
 
 
 def test_num_examples_larger_than_available(tmp_path):
-    over = ["data=pairs", f"data.corpora.0.path={TATOEBA}", "lang_pairs=custom", "lang_pairs.train=[sw-en]",
-            "num_examples.n=1000"]
+    over = [
+        "data=pairs",
+        f"data.corpora.0.path={TATOEBA}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[sw-en]",
+        "num_examples.n=1000",
+    ]
     with pytest.raises(DataError, match=r"sw-en: num_examples.n=1000 but only \d+ .*allow_fewer=true"):
         prepare.training_examples(_cfg(tmp_path, *over), from_config(_cfg(tmp_path, *over).template))
     cfg = _cfg(tmp_path, *over, "num_examples.allow_fewer=true")
@@ -67,18 +95,31 @@ def test_num_examples_larger_than_available(tmp_path):
 
 
 def test_direction_without_corpus_is_a_clear_error(tmp_path):
-    cfg = _cfg(tmp_path, "data=pairs", f"data.corpora.0.path={TATOEBA}", "lang_pairs=custom",
-               "lang_pairs.train=[sw-en,de-fr]", "num_examples.n=10")
+    cfg = _cfg(
+        tmp_path,
+        "data=pairs",
+        f"data.corpora.0.path={TATOEBA}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[sw-en,de-fr]",
+        "num_examples.n=10",
+    )
     with pytest.raises(DataError, match=r"No training corpus for de-fr.*tatoeba.de-fr.*X-Y directions"):
         prepare.training_examples(cfg, from_config(cfg.template))
 
 
 def test_direction_with_no_data_after_filtering(tmp_path):
     (tmp_path / "c.de").write_text("ein\nzwei\n", encoding="utf-8")
-    (tmp_path / "c.en").write_text("a very very very long english line here\nanother long line that is long\n",
-                                   encoding="utf-8")
-    cfg = _cfg(tmp_path, "data=pairs", f"data.corpora.0.path={tmp_path / 'c'}", "lang_pairs=custom",
-               "lang_pairs.train=[de-en]", "num_examples.n=10")
+    (tmp_path / "c.en").write_text(
+        "a very very very long english line here\nanother long line that is long\n", encoding="utf-8"
+    )
+    cfg = _cfg(
+        tmp_path,
+        "data=pairs",
+        f"data.corpora.0.path={tmp_path / 'c'}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[de-en]",
+        "num_examples.n=10",
+    )
     with pytest.raises(DataError, match=r"de-en: no pairs left after filtering .*length_ratio': 2"):
         prepare.training_examples(cfg, from_config(cfg.template))
 
@@ -120,8 +161,12 @@ def test_concurrent_writers_leave_one_complete_entry(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_mfti_prepare_cli_on_shipped_data(tmp_path):
-    p = run_cli(["mfti_lightning.prepare_cli", "num_examples.n=40", "lang_pairs.train=[de-en,en-fr]"], cwd=tmp_path,
-                timeout=170, env={"MFTI_CACHE_DIR": str(tmp_path / "cache")})
+    p = run_cli(
+        ["mfti_lightning.cli.prepare", "num_examples.n=40", "lang_pairs.train=[de-en,en-fr]"],
+        cwd=tmp_path,
+        timeout=170,
+        env={"MFTI_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "de-en" in p.stdout and "in_eval_sets" in p.stdout and "total: 80 examples" in p.stdout
     out = next((tmp_path / "outputs" / "prepare" / "runs").iterdir()) / "prepared"
@@ -129,7 +174,7 @@ def test_mfti_prepare_cli_on_shipped_data(tmp_path):
     assert len(rows) == 80 and {r["src_lang"] for r in rows} == {"de", "en"}
     assert json.loads((out / "report.json").read_text())["directions"]["en-fr"]["sampled"] == 40
     assert (out / "template.json").exists()
-    bad = run_cli(["mfti_lightning.prepare_cli", "lang_pairs.train=[de-xx]"], cwd=tmp_path, timeout=170)
+    bad = run_cli(["mfti_lightning.cli.prepare", "lang_pairs.train=[de-xx]"], cwd=tmp_path, timeout=170)
     assert bad.returncode != 0 and "Unknown language code 'xx'" in bad.stderr
 
 
@@ -138,19 +183,29 @@ def test_mfti_prepare_cli_on_shipped_data(tmp_path):
 def test_misaligned_corpus_stops_prepare_and_train(tmp_path, longer):
     """<path>.de with 3 lines and <path>.en with 2 (and the other way round): mfti-prepare and mfti-train fail with
     both counts, and nothing reaches the prepared-data cache."""
-    (tmp_path / "c.de").write_text("Hallo Welt\nGuten Tag\nDanke\n" if longer == "de" else "Hallo Welt\nGuten Tag\n",
-                                   encoding="utf-8")
-    (tmp_path / "c.en").write_text("Hello world\nGood day\nThanks\n" if longer == "en" else "Hello world\nGood day\n",
-                                   encoding="utf-8")
+    (tmp_path / "c.de").write_text(
+        "Hallo Welt\nGuten Tag\nDanke\n" if longer == "de" else "Hallo Welt\nGuten Tag\n", encoding="utf-8"
+    )
+    (tmp_path / "c.en").write_text(
+        "Hello world\nGood day\nThanks\n" if longer == "en" else "Hello world\nGood day\n", encoding="utf-8"
+    )
     cache = tmp_path / "cache"
-    args = ["data=pairs", f"data.corpora.0.path={tmp_path / 'c'}", "lang_pairs=custom", "lang_pairs.train=[de-en]",
-            "num_examples.n=2", "logger=none"]
+    args = [
+        "data=pairs",
+        f"data.corpora.0.path={tmp_path / 'c'}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[de-en]",
+        "num_examples.n=2",
+        "logger=none",
+    ]
     shorter = "en" if longer == "de" else "de"
-    for module in ("mfti_lightning.prepare_cli", "mfti_lightning.train"):
+    for module in ("mfti_lightning.cli.prepare", "mfti_lightning.cli.train"):
         p = run_cli([module, *args], cwd=tmp_path, timeout=280, env={"MFTI_CACHE_DIR": str(cache)})
         assert p.returncode != 0, (module, p.stdout[-2000:])
-        assert f"c.{shorter} ends after line 2 (2 lines)" in p.stderr and f"c.{longer} has 3 lines" in p.stderr, \
-            (module, p.stderr[-3000:])
+        assert f"c.{shorter} ends after line 2 (2 lines)" in p.stderr and f"c.{longer} has 3 lines" in p.stderr, (
+            module,
+            p.stderr[-3000:],
+        )
         assert not list(cache.glob("prepared/*")), "a failed corpus reached the prepared-data cache"
         assert not list(tmp_path.rglob("train.jsonl"))
 
@@ -158,9 +213,16 @@ def test_misaligned_corpus_stops_prepare_and_train(tmp_path, longer):
 def test_bad_tsv_row_writes_nothing_to_the_cache(tmp_path):
     import gzip
 
-    (tmp_path / "WikiMatrix.de-en.tsv.gz").write_bytes(gzip.compress("1.2\tHallo\tHello\n1.3\tnur zwei\n".encode()))
-    cfg = _cfg(tmp_path, "data=wikimatrix", f"paths.corpora_dir={tmp_path}", "lang_pairs=custom",
-               "lang_pairs.train=[de-en]", "num_examples.n=1", "data.corpora.0.min_score=0")
+    (tmp_path / "WikiMatrix.de-en.tsv.gz").write_bytes(gzip.compress(b"1.2\tHallo\tHello\n1.3\tnur zwei\n"))
+    cfg = _cfg(
+        tmp_path,
+        "data=wikimatrix",
+        f"paths.corpora_dir={tmp_path}",
+        "lang_pairs=custom",
+        "lang_pairs.train=[de-en]",
+        "num_examples.n=1",
+        "data.corpora.0.min_score=0",
+    )
     with pytest.raises(DataError, match=r"WikiMatrix.de-en.tsv.gz:2: expected score<TAB>src<TAB>tgt"):
         prepare.load_or_prepare(cfg, from_config(cfg.template))
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import REPO, compose
 
-from mfti_lightning.errors import ConfigError
-from mfti_lightning.prepare import EvalSet, eval_prompts, eval_sets, shots_for
-from mfti_lightning.template import from_config
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.template import from_config
+from mfti_lightning.data.prepare import EvalSet, eval_prompts, eval_sets, shots_for
 
 
 def _sets(tmp_path, *overrides):
@@ -42,7 +42,8 @@ def test_shots_seeded_distinct_and_never_the_test_sentence(tmp_path):
         assert es.sources[i] not in [s for s, _ in shots_for(small, i, 8, 1)]
     prompts = eval_prompts(es, t, 8, 42)
     assert prompts[0].count("Translation: [") == 9 and prompts[0].endswith(
-        t.render_prefix(es.sources[0], *es.direction))
+        t.render_prefix(es.sources[0], *es.direction)
+    )
 
 
 @pytest.mark.timeout(120)
@@ -51,8 +52,8 @@ def test_identical_prompts_in_another_process(tmp_path):
     here = [p for es in sets for p in eval_prompts(es, t, 8, 42)]
     code = (
         "import json, sys; sys.path.insert(0, 'tests'); from conftest import compose\n"
-        "from mfti_lightning.prepare import eval_sets, eval_prompts\n"
-        "from mfti_lightning.template import from_config\n"
+        "from mfti_lightning.data.prepare import eval_sets, eval_prompts\n"
+        "from mfti_lightning.core.template import from_config\n"
         f"cfg = compose(['shots=k8'], {str(tmp_path / 'child')!r})\n"
         "t = from_config(cfg.template)\n"
         "print(json.dumps([p for es in eval_sets(cfg, 'test') for p in eval_prompts(es, t, 8, 42)]))\n"

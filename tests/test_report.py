@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mfti_lightning import report
-from mfti_lightning.languages import LANGUAGES
+from mfti_lightning.core.languages import LANGUAGES
+from mfti_lightning.track import report
 
 LANGS = ["en", "de", "zh", "sw", "ta"]
 DIRS = [f"{s}-{t}" for s in LANGS for t in LANGS if s != t]
@@ -28,8 +28,18 @@ def bleu(model: str, n: int, k: int, template: str, lp: str, direction: str) -> 
     return round(base + LANGUAGES[t].cc100xl_tokens / 1e11 + 0.1 * LANGS.index(s), 4)
 
 
-def make_record(model, n, k, template="t1_translation_src_tgt", lp="paper13", seed=1, status="completed",
-                max_steps=2000, errors=False, partitions=False) -> dict:
+def make_record(
+    model,
+    n,
+    k,
+    template="t1_translation_src_tgt",
+    lp="paper13",
+    seed=1,
+    status="completed",
+    max_steps=2000,
+    errors=False,
+    partitions=False,
+) -> dict:
     train = ([d for d in DIRS if "en" in d] if lp == "en_centric" else DIRS) if n else []
     m = {}
     for d in DIRS:
@@ -39,13 +49,26 @@ def make_record(model, n, k, template="t1_translation_src_tgt", lp="paper13", se
         m[f"test/{metric}/avg"] = sum(m[f"test/{metric}/{d}"] for d in DIRS) / len(DIRS)
     short = template.split("_")[0]
     rec = {
-        "schema": 1, "status": status, "task": "train", "run_name": f"{model}|{lp}|{short}|k{k}|n{n}",
-        "sweep_name": "sw", "swept": {"model": model, "lang_pairs": lp, "template": template, "shots": k,
-                                      "num_examples": n, "seed": seed},
-        "directions": {"train": train, "eval": DIRS}, "metrics": m if status == "completed" else {},
-        "config": {"model": {"name": model}, "lang_pairs": {"name": lp}, "template": {"name": template, "short": short},
-                   "shots": {"k": k}, "num_examples": {"n": n}, "seed": seed, "optim": {"max_steps": max_steps},
-                   "eval": {"num_beams": 4}, "run_name": "x", "paths": {"output_dir": "/x"}},
+        "schema": 1,
+        "status": status,
+        "task": "train",
+        "run_name": f"{model}|{lp}|{short}|k{k}|n{n}",
+        "sweep_name": "sw",
+        "swept": {"model": model, "lang_pairs": lp, "template": template, "shots": k, "num_examples": n, "seed": seed},
+        "directions": {"train": train, "eval": DIRS},
+        "metrics": m if status == "completed" else {},
+        "config": {
+            "model": {"name": model},
+            "lang_pairs": {"name": lp},
+            "template": {"name": template, "short": short},
+            "shots": {"k": k},
+            "num_examples": {"n": n},
+            "seed": seed,
+            "optim": {"max_steps": max_steps},
+            "eval": {"num_beams": 4},
+            "run_name": "x",
+            "paths": {"output_dir": "/x"},
+        },
     }
     if status != "completed":
         rec["error"] = "RuntimeError: CUDA out of memory"
@@ -54,8 +77,9 @@ def make_record(model, n, k, template="t1_translation_src_tgt", lp="paper13", se
         m["test/bleu/partition/seen"] = 20.0
         m["test/bleu/partition/both_unseen"] = 5.0
     if errors:
-        rec["errors"] = {"test": {d: {"n": 10, "counts": {"off_target": 2, "source_copy": 1, "other": 7}}
-                                  for d in DIRS}}
+        rec["errors"] = {
+            "test": {d: {"n": 10, "counts": {"off_target": 2, "source_copy": 1, "other": 7}} for d in DIRS}
+        }
     return rec
 
 
@@ -98,12 +122,21 @@ def test_table_rows(rep, sweep):
     assert len(rows) == len(rep["rows"])
     row = next(r for r in rows if r["run"] == "xglm-1.7b|paper13|t1|k8|n0" and r["direction"] == "zh-sw")
     assert (row["model"], row["shots"], row["num_examples"], row["method"], row["template"]) == (
-        "xglm-1.7b", "8", "0", "ICL", "t1_translation_src_tgt")
-    assert float(row["test/bleu"]) == pytest.approx(bleu("xglm-1.7b", 0, 8, "t1_translation_src_tgt", "paper13",
-                                                         "zh-sw"))
+        "xglm-1.7b",
+        "8",
+        "0",
+        "ICL",
+        "t1_translation_src_tgt",
+    )
+    assert float(row["test/bleu"]) == pytest.approx(
+        bleu("xglm-1.7b", 0, 8, "t1_translation_src_tgt", "paper13", "zh-sw")
+    )
     assert float(row["params"]) == 1.7e9 and row["src"] == "zh" and row["tgt"] == "sw"
-    part = next(r for r in rows if r["run"] == "xglm-564m|paper13|t1|k0|n1000" and r["direction"] == "sw-ta"
-                and r["seed"] == "1")
+    part = next(
+        r
+        for r in rows
+        if r["run"] == "xglm-564m|paper13|t1|k0|n1000" and r["direction"] == "sw-ta" and r["seed"] == "1"
+    )
     assert part["partition"] == "both_unseen" and part["trained"] == "True"
     md = (sweep / "report" / "table.md").read_text()
     assert md.count("\n") == len(rep["rows"]) + 2 and "xglm-1.7b\\|paper13\\|t1\\|k8\\|n0" in md
@@ -135,9 +168,17 @@ def avg(key):
 
 def test_every_figure_is_drawn_with_the_expected_series(rep):
     figs = rep["figures"]
-    assert set(figs) == {"bleu_vs_model_size", "bleu_vs_num_examples", "bleu_vs_lang_pairs", "bleu_vs_shots",
-                         "template_comparison", "partitions", "error_types", "per_language_vs_pretraining_tokens",
-                         "per_language_vs_similarity"}, rep["skipped"]
+    assert set(figs) == {
+        "bleu_vs_model_size",
+        "bleu_vs_num_examples",
+        "bleu_vs_lang_pairs",
+        "bleu_vs_shots",
+        "template_comparison",
+        "partitions",
+        "error_types",
+        "per_language_vs_pretraining_tokens",
+        "per_language_vs_similarity",
+    }, rep["skipped"]
     assert all(_png(f["path"]) for f in figs.values())
     assert rep["metric"] == "bleu"
 
@@ -147,26 +188,35 @@ def test_every_figure_is_drawn_with_the_expected_series(rep):
     assert size["ICL k8 paper13 t1"] == [(564e6, pytest.approx(avg("c"))), (1.7e9, pytest.approx(avg("d")))]
 
     ne = figs["bleu_vs_num_examples"]
-    assert ne["series"]["mFTI xglm-564m paper13 t1"] == [(100, pytest.approx(avg("e"))),
-                                                          (1000, pytest.approx(_mean(avg("a"), avg("k"))))]
+    assert ne["series"]["mFTI xglm-564m paper13 t1"] == [
+        (100, pytest.approx(avg("e"))),
+        (1000, pytest.approx(_mean(avg("a"), avg("k")))),
+    ]
     assert ne["reference"]["ICL k8 xglm-564m"] == pytest.approx(avg("c"))  # the ICL baseline as a line
 
     lp = figs["bleu_vs_lang_pairs"]["series"]
-    assert lp["mFTI n1000 xglm-564m t1"] == [(8, pytest.approx(avg("g"))), (20, pytest.approx(_mean(avg("a"), avg("k"))))]
+    assert lp["mFTI n1000 xglm-564m t1"] == [
+        (8, pytest.approx(avg("g"))),
+        (20, pytest.approx(_mean(avg("a"), avg("k")))),
+    ]
 
     shots = figs["bleu_vs_shots"]["series"]
     assert shots["ICL xglm-564m paper13 t1"] == [(1, pytest.approx(avg("h"))), (8, pytest.approx(avg("c")))]
     assert shots["mFTI n1000 xglm-564m paper13 t1"] == [(0, pytest.approx(_mean(avg("a"), avg("k"))))]
 
     tc = figs["template_comparison"]["series"]
-    assert tc["mFTI n1000 xglm-564m paper13"] == {"t1": pytest.approx(_mean(avg("a"), avg("k"))),
-                                                  "t2": pytest.approx(avg("f"))}
+    assert tc["mFTI n1000 xglm-564m paper13"] == {
+        "t1": pytest.approx(_mean(avg("a"), avg("k"))),
+        "t2": pytest.approx(avg("f")),
+    }
 
     assert list(figs["partitions"]["series"].values()) == [{"seen": 20.0, "both_unseen": 5.0}]
 
     err = figs["error_types"]["series"]
-    assert len(err) == 2 and all(v["off_target"] == 0.2 and v["source_copy"] == 0.1 and v["other"] == 0.7
-                                 and v["template_leakage"] == 0.0 for v in err.values())
+    assert len(err) == 2 and all(
+        v["off_target"] == 0.2 and v["source_copy"] == 0.1 and v["other"] == 0.7 and v["template_leakage"] == 0.0
+        for v in err.values()
+    )
 
 
 def test_per_language_correlations(rep):
@@ -186,7 +236,9 @@ def test_per_language_correlations(rep):
     sim = rep["figures"]["per_language_vs_similarity"]["series"][key]
     assert "en" not in [lang for _, _, lang in sim] and len(sim) == 4  # similarity of English to itself left out
     shipped = json.loads(report.SIMILARITY_FILE.read_text())
-    assert {lang: x for x, _, lang in sim} == {c: shipped["languages"][c]["syntactic"] for c in ("de", "zh", "sw", "ta")}
+    assert {lang: x for x, _, lang in sim} == {
+        c: shipped["languages"][c]["syntactic"] for c in ("de", "zh", "sw", "ta")
+    }
     assert any(c["figure"] == "per_language_vs_similarity" for c in rep["correlations"])
 
 
@@ -215,11 +267,18 @@ def test_stats_helpers():
 
 
 def test_cli_is_torch_free_and_writes_report(sweep, tmp_path):
-    code = ("import sys; from mfti_lightning.report import main; rc = main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules and 'pytorch_lightning' not in sys.modules and 'wandb' not in "
-            "sys.modules; sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code, str(sweep), "-o", str(tmp_path / "r")], capture_output=True,
-                       text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; from mfti_lightning.cli.report import main; rc = main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules and 'pytorch_lightning' not in sys.modules and 'wandb' not in "
+        "sys.modules; sys.exit(rc)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(sweep), "-o", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "9 runs, 1 failed/incomplete" in p.stdout and (tmp_path / "r" / "bleu_vs_shots.png").exists()
     assert "optim.max_steps" in p.stderr  # the config-difference warning

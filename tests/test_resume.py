@@ -13,17 +13,32 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-ARGS = ["num_examples.n=16", "optim.max_steps=8", "checkpoint.every_n_steps=4", "checkpoint.keep=5",
-        "checkpoint.export=false", "eval.val_every_n_steps=6", "lang_pairs.val_size=2", "lang_pairs.test_size=2",
-        "eval.max_new_tokens=4", "eval.score_before_training=false", "progress.mode=none",
-        "trainer.log_every_n_steps=1"]
+ARGS = [
+    "num_examples.n=16",
+    "optim.max_steps=8",
+    "checkpoint.every_n_steps=4",
+    "checkpoint.keep=5",
+    "checkpoint.export=false",
+    "eval.val_every_n_steps=6",
+    "lang_pairs.val_size=2",
+    "lang_pairs.test_size=2",
+    "eval.max_new_tokens=4",
+    "eval.score_before_training=false",
+    "progress.mode=none",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def _start(cwd: Path, extra: list[str]) -> subprocess.Popen:
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "mfti_lightning.train", *ARGS, *extra], cwd=cwd, env=env,
-                            stdout=open(cwd / "stdout.txt", "w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mfti_lightning.cli.train", *ARGS, *extra],
+        cwd=cwd,
+        env=env,
+        stdout=open(cwd / "stdout.txt", "w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _run_dir(cwd: Path) -> Path:
@@ -85,7 +100,7 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path, batch):
 
 
 def test_wandb_run_id_is_stored_and_reused(tmp_path):
-    from mfti_lightning.tracking import wandb_run_id
+    from mfti_lightning.track.tracking import wandb_run_id
 
     rid = wandb_run_id(tmp_path)
     assert (tmp_path / "wandb_run_id.txt").read_text().strip() == rid

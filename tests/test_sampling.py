@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from mfti_lightning import corpora
+from mfti_lightning.data import corpora
 
 
 def _gen(n_lines: int, dup_every: int = 0):
@@ -50,8 +50,9 @@ def test_uniform_inclusion():
 
 def test_filter_counts_and_dedup_within_sample():
     stats: dict = {}
-    keep = corpora.make_filter({"max_len_ratio": 3, "max_tokens": 50}, "de", "en", {"source sentence number 3 "
-                               "with some words"}, stats)
+    keep = corpora.make_filter(
+        {"max_len_ratio": 3, "max_tokens": 50}, "de", "en", {"source sentence number 3 with some words"}, stats
+    )
     pairs = list(_gen(200, dup_every=20)) + [("", "x"), ("a", "b" * 50), (" ".join(["w"] * 60), " ".join(["w"] * 60))]
     sample, available = corpora.reservoir_sample(pairs, 15, seed=3, keep=keep, stats=stats)
     assert len(sample) == 15 and len(set(sample)) == 15

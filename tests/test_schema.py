@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO, compose
 
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.core.errors import ConfigError
 
 # (overrides, what the message must contain): each through the real mfti-train entry point
 BAD_VALUES = [
@@ -32,8 +32,14 @@ def _train_cli(args, tmp_path, timeout=120):
     env = {"MFTI_OUTPUT_ROOT": str(tmp_path / "out"), "PYTHONPATH": str(REPO)}
     import os
 
-    return subprocess.run([sys.executable, "-m", "mfti_lightning.train", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "mfti_lightning.cli.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.parametrize("args,expected", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
@@ -48,12 +54,15 @@ def test_bad_value_stops_mfti_train(args, expected, tmp_path):
         assert not (results.parent / "tokenizer").exists() and not (results.parent / "template.json").exists()
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["shots=8"], ["shots=k8", "shots.k=8", "k0, k1, k2, k4, k8"]),
-    (["num_examples=1000"], ["num_examples=n1000", "num_examples.n=1000"]),
-    (["shots=0,8"], ["shots=k0,k8", "shots.k=0,8"]),
-    (["shots=3"], ["shots.k=3"]),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["shots=8"], ["shots=k8", "shots.k=8", "k0, k1, k2, k4, k8"]),
+        (["num_examples=1000"], ["num_examples=n1000", "num_examples.n=1000"]),
+        (["shots=0,8"], ["shots=k0,k8", "shots.k=0,8"]),
+        (["shots=3"], ["shots.k=3"]),
+    ],
+)
 def test_number_for_a_config_group_exits_2(args, expected, tmp_path):
     p = _train_cli(args, tmp_path)
     assert p.returncode == 2, p.stderr[-2000:]
@@ -67,10 +76,16 @@ def test_number_for_a_config_group_exits_2(args, expected, tmp_path):
 def test_number_for_a_config_group_in_mfti_eval_and_mfti_plan(tmp_path, capsys):
     import os
 
-    p = subprocess.run([sys.executable, "-m", "mfti_lightning.eval_cli", "shots=8"], capture_output=True, text=True,
-                       timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    p = subprocess.run(
+        [sys.executable, "-m", "mfti_lightning.cli.eval", "shots=8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert p.returncode == 2 and "mfti-eval: shots=8" in p.stderr and "shots=k8" in p.stderr
-    from mfti_lightning.plan import main
+    from mfti_lightning.cli.plan import main
 
     assert main(["-", "num_examples=1000"]) == 2
     assert "num_examples=n1000" in capsys.readouterr().err
@@ -81,15 +96,15 @@ def test_validation_is_torch_free(tmp_path):
     code = (
         "import sys; sys.path.insert(0, %r)\n"
         "from conftest import compose\n"
-        "from mfti_lightning.schema import validate\n"
-        "from mfti_lightning.errors import ConfigError\n"
+        "from mfti_lightning.core.schema import validate\n"
+        "from mfti_lightning.core.errors import ConfigError\n"
         "for ov in (['resume=Auto'], ['data.overlong=cut'], ['optim.optimizer.lr=fast'], ['trainer.strategy=ddp2']):\n"
         "    try:\n"
         "        validate(compose(ov, %r))\n"
         "    except ConfigError as e:\n"
         "        print('ERR', e)\n"
         "validate(compose([], %r))\n"
-        "from mfti_lightning.pipeline import check_before_loading\n"
+        "from mfti_lightning.tasks.checks import check_before_loading\n"
         "check_before_loading(compose([], %r))\n"
         "print('HEAVY', [m for m in ('torch', 'pytorch_lightning', 'transformers') if m in sys.modules])\n"
     ) % (str(REPO / "tests"), str(tmp_path), str(tmp_path), str(tmp_path))
@@ -102,29 +117,32 @@ def test_validation_is_torch_free(tmp_path):
 
 
 def _problems(*overrides, config_name="train"):
-    from mfti_lightning.schema import problems
+    from mfti_lightning.core.schema import problems
 
     return problems(compose(list(overrides), "/tmp/mfti-schema-test", config_name=config_name))
 
 
-@pytest.mark.parametrize("overrides,expected", [
-    (["optim.optimizer._partial_=false"], "optim.optimizer._partial_=False: allowed values: true"),
-    (["data.corpora.0.format=xml"], "data.corpora[0].format='xml': allowed values: flores, moses, wikimatrix, hf"),
-    (["trainer=fsdp", "trainer.fsdp.sharding_strategy=FULL"], "trainer.fsdp.sharding_strategy='FULL'"),
-    (["trainer.devices=0"], "trainer.devices=0: allowed values: a number of devices per node > 0"),
-    (["lang_pairs.train=everything"], "lang_pairs.train='everything': allowed values: a list like [de-en,en-fr]"),
-    (["+trainer.precison=bf16-mixed"], "trainer.precison: unknown key"),
-    (["model.peft=qlora"], "model.peft='qlora': allowed values: null, lora"),
-    (["model.dtype=float8"], "model.dtype='float8'"),
-    (["model.attn_implementation=flash"], "model.attn_implementation='flash': allowed values: eager, sdpa"),
-    (["data.flores_layout=flores300"], "data.flores_layout='flores300': allowed values: flores101, flores200"),
-    (["eval.num_beams=0"], "eval.num_beams=0: allowed values: an integer > 0"),
-    (["eval.batch_tokens=-5"], "eval.batch_tokens=-5"),
-    (["optim.micro_batch_size=0"], "optim.micro_batch_size=0"),
-    (["shots.k=-1"], "shots.k=-1: allowed values: an integer >= 0"),
-    (["logger=wandb", "logger.console=loud"], "logger.console='loud'"),
-    (["logger.name=mlflow"], "logger.name='mlflow': allowed values: wandb, csv, tensorboard, none"),
-])
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["optim.optimizer._partial_=false"], "optim.optimizer._partial_=False: allowed values: true"),
+        (["data.corpora.0.format=xml"], "data.corpora[0].format='xml': allowed values: flores, moses, wikimatrix, hf"),
+        (["trainer=fsdp", "trainer.fsdp.sharding_strategy=FULL"], "trainer.fsdp.sharding_strategy='FULL'"),
+        (["trainer.devices=0"], "trainer.devices=0: allowed values: a number of devices per node > 0"),
+        (["lang_pairs.train=everything"], "lang_pairs.train='everything': allowed values: a list like [de-en,en-fr]"),
+        (["+trainer.precison=bf16-mixed"], "trainer.precison: unknown key"),
+        (["model.peft=qlora"], "model.peft='qlora': allowed values: null, lora"),
+        (["model.dtype=float8"], "model.dtype='float8'"),
+        (["model.attn_implementation=flash"], "model.attn_implementation='flash': allowed values: eager, sdpa"),
+        (["data.flores_layout=flores300"], "data.flores_layout='flores300': allowed values: flores101, flores200"),
+        (["eval.num_beams=0"], "eval.num_beams=0: allowed values: an integer > 0"),
+        (["eval.batch_tokens=-5"], "eval.batch_tokens=-5"),
+        (["optim.micro_batch_size=0"], "optim.micro_batch_size=0"),
+        (["shots.k=-1"], "shots.k=-1: allowed values: an integer >= 0"),
+        (["logger=wandb", "logger.console=loud"], "logger.console='loud'"),
+        (["logger.name=mlflow"], "logger.name='mlflow': allowed values: wandb, csv, tensorboard, none"),
+    ],
+)
 def test_validate_names_key_value_and_allowed_values(overrides, expected):
     found = _problems(*overrides)
     assert found and found[0].startswith(expected), found
@@ -137,7 +155,7 @@ def test_eval_config_is_validated_with_its_own_schema():
 
 
 def test_several_problems_first_one_leads():
-    from mfti_lightning.schema import validate
+    from mfti_lightning.core.schema import validate
 
     cfg = compose(["resume=Auto", "progress.mode=fancy"], "/tmp/mfti-schema-test")
     with pytest.raises(ConfigError) as e:
@@ -161,7 +179,7 @@ def test_every_shipped_option_passes_validation():
 def test_yaml_key_missing_from_the_schema_fails_at_composition(tmp_path):
     from hydra.errors import ConfigCompositionException
 
-    from mfti_lightning.sweep import compose_job
+    from mfti_lightning.launch.sweep import compose_job
 
     (tmp_path / "typo.yaml").write_text("defaults:\n  - train\n  - _self_\nmodel:\n  dtyp: bfloat16\n")
     with pytest.raises(ConfigCompositionException) as e:
@@ -177,8 +195,16 @@ def test_schema_keeps_the_yaml_keys_and_plain_strings(tmp_path):
     cfg = compose([], tmp_path)
     c = OmegaConf.to_container(cfg, resolve=True)
     assert "fsdp" not in c["trainer"] and "languages" not in c["lang_pairs"] and "cluster" not in c
-    assert set(c["logger"]) == {"name", "project", "entity", "mode", "network_check_timeout", "init_timeout",
-                                "console", "log_samples"}
+    assert set(c["logger"]) == {
+        "name",
+        "project",
+        "entity",
+        "mode",
+        "network_check_timeout",
+        "init_timeout",
+        "console",
+        "log_samples",
+    }
     assert cfg.resume == "auto" and type(c["resume"]) is str
     json.dumps({k: v for k, v in c.items() if k != "hydra"})
     fsdp = compose(["trainer=fsdp"], tmp_path)
@@ -188,7 +214,7 @@ def test_schema_keeps_the_yaml_keys_and_plain_strings(tmp_path):
 def test_register_is_idempotent():
     from hydra.core.config_store import ConfigStore
 
-    from mfti_lightning import schema
+    from mfti_lightning.core import schema
 
     schema.register()
     schema.register()
@@ -196,7 +222,7 @@ def test_register_is_idempotent():
 
 
 def test_resume_typo_leaves_a_completed_run_alone(cfg_factory, tmp_path):
-    from mfti_lightning.pipeline import train
+    from mfti_lightning.tasks.train import train
 
     run = tmp_path / "run"
     run.mkdir()

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from mfti_lightning import xglm_sdpa
-from mfti_lightning.modeling import load_model
+from mfti_lightning.model import xglm_sdpa
+from mfti_lightning.model.modeling import load_model
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,16 @@ def _left_padded(tok, texts):
     ids = torch.full((len(enc), width), tok.pad_token_id)
     mask = torch.zeros((len(enc), width), dtype=torch.long)
     for r, e in enumerate(enc):
-        ids[r, width - len(e):] = torch.tensor(e)
-        mask[r, width - len(e):] = 1
+        ids[r, width - len(e) :] = torch.tensor(e)
+        mask[r, width - len(e) :] = 1
     return ids, mask
 
 
-TEXTS = ["English: The cat sat on the mat.\nGerman:", "Chinese: 你好\nEnglish:",
-         "French: Bonjour à tous, comment allez-vous aujourd'hui ?\nEnglish:"]
+TEXTS = [
+    "English: The cat sat on the mat.\nGerman:",
+    "Chinese: 你好\nEnglish:",
+    "French: Bonjour à tous, comment allez-vous aujourd'hui ?\nEnglish:",
+]
 
 
 def test_logits_equal_eager_causal_and_left_padded(models, tiny_tokenizer):
@@ -72,8 +75,15 @@ def test_training_gradients_close(tiny_model_dir):
 def test_generation_equal_eager_left_padded(models, tiny_tokenizer, beams):
     eager, sdpa = models
     ids, mask = _left_padded(tiny_tokenizer, TEXTS)
-    kw = dict(input_ids=ids, attention_mask=mask, max_new_tokens=12, num_beams=beams, do_sample=False,
-              pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id)
+    kw = dict(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=12,
+        num_beams=beams,
+        do_sample=False,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+    )
     assert torch.equal(eager.generate(**kw), sdpa.generate(**kw))
 
 
@@ -87,7 +97,7 @@ def test_disable_restores_eager_and_state_dict_is_unchanged(tiny_model_dir):
 
 
 def test_unknown_attn_implementation_is_refused(tiny_model_dir):
-    from mfti_lightning.errors import ModelLoadError
+    from mfti_lightning.core.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="attn_implementation='flash'"):
         load_model(str(tiny_model_dir), "float32", "flash")

@@ -20,15 +20,25 @@ import pytest
 from conftest import REPO
 
 # small and fast: a few steps, 2 sentences per direction, no W&B (csv logger: the LR monitor needs a logger)
-FAST = ["logger=csv", "optim.global_batch_size=4", "optim.micro_batch_size=4", "optim.max_steps=4",
-        "eval.val_every_n_steps=2", "eval.max_new_tokens=8", "eval.score_before_training=false",
-        "lang_pairs.val_size=2", "lang_pairs.test_size=2", "num_examples.n=16"]
+FAST = [
+    "logger=csv",
+    "optim.global_batch_size=4",
+    "optim.micro_batch_size=4",
+    "optim.max_steps=4",
+    "eval.val_every_n_steps=2",
+    "eval.max_new_tokens=8",
+    "eval.score_before_training=false",
+    "lang_pairs.val_size=2",
+    "lang_pairs.test_size=2",
+    "num_examples.n=16",
+]
 
 
-def _mfti(args, out_root: Path, timeout: float, module="mfti_lightning.train"):
+def _mfti(args, out_root: Path, timeout: float, module="mfti_lightning.cli.train"):
     env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _results(sweep_dir: Path) -> dict[str, dict]:
@@ -43,10 +53,14 @@ def _submitit_dirs(sweep_dir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def slurm():
     """The local SLURM cluster, started if needed (root + apt), else a skip with the reason."""
-    if shutil.which("scontrol") and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0:
+    if (
+        shutil.which("scontrol")
+        and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
+    ):
         return
-    p = subprocess.run(["bash", str(REPO / "scripts" / "local_slurm.sh"), "start"], capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run(
+        ["bash", str(REPO / "scripts" / "local_slurm.sh"), "start"], capture_output=True, text=True, timeout=600
+    )
     if p.returncode == 3:
         pytest.skip(f"no local SLURM: {p.stderr.strip().splitlines()[-1]}")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -61,8 +75,11 @@ def tiny(tiny_model_dir):
 # ------------------------------------------------------------------------------------------------ no SLURM needed
 @pytest.mark.timeout(120)
 def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
-    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "sweep_name=bad", "seed=1,2"],
-              tmp_path, 100)
+    p = _mfti(
+        ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "sweep_name=bad", "seed=1,2"],
+        tmp_path,
+        100,
+    )
     assert p.returncode != 0
     assert "tasks_per_node=2 but trainer.devices=1" in p.stderr and "nothing was submitted" in p.stderr, p.stderr
     assert "job #0" in p.stderr and "job #1" in p.stderr
@@ -72,18 +89,24 @@ def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
 @pytest.mark.timeout(120)
 def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     """The plugin's own launcher (no preset) is checked by the PreflightCallback."""
-    p = _mfti(["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "sweep_name=bad2",
-               "seed=1,2"], tmp_path, 100)
+    p = _mfti(
+        ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "sweep_name=bad2", "seed=1,2"],
+        tmp_path,
+        100,
+    )
     assert p.returncode != 0 and "tasks_per_node=2 but trainer.devices=1" in p.stderr, p.stderr
     assert not list(tmp_path.rglob(".submitit"))
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("bad,message", [
-    ("shots=k0,k3", "Could not find 'shots/k3'"),  # Hydra checks every job's options before launching
-    ("trainer.devicez=1,2", "devicez"),
-    ("lang_pairs.train=[de-en,xx-en],[de-en]", "xx"),  # our checks: unknown language code, before submission
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("shots=k0,k3", "Could not find 'shots/k3'"),  # Hydra checks every job's options before launching
+        ("trainer.devicez=1,2", "devicez"),
+        ("lang_pairs.train=[de-en,xx-en],[de-en]", "xx"),  # our checks: unknown language code, before submission
+    ],
+)
 def test_unknown_option_or_value_rejected_before_submission(tmp_path, bad, message):
     p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
     assert p.returncode != 0 and message in p.stderr, p.stderr[-3000:]
@@ -95,8 +118,15 @@ def _sweep_files():
 
 
 def test_every_paper_experiment_has_a_sweep_file():
-    assert {"main_comparison", "model_scaling", "num_examples_scaling", "lang_pairs_scaling", "unseen", "templates",
-            "shots"} <= set(_sweep_files())
+    assert {
+        "main_comparison",
+        "model_scaling",
+        "num_examples_scaling",
+        "lang_pairs_scaling",
+        "unseen",
+        "templates",
+        "shots",
+    } <= set(_sweep_files())
     readme = (REPO / "sweeps" / "README.md").read_text()
     for name in _sweep_files():
         assert f"--config-name {name}" in readme, f"{name} has no documented command in sweeps/README.md"
@@ -108,7 +138,7 @@ def _fake_inputs(root: Path) -> dict:
     import gzip
     import itertools
 
-    from mfti_lightning.languages import PAPER_LANGUAGES
+    from mfti_lightning.core.languages import PAPER_LANGUAGES
 
     corpora = root / "corpora"
     corpora.mkdir(parents=True)
@@ -127,21 +157,33 @@ def _fake_inputs(root: Path) -> dict:
 def test_plan_every_sweep_file_torch_free(tmp_path):
     """mfti-plan lists every job of every sweep file, composing and checking each one (inputs too), without torch."""
     code = (
-        "import sys, json; from mfti_lightning.plan import main\n"
+        "import sys, json; from mfti_lightning.cli.plan import main\n"
         "rc = [main([s, '--json']) for s in %r]\n"
         "heavy = [m for m in ('torch', 'pytorch_lightning', 'transformers', 'wandb') if m in sys.modules]\n"
         "print('RC', rc, 'HEAVY', heavy, file=sys.stderr)" % (_sweep_files(),)
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=280, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)})
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)},
+    )
     assert "HEAVY []" in p.stderr and "RC [0, 0, 0, 0, 0, 0, 0]" in p.stderr, p.stderr[-3000:]
     jobs = [json.loads(line) for line in p.stdout.splitlines()]
     by_sweep = {}
     for j in jobs:
         by_sweep.setdefault(Path(j["run_dir"]).parent.name, []).append(j)
     assert {k: len(v) for k, v in by_sweep.items()} == {
-        "main_comparison": 2, "model_scaling": 10, "num_examples_scaling": 6, "lang_pairs_scaling": 5, "unseen": 1,
-        "templates": 6, "shots": 5}
+        "main_comparison": 2,
+        "model_scaling": 10,
+        "num_examples_scaling": 6,
+        "lang_pairs_scaling": 5,
+        "unseen": 1,
+        "templates": 6,
+        "shots": 5,
+    }
     for j in jobs:
         assert j["gpu_hours"] > 0 and j["params"] > 5e8
     mfti = next(j for j in by_sweep["main_comparison"] if j["overrides"] == ["experiment=main_mfti"])
@@ -154,7 +196,7 @@ TEMPLATES = ["--config-dir", str(REPO / "sweeps"), "--config-name", "templates",
 
 
 def _all_directions() -> list[str]:
-    from mfti_lightning.languages import PAPER_LANGUAGES
+    from mfti_lightning.core.languages import PAPER_LANGUAGES
 
     return [f"{a}-{b}" for a in PAPER_LANGUAGES for b in PAPER_LANGUAGES if a != b]
 
@@ -171,21 +213,22 @@ def _assert_lists_every_missing_corpus(text: str) -> None:
 def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
     """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: exit 2, every job and
     every missing corpus in one report."""
-    p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.plan")
+    p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
     _assert_lists_every_missing_corpus(p.stderr)
 
 
 def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
-    from mfti_lightning.plan import main
+    from mfti_lightning.cli.plan import main
 
     assert main(["-", "trainer=cpu,gpu"]) == 2  # trainer is not part of run_slug: both jobs -> one run dir
 
 
 # ------------------------------------------------------------------------------------------------ real SLURM
 def _sacct_jobs() -> set[str]:
-    p = subprocess.run(["sacct", "-X", "-n", "-a", "-S", "now-1days", "-o", "JobID%40"], capture_output=True,
-                       text=True, timeout=30)
+    p = subprocess.run(
+        ["sacct", "-X", "-n", "-a", "-S", "now-1days", "-o", "JobID%40"], capture_output=True, text=True, timeout=30
+    )
     return {line.strip() for line in p.stdout.splitlines() if line.strip()}
 
 
@@ -229,11 +272,14 @@ def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, t
 
 @pytest.mark.slurm
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("override,slurm_says", [
-    ("hydra.launcher.partition=nosuchpartition", "invalid partition"),
-    ("hydra.launcher.mem_gb=100000", "memory"),
-    ("hydra/launcher=slurm_1gpu", "gres"),  # one GPU asked for on a cluster without GPUs
-])
+@pytest.mark.parametrize(
+    "override,slurm_says",
+    [
+        ("hydra.launcher.partition=nosuchpartition", "invalid partition"),
+        ("hydra.launcher.mem_gb=100000", "memory"),
+        ("hydra/launcher=slurm_1gpu", "gres"),  # one GPU asked for on a cluster without GPUs
+    ],
+)
 def test_slurm_rejection_shows_slurm_message_and_job(slurm, tmp_path, override, slurm_says):
     args = ["-m", "hydra/launcher=slurm_cpu", override, "sweep_name=rejected", "seed=7,8"]
     if "slurm_1gpu" in override:
@@ -250,8 +296,15 @@ def test_slurm_rejection_shows_slurm_message_and_job(slurm, tmp_path, override, 
 @pytest.mark.timeout(400)
 def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
     """trainer=ddp_cpu under SLURM: srun starts 2 ranks (tasks_per_node derived = 2), Lightning spawns nothing."""
-    args = ["-m", "hydra/launcher=slurm_cpu", "trainer=ddp_cpu", "sweep_name=ddp", *FAST, "optim.micro_batch_size=2",
-            "seed=5"]
+    args = [
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "trainer=ddp_cpu",
+        "sweep_name=ddp",
+        *FAST,
+        "optim.micro_batch_size=2",
+        "seed=5",
+    ]
     p = _mfti(args, tmp_path, 350)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "ddp"
@@ -299,9 +352,22 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
     ref_res = json.loads((tmp_path / "ref" / "results.json").read_text())
 
     env = {**os.environ, "MFTI_OUTPUT_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "mfti_lightning.train", "-m", "hydra/launcher=slurm_cpu",
-                             "sweep_name=requeue", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfti_lightning.cli.train",
+            "-m",
+            "hydra/launcher=slurm_cpu",
+            "sweep_name=requeue",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sweep = tmp_path / "train" / "sweeps" / "requeue"
         job = _job_id(sweep, 120)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import CONF, compose
 
-from mfti_lightning.errors import ConfigError
-from mfti_lightning.template import Template, from_config
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.template import Template, from_config
 
 # Copied from the paper's code (NJUNLP/MFTI instruct_mt/evaluate.py, --template-str 1..6), see notes/paper.md §4
 PAPER = {
@@ -48,9 +48,13 @@ def test_verbatim_and_rendering(option, tmp_path):
     assert t.render_example("Hallo Welt.", "Hello world.", "de", "en") == RENDERED[t.paper_id] + " Hello world."
     # k-shot: demonstrations and the test prefix joined by one space, as the reference code does
     shots = [("Guten Tag.", "Good day."), ("Danke.", "Thanks.")]
-    assert t.render_prompt("Hallo Welt.", "de", "en", shots) == " ".join([
-        t.render_example("Guten Tag.", "Good day.", "de", "en"), t.render_example("Danke.", "Thanks.", "de", "en"),
-        RENDERED[t.paper_id]])
+    assert t.render_prompt("Hallo Welt.", "de", "en", shots) == " ".join(
+        [
+            t.render_example("Guten Tag.", "Good day.", "de", "en"),
+            t.render_example("Danke.", "Thanks.", "de", "en"),
+            RENDERED[t.paper_id],
+        ]
+    )
 
 
 def test_missing_input_placeholder_is_an_error():

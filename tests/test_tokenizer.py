@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 from mfti_lightning.assets import FLORES101_DIR
-from mfti_lightning.languages import LANGUAGES, PAPER_LANGUAGES
+from mfti_lightning.core.languages import LANGUAGES, PAPER_LANGUAGES
 
 
 def _devtest_line(code: str, i: int = 3) -> str:
@@ -42,7 +42,7 @@ def test_all_13_languages_encode_and_round_trip(tiny_tokenizer):
 def test_model_loads_through_from_pretrained(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from mfti_lightning.modeling import load_model
+    from mfti_lightning.model.modeling import load_model
 
     m = load_model(str(tiny_model_dir))
     ref = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))

@@ -14,12 +14,19 @@ import pytest
 from conftest import compose, run_cli
 from wandb_records import read_run, run_files
 
-from mfti_lightning import tracking
-from mfti_lightning.errors import ConfigError
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.track import tracking
 
 FAST = ["lang_pairs.val_size=2", "lang_pairs.test_size=2", "eval.max_new_tokens=4", "logger=wandb"]
-TRAIN_FAST = ["optim.max_steps=4", "eval.val_every_n_steps=2", "num_examples.n=32", "trainer.log_every_n_steps=1",
-              "eval.score_before_training=true", "progress.mode=plain", "progress.every_n_steps=2"]
+TRAIN_FAST = [
+    "optim.max_steps=4",
+    "eval.val_every_n_steps=2",
+    "num_examples.n=32",
+    "trainer.log_every_n_steps=1",
+    "eval.score_before_training=true",
+    "progress.mode=plain",
+    "progress.every_n_steps=2",
+]
 FAKE_KEY = "f4k3" * 10  # 40 characters, the length of a real W&B key
 
 
@@ -81,9 +88,14 @@ def test_netrc_key_counts(no_wandb_env, tmp_path):
 # ---- config hygiene and record-derived fields -----------------------------------------------------------------
 def test_clean_config_drops_missing_and_redacts_secrets(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-    cfg = {"logger": {"api_key": "abc12345678", "project": "p", "entity": "???"},
-           "hf_token": "hf_secret_value", "model": {"tokenizer_lines_per_language": 400, "name": "tiny"},
-           "note": f"key={FAKE_KEY} inline", "list": ["???", 1], "eval": {"max_new_tokens": 4}}
+    cfg = {
+        "logger": {"api_key": "abc12345678", "project": "p", "entity": "???"},
+        "hf_token": "hf_secret_value",
+        "model": {"tokenizer_lines_per_language": 400, "name": "tiny"},
+        "note": f"key={FAKE_KEY} inline",
+        "list": ["???", 1],
+        "eval": {"max_new_tokens": 4},
+    }
     out = tracking.clean_config(cfg)
     assert out["logger"] == {"api_key": tracking.REDACTED, "project": "p"}
     assert out["hf_token"] == tracking.REDACTED and out["note"] == f"key={tracking.REDACTED} inline"
@@ -94,23 +106,58 @@ def test_clean_config_drops_missing_and_redacts_secrets(monkeypatch):
 
 def hand_record() -> dict:
     """A results.json record with every field other issues add (errors, partitions, throughput)."""
-    m = {"test/bleu/de-en": 20.0, "test/bleu/en-de": 10.0, "test/bleu/avg": 15.0, "test/chrf/de-en": 50.0,
-         "test/chrf/en-de": 40.0, "test/chrf/avg": 45.0, "val/bleu/avg": 12.0, "val/bleu/de-en": 12.0,
-         "test/bleu/partition/seen": 20.0, "test/bleu/partition/reversed": 10.0,
-         "test/rate_off_target/de-en": 0.0, "test/rate_off_target/en-de": 0.5, "test/rate_off_target/avg": 0.25}
+    m = {
+        "test/bleu/de-en": 20.0,
+        "test/bleu/en-de": 10.0,
+        "test/bleu/avg": 15.0,
+        "test/chrf/de-en": 50.0,
+        "test/chrf/en-de": 40.0,
+        "test/chrf/avg": 45.0,
+        "val/bleu/avg": 12.0,
+        "val/bleu/de-en": 12.0,
+        "test/bleu/partition/seen": 20.0,
+        "test/bleu/partition/reversed": 10.0,
+        "test/rate_off_target/de-en": 0.0,
+        "test/rate_off_target/en-de": 0.5,
+        "test/rate_off_target/avg": 0.25,
+    }
     return {
-        "schema": 1, "status": "completed", "task": "train", "run_name": "xglm-564m|custom|t1|k0|n100",
-        "sweep_name": "sw", "swept": {"model": "xglm-564m", "lang_pairs": "custom", "template": "t1_translation_src_tgt",
-                                      "shots": 0, "num_examples": 100, "seed": 1},
-        "directions": {"train": ["de-en"], "eval": ["de-en", "en-de"]}, "metrics": m,
+        "schema": 1,
+        "status": "completed",
+        "task": "train",
+        "run_name": "xglm-564m|custom|t1|k0|n100",
+        "sweep_name": "sw",
+        "swept": {
+            "model": "xglm-564m",
+            "lang_pairs": "custom",
+            "template": "t1_translation_src_tgt",
+            "shots": 0,
+            "num_examples": 100,
+            "seed": 1,
+        },
+        "directions": {"train": ["de-en"], "eval": ["de-en", "en-de"]},
+        "metrics": m,
         "partitions": {"seen": ["de-en"], "reversed": ["en-de"]},
-        "errors": {"test": {"de-en": {"n": 2, "counts": {"other": 2}},
-                            "en-de": {"n": 2, "counts": {"off_target": 1, "other": 1}}}},
-        "throughput": {"tokens_per_s": 1000.0, "samples_per_s": 10.0, "mfu": 0.31, "padding_efficiency": 0.9,
-                       "peak_memory_gb": 12.5, "params_total": 564_000_000, "params_trainable": 564_000_000,
-                       "device": "NVIDIA H100", "world_size": 8},
+        "errors": {
+            "test": {
+                "de-en": {"n": 2, "counts": {"other": 2}},
+                "en-de": {"n": 2, "counts": {"off_target": 1, "other": 1}},
+            }
+        },
+        "throughput": {
+            "tokens_per_s": 1000.0,
+            "samples_per_s": 10.0,
+            "mfu": 0.31,
+            "padding_efficiency": 0.9,
+            "peak_memory_gb": 12.5,
+            "params_total": 564_000_000,
+            "params_trainable": 564_000_000,
+            "device": "NVIDIA H100",
+            "world_size": 8,
+        },
         "training": {"steps": 100, "loss_first": 3.0, "loss_last": 1.0},
-        "provenance": {"git_commit": "abc", "git_dirty": False}, "wall_time_s": 12.0,
+        "provenance": {"git_commit": "abc", "git_dirty": False},
+        "wall_time_s": 12.0,
     }
 
 
@@ -130,8 +177,17 @@ def test_direction_and_error_rows():
     rows = tracking.direction_rows(hand_record())
     test = {r["direction"]: r for r in rows if r["split"] == "test"}
     assert set(test) == {"de-en", "en-de"}
-    assert test["en-de"] == {"split": "test", "direction": "en-de", "src": "en", "tgt": "de", "trained": False,
-                             "partition": "reversed", "bleu": 10.0, "chrf": 40.0, "rate_off_target": 0.5}
+    assert test["en-de"] == {
+        "split": "test",
+        "direction": "en-de",
+        "src": "en",
+        "tgt": "de",
+        "trained": False,
+        "partition": "reversed",
+        "bleu": 10.0,
+        "chrf": 40.0,
+        "rate_off_target": 0.5,
+    }
     assert test["de-en"]["trained"] and test["de-en"]["partition"] == "seen"
     errs = {r["direction"]: r for r in tracking.error_rows(hand_record())}
     assert errs["en-de"]["off_target"] == 1 and errs["en-de"]["other"] == 1 and errs["en-de"]["n"] == 2
@@ -145,7 +201,7 @@ def test_method_of():
 
 
 def test_rank_zero_from_env(monkeypatch):
-    from mfti_lightning.distributed import global_rank
+    from mfti_lightning.core.distributed import global_rank
 
     for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(var, raising=False)
@@ -182,14 +238,17 @@ def test_tensorboard_missing_names_the_install(cfg_factory, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         tracking.check_logger(cfg)
 
 
 def test_progress_mode_follows_the_terminal():
-    from mfti_lightning.progress import choose_mode
+    from mfti_lightning.train.progress import choose_mode
 
     class Stream:
         def __init__(self, tty):
@@ -208,7 +267,7 @@ def test_progress_mode_follows_the_terminal():
 def test_progress_callbacks(cfg_factory, monkeypatch):
     from pytorch_lightning.callbacks import RichProgressBar
 
-    from mfti_lightning.progress import PlainProgress, progress_callbacks
+    from mfti_lightning.train.progress import PlainProgress, progress_callbacks
 
     cfg = cfg_factory()
     monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
@@ -231,7 +290,7 @@ class _Collect(logging.Handler):
 
 
 def _train(overrides, run_dir):
-    from mfti_lightning.pipeline import train
+    from mfti_lightning.tasks.train import train
 
     handler = _Collect()
     lg = logging.getLogger("mfti_lightning")
@@ -275,7 +334,12 @@ def test_offline_run_has_curves_summary_config_tables(trained):
     # summary fields for scaling plots
     s = r.summary
     assert (s["model"], s["num_examples"], s["shots"], s["num_train_directions"], s["method"]) == (
-        "tiny", 32, 0, 3, "mFTI")
+        "tiny",
+        32,
+        0,
+        3,
+        "mFTI",
+    )
     assert s["template"] == "t1_translation_src_tgt" and s["status"] == "completed"
     assert s["test/chrf/avg"] == pytest.approx(res["metrics"]["test/chrf/avg"])
     assert s["training/steps"] == 4 and s["git_commit"] == res["provenance"]["git_commit"]
@@ -325,7 +389,7 @@ def test_resumed_job_continues_its_run(trained):
     first = read_run(run_files(run_dir)[0])
     import torch
 
-    from mfti_lightning.trainer import newest_checkpoint
+    from mfti_lightning.model.checkpoints import newest_checkpoint
 
     ckpt_step = torch.load(newest_checkpoint(run_dir), map_location="cpu", weights_only=False)["global_step"]
     assert 0 < ckpt_step <= 4
@@ -387,8 +451,10 @@ def test_unknown_entity_online_falls_back_offline(tmp_path, monkeypatch, tiny_mo
     wandb.teardown()  # the wandb singleton caches settings from earlier tests
     try:
         run_dir = tmp_path / "run"
-        lines = _train([*FAST, "num_examples=n0", "logger.mode=online", "logger.entity=no-such-team",
-                        "logger.init_timeout=30"], run_dir)
+        lines = _train(
+            [*FAST, "num_examples=n0", "logger.mode=online", "logger.entity=no-such-team", "logger.init_timeout=30"],
+            run_dir,
+        )
     finally:
         srv.shutdown()
         wandb.teardown()
@@ -402,15 +468,18 @@ def test_unknown_entity_online_falls_back_offline(tmp_path, monkeypatch, tiny_mo
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_multirun_jobs_are_runs_of_one_group(tmp_path):
-    p = run_cli(["mfti_lightning.train", "-m", *FAST, "num_examples=n0", "shots=k0,k1", "sweep_name=grp-test"],
-                cwd=tmp_path, timeout=380, env={"MFTI_OUTPUT_ROOT": str(tmp_path / "out")})
+    p = run_cli(
+        ["mfti_lightning.cli.train", "-m", *FAST, "num_examples=n0", "shots=k0,k1", "sweep_name=grp-test"],
+        cwd=tmp_path,
+        timeout=380,
+        env={"MFTI_OUTPUT_ROOT": str(tmp_path / "out")},
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     jobs = sorted((tmp_path / "out" / "train" / "sweeps" / "grp-test").glob("tiny_*"))
     assert len(jobs) == 2
     runs = [read_run(run_files(j)[0]) for j in jobs]
     assert [r.group for r in runs] == ["grp-test", "grp-test"]
-    assert len({r.run_id for r in runs}) == 2 and {r.name for r in runs} == {"tiny|demo|t1|k0|n0",
-                                                                            "tiny|demo|t1|k1|n0"}
+    assert len({r.run_id for r in runs}) == 2 and {r.name for r in runs} == {"tiny|demo|t1|k0|n0", "tiny|demo|t1|k1|n0"}
     assert all(r.exit_code == 0 and r.job_type == "train" for r in runs)
     assert {r.summary["method"] for r in runs} == {"zero-shot", "ICL"}
     for j in jobs:  # everything needed without W&B
@@ -418,7 +487,7 @@ def test_multirun_jobs_are_runs_of_one_group(tmp_path):
         assert json.loads((j / "results.json").read_text())["status"] == "completed"
         assert len(run_files(j)) == 1  # one run per job: the second job did not reuse the first job's run
     # the report over the sweep directory made by real jobs
-    from mfti_lightning.report import make_report
+    from mfti_lightning.track.report import make_report
 
     rep = make_report([jobs[0].parent], tmp_path / "report")
     assert rep["num_runs"] == 2 and len(rep["rows"]) == 2 * 4  # 3 directions + avg per run
@@ -430,11 +499,16 @@ def test_multirun_jobs_are_runs_of_one_group(tmp_path):
 @pytest.mark.timeout(300)
 def test_eval_job_is_an_eval_run_with_error_table(tmp_path, tiny_model_dir):
     """mfti-eval jobs share the frame: job_type eval, and the error-analysis table from a real error analysis."""
-    import mfti_lightning.eval_cli as eval_cli
+    import mfti_lightning.tasks.evaluate as eval_cli
 
     run_dir = tmp_path / "run"
-    eval_cli.evaluate_task(compose(["logger=wandb", "lang_pairs.test_size=3", "eval.max_new_tokens=6",
-                                    "sweep_name=eval-sweep"], run_dir, config_name="eval"))
+    eval_cli.evaluate_task(
+        compose(
+            ["logger=wandb", "lang_pairs.test_size=3", "eval.max_new_tokens=6", "sweep_name=eval-sweep"],
+            run_dir,
+            config_name="eval",
+        )
+    )
     res = json.loads((run_dir / "results.json").read_text())
     r = read_run(run_files(run_dir)[0])
     assert r.job_type == "eval" and r.group == "eval-sweep" and r.exit_code == 0
@@ -449,8 +523,19 @@ def test_eval_job_is_an_eval_run_with_error_table(tmp_path, tiny_model_dir):
 def test_ddp_fork_keeps_training_curves(tmp_path):
     """Under ddp_fork rank 0 trains in a forked child that exits without atexit hooks: its part of the run must
     be finished there (curves written), and the job process continues the same run id for the test scores."""
-    p = run_cli(["mfti_lightning.train", *FAST, *TRAIN_FAST, "trainer=ddp_cpu", "optim.global_batch_size=16",
-                 "optim.micro_batch_size=8", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=380)
+    p = run_cli(
+        [
+            "mfti_lightning.cli.train",
+            *FAST,
+            *TRAIN_FAST,
+            "trainer=ddp_cpu",
+            "optim.global_batch_size=16",
+            "optim.micro_batch_size=8",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        timeout=380,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     files = run_files(tmp_path / "run")
     assert len(files) == 2  # the rank-0 child's part, then the job process's part

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from mfti_lightning.errors import ConfigError, ModelLoadError
+from mfti_lightning.core.errors import ConfigError, ModelLoadError
 
 
 def test_batch_math_that_does_not_divide(cfg_factory):
-    from mfti_lightning.pipeline import train
+    from mfti_lightning.tasks.train import train
 
     cfg = cfg_factory("optim.global_batch_size=10", "optim.micro_batch_size=4", "logger=none")
     with pytest.raises(ConfigError, match=r"global_batch_size=10 is not divisible.*Micro batch sizes that work"):
@@ -18,18 +18,19 @@ def test_batch_math_that_does_not_divide(cfg_factory):
 
 
 def test_fsdp_on_cpu_says_use_fsdp2(cfg_factory, monkeypatch):
-    from mfti_lightning import modeling
-    from mfti_lightning.pipeline import train
+    from mfti_lightning.model import modeling
+    from mfti_lightning.tasks.train import train
 
     monkeypatch.setattr(modeling, "load_model", lambda *a, **k: pytest.fail("model loaded"))
-    cfg = cfg_factory("trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "optim.global_batch_size=32",
-                      "logger=none")
+    cfg = cfg_factory(
+        "trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "optim.global_batch_size=32", "logger=none"
+    )
     with pytest.raises(ConfigError, match="fsdp2"):
         train(cfg)
 
 
 def test_model_not_loadable_offline(cfg_factory):
-    from mfti_lightning.modeling import check_loadable
+    from mfti_lightning.model.modeling import check_loadable
 
     cfg = cfg_factory("model=xglm-564m")
     with pytest.raises(ModelLoadError, match=r"facebook/xglm-564M.*huggingface-cli download"):
@@ -37,8 +38,8 @@ def test_model_not_loadable_offline(cfg_factory):
 
 
 def test_resume_with_changed_training_config_is_refused(cfg_factory, tmp_path):
-    from mfti_lightning.pipeline import resolved_container
-    from mfti_lightning.trainer import check_resume_config
+    from mfti_lightning.tasks.job import resolved_container
+    from mfti_lightning.train.trainer import check_resume_config
 
     run_dir = tmp_path / "run"
     base = resolved_container(cfg_factory("logger=none"))
@@ -47,8 +48,13 @@ def test_resume_with_changed_training_config_is_refused(cfg_factory, tmp_path):
     (run_dir / "checkpoints" / "periodic").mkdir(parents=True)
     (run_dir / "checkpoints" / "periodic" / "step000050.ckpt").write_bytes(b"x")
     # eval, logging and max_steps may change on resume
-    check_resume_config(resolved_container(cfg_factory("logger=csv", "eval.num_beams=4", "optim.max_steps=300",
-                                                       "lang_pairs.test_size=5")), run_dir, "auto")
+    check_resume_config(
+        resolved_container(
+            cfg_factory("logger=csv", "eval.num_beams=4", "optim.max_steps=300", "lang_pairs.test_size=5")
+        ),
+        run_dir,
+        "auto",
+    )
     changed = resolved_container(cfg_factory("logger=none", "optim.optimizer.lr=1e-4", "seed=1"))
     with pytest.raises(ConfigError, match=r"optim.optimizer.lr: 0.003 \(checkpoint\) -> 0.0001 \(now\)") as e:
         check_resume_config(changed, run_dir, "auto")
@@ -56,7 +62,7 @@ def test_resume_with_changed_training_config_is_refused(cfg_factory, tmp_path):
 
 
 def test_newest_checkpoint_skips_partial_writes(tmp_path):
-    from mfti_lightning.trainer import newest_checkpoint
+    from mfti_lightning.model.checkpoints import newest_checkpoint
 
     d = tmp_path / "checkpoints"
     (d / "periodic").mkdir(parents=True)
@@ -74,7 +80,7 @@ def test_local_multirun_with_spawning_ddp_stops(cfg_factory, monkeypatch):
     from hydra.types import RunMode
     from omegaconf import open_dict, read_write
 
-    from mfti_lightning.trainer import check_launch
+    from mfti_lightning.train.trainer import check_launch
 
     cfg = cfg_factory("trainer=ddp_cpu", "trainer.strategy=ddp")
     with read_write(cfg.hydra), open_dict(cfg.hydra):
@@ -88,7 +94,7 @@ def test_local_multirun_with_spawning_ddp_stops(cfg_factory, monkeypatch):
 
 
 def test_slurm_tasks_must_match_devices(cfg_factory, monkeypatch):
-    from mfti_lightning.trainer import check_launch, lightning_spawns
+    from mfti_lightning.train.trainer import check_launch, lightning_spawns
 
     cfg = cfg_factory("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=4", "optim.global_batch_size=64")
     monkeypatch.setenv("SLURM_NTASKS", "4")

@@ -12,18 +12,35 @@ from conftest import REPO
 
 pytestmark = [pytest.mark.slow]
 
-COMMON = ["num_examples.n=16", "optim.global_batch_size=16", "optim.micro_batch_size=8", "optim.max_steps=3",
-          "checkpoint.every_n_steps=3", "eval.val_every_n_steps=3", "lang_pairs.val_size=2",
-          "lang_pairs.test_size=2", "eval.max_new_tokens=4", "eval.score_before_training=false", "logger=none",
-          "progress.mode=none", "trainer.devices=2"]
+COMMON = [
+    "num_examples.n=16",
+    "optim.global_batch_size=16",
+    "optim.micro_batch_size=8",
+    "optim.max_steps=3",
+    "checkpoint.every_n_steps=3",
+    "eval.val_every_n_steps=3",
+    "lang_pairs.val_size=2",
+    "lang_pairs.test_size=2",
+    "eval.max_new_tokens=4",
+    "eval.score_before_training=false",
+    "logger=none",
+    "progress.mode=none",
+    "trainer.devices=2",
+]
 
 
 def _run(tmp_path, extra):
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-m", "mfti_lightning.train", *COMMON, *extra], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=280)
+    p = subprocess.run(
+        [sys.executable, "-m", "mfti_lightning.cli.train", *COMMON, *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     (run_dir,) = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     return run_dir, json.loads((run_dir / "results.json").read_text())
@@ -54,7 +71,7 @@ def test_fsdp2_two_processes_and_export(tmp_path):
     _check(run_dir, r)
     ckpt = run_dir / "checkpoints" / "periodic" / "step000003.ckpt"
     assert ckpt.is_dir() and (ckpt / "meta.pt").exists()  # sharded: one file per rank
-    from mfti_lightning.export import load_checkpoint, model_state
+    from mfti_lightning.model.checkpoints import load_checkpoint, model_state
 
     state = model_state(load_checkpoint(ckpt)["state_dict"])
     hf = AutoModelForCausalLM.from_pretrained(run_dir / "hf")

@@ -27,12 +27,12 @@ def records(path: str | Path):
         if left < 7:
             pos += left
             continue
-        _crc, n, typ = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, n, typ = struct.unpack("<IHB", data[pos : pos + 7])
         pos += 7
         if typ == 0 and n == 0:
             pos += left - 7
             continue
-        chunk = data[pos:pos + n]
+        chunk = data[pos : pos + n]
         pos += n
         if typ == 1:
             yield pb.Record.FromString(chunk)

@@ -1,0 +1,39 @@
+"""``mfti-export``: a training checkpoint -> a Hugging Face directory (:mod:`mfti_lightning.model.export`).
+
+mfti-export outputs/train/runs/<run>              # best checkpoint of a run -> <run>/hf
+mfti-export <run>/checkpoints/periodic/step000250.ckpt --out exported/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mfti_lightning.core.layout import HF_DIR
+from mfti_lightning.model import export as export_module
+from mfti_lightning.model.checkpoints import pick_checkpoint, run_dir_of_checkpoint
+from mfti_lightning.model.export import export
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mfti-export", description=export_module.__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="a .ckpt file or directory, or a run directory (best checkpoint)")
+    ap.add_argument("--out", type=Path, default=None, help="output directory (default: <run dir>/hf)")
+    ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer directory (default: the run's)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        ckpt = pick_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        print(f"mfti-export: {e}", file=sys.stderr)
+        return 2
+    out = args.out or (run_dir_of_checkpoint(ckpt) / HF_DIR)
+    export(ckpt, out, args.tokenizer)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``mfti-plan``: list the jobs of a sweep without running, submitting or importing torch.
+
+    mfti-plan model_scaling                      # a file in sweeps/ (or a path to one)
+    mfti-plan main_comparison hydra/launcher=slurm_8gpu trainer=fsdp
+    mfti-plan - model=tiny,xglm-564m seed=1,2    # no sweep file: the jobs `mfti-train -m <overrides>` would run
+
+For each job: its overrides, run directory, status (new / completed / failed / interrupted ...: completed jobs are
+skipped when the sweep runs again), devices x nodes, and an estimate of GPU-hours from the model shape
+(``model.shape``) and token counts; the assumptions are printed and can be changed with the options below.
+Every job is composed and checked exactly as the SLURM launcher checks it before submitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mfti_lightning.core.errors import MftiError
+
+
+def _fmt_hours(h: float) -> str:
+    return f"{h:,.1f}" if h >= 0.1 else f"{h * 60:.1f} min"
+
+
+def parse_args(argv: list[str] | None):
+    """The command line: the sweep, its overrides, the cost model's assumptions."""
+    from mfti_lightning.launch.sweep import CostModel
+
+    d = CostModel()
+    ap = argparse.ArgumentParser(
+        prog="mfti-plan",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    ap.add_argument("sweep", help="a sweep file in sweeps/ (name or path), or - for none")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, as for mfti-train -m")
+    ap.add_argument("--json", action="store_true", help="one JSON object per job instead of the table")
+    ap.add_argument("--tokens-per-example", type=float, default=d.tokens_per_example)
+    ap.add_argument("--tokens-per-sentence", type=float, default=d.tokens_per_sentence)
+    ap.add_argument("--gpu-tflops", type=float, default=d.gpu_tflops, help="peak bf16 TFLOP/s of one GPU")
+    ap.add_argument("--train-mfu", type=float, default=d.train_mfu)
+    ap.add_argument("--generate-mfu", type=float, default=d.generate_mfu)
+    args = ap.parse_args(argv)
+    cost = CostModel(
+        tokens_per_example=args.tokens_per_example,
+        tokens_per_sentence=args.tokens_per_sentence,
+        gpu_tflops=args.gpu_tflops,
+        train_mfu=args.train_mfu,
+        generate_mfu=args.generate_mfu,
+    )
+    return args, cost
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mfti_lightning.launch.sweep import plan
+
+    args, cost = parse_args(argv)
+    try:
+        from mfti_lightning.core.schema import check_group_overrides
+
+        check_group_overrides(args.overrides)  # shots=8: name shots=k8 / shots.k=8 before Hydra's error
+        jobs = plan(None if args.sweep == "-" else args.sweep, args.overrides, cost)
+    except MftiError as e:
+        print(f"mfti-plan: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # Hydra's own errors (unknown option, bad override) are already clear
+        print(f"mfti-plan: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        for j in jobs:
+            nodes = int(j.cfg.trainer.num_nodes)
+            row = {"num": j.num, "overrides": j.overrides, "run_dir": str(j.run_dir), "status": j.status,
+                   "devices": j.estimate["world_size"] // nodes, "nodes": nodes, **j.estimate}  # fmt: skip
+            print(json.dumps(row))
+        return 0
+    print_table(jobs, cost)
+    return 0
+
+
+def print_table(jobs: list, cost) -> None:
+    """One block per job (overrides, run dir and status, devices, size, estimate), then the totals."""
+    launcher = str(jobs[0].cfg.hydra.launcher.get("_target_", "")).rsplit(".", 2)[-2:] if jobs else ""
+    print(f"sweep dir: {jobs[0].run_dir.parent if jobs else '-'}   launcher: {'.'.join(launcher)}")
+    total, todo = 0.0, 0
+    for j in jobs:
+        e = j.estimate
+        nodes = int(j.cfg.trainer.num_nodes)
+        skip = j.status == "completed" and j.cfg.resume == "auto"
+        todo += not skip
+        total += 0 if skip else e["gpu_hours"]
+        print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
+        print(f"     run dir {j.run_dir}  [{j.status}{': skipped' if skip else ''}]")
+        print(
+            f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {e['params'] / 1e9:.2f}B params, "
+            f"{e['train_directions']} train / {e['eval_directions']} eval directions, "
+            f"{e['train_tokens'] / 1e6:,.1f}M train tokens, ~{_fmt_hours(e['gpu_hours'])} GPU-h "
+            f"(~{_fmt_hours(e['wall_hours'])} wall)"
+        )
+    print(
+        f"{len(jobs)} job(s), {todo} to run, ~{_fmt_hours(total)} GPU-hours to run. Assumptions: "
+        f"{cost.tokens_per_example:g} tokens/training example, {cost.tokens_per_sentence:g} tokens/sentence, "
+        f"{cost.gpu_tflops:g} TFLOP/s/GPU at {cost.train_mfu:.0%} MFU (training), {cost.generate_mfu:.0%} "
+        f"(generation); estimates, not measurements."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Finding conf/, composing configs outside @hydra.main, and checks that need no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mfti_lightning.core.errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """``conf/`` inside an installed wheel (mfti_lightning/conf), else the repository's top-level ``conf/``."""
+    here = Path(__file__).resolve().parents[1]  # the mfti_lightning package
+    for cand in (here / "conf", here.parent / "conf"):
+        if (cand / "train.yaml").exists():
+            return cand
+    raise FileNotFoundError(f"conf/ not found next to {here}; reinstall mfti-lightning.")
+
+
+def num_devices(trainer_cfg) -> int:
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
+        return len(devices)
+    if str(devices).isdigit():
+        return int(devices)
+    raise ConfigError(
+        f"trainer.devices={devices!r}: give a number of devices per node (the batch math and the SLURM "
+        "launcher presets derive from it)."
+    )
+
+
+def batch_math(cfg) -> dict:
+    """Micro batch and gradient accumulation from the global batch size (litgpt style), or a clear error."""
+    devices = num_devices(cfg.trainer)
+    nodes = int(cfg.trainer.get("num_nodes", 1))
+    world = devices * nodes
+    glob, micro = int(cfg.optim.global_batch_size), int(cfg.optim.micro_batch_size)
+    if glob <= 0 or micro <= 0:
+        raise ConfigError("optim.global_batch_size and optim.micro_batch_size must be positive.")
+    if glob % (micro * world):
+        options = [m for m in range(1, glob + 1) if glob % (m * world) == 0]
+        raise ConfigError(
+            f"optim.global_batch_size={glob} is not divisible by optim.micro_batch_size={micro} x "
+            f"{devices} device(s) x {nodes} node(s) = {micro * world}. "
+            + (
+                f"Micro batch sizes that work with {world} rank(s): {options}."
+                if options
+                else f"No micro batch size works: make global_batch_size a multiple of {world}."
+            )
+        )
+    return {
+        "world_size": world,
+        "micro_batch_size": micro,
+        "accumulate": glob // (micro * world),
+        "global_batch_size": glob,
+    }
+
+
+def flatten(d, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are values)."""
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out

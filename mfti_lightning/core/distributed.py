@@ -1,0 +1,65 @@
+"""Which process this is and who started it, without importing torch: the one place that reads the launcher's
+environment (torchrun, srun, Lightning) and the one list of how each strategy starts its ranks."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def global_rank() -> int:
+    """This process's global rank: from torch.distributed once it is initialised, else from the launcher's
+    environment (torchrun/Lightning: RANK; srun: SLURM_PROCID when the job has several tasks; LSF:
+    JSM_NAMESPACE_RANK; Lightning's script-launched children: LOCAL_RANK); 0 for a single process."""
+    dist = sys.modules.get("torch.distributed")  # never imported here: if torch is not loaded, no group exists
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for var in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(var, "")
+        if not value.isdigit():
+            continue
+        if var == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1:
+            continue  # one task per job: Lightning launches the ranks itself
+        return int(value)
+    return 0
+
+
+# How a Lightning strategy starts ranks > 0 when nothing else (srun, torchrun) did:
+REEXEC_STRATEGIES = ("ddp", "fsdp", "fsdp2")  # re-executes the command line (script launcher)
+FORKING_STRATEGIES = ("ddp_fork", "ddp_spawn", "ddp_notebook")  # forks or spawns from the running process
+
+
+def slurm_tasks() -> int | None:
+    """SLURM_NTASKS of a batch job step (None outside SLURM and in an interactive allocation)."""
+    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    n = os.environ.get("SLURM_NTASKS")
+    return int(n) if n and n.isdigit() else None
+
+
+def srun_started_ranks() -> bool:
+    """srun started several tasks: each task is one rank, nothing is to be spawned."""
+    return int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def torchelastic() -> bool:
+    """torchrun (or any torchelastic launcher) set up this process as one rank."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
+
+
+def launched_ranks() -> tuple[int, int, int] | None:
+    """``(rank, local_rank, world_size)`` when torchrun or srun started this process as one of several ranks."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
+    if srun_started_ranks() and "MASTER_ADDR" in os.environ:
+        return (
+            int(os.environ["SLURM_PROCID"]),
+            int(os.environ.get("SLURM_LOCALID", 0)),
+            int(os.environ["SLURM_NTASKS"]),
+        )
+    return None
+
+
+def local_rank() -> int:
+    """This process's rank on its node (the GPU it uses)."""
+    return int(os.environ.get("LOCAL_RANK", 0) or 0)

@@ -1,0 +1,27 @@
+"""Errors that tell the user what to fix. Raised before any GPU time is spent."""
+
+
+class MftiError(Exception):
+    """Base class: a problem with the user's input or environment, with the fix in the message."""
+
+
+class ConfigError(MftiError, ValueError):
+    """A config value that cannot work (batch math, unknown language, bad template, ...)."""
+
+
+class DataError(MftiError, ValueError):
+    """A corpus or evaluation set that cannot be used as given (misaligned, undecodable, empty, ...)."""
+
+
+class ModelLoadError(MftiError, OSError):
+    """A model or tokenizer that cannot be loaded (offline without a local copy, wrong path, ...)."""
+
+
+class InputsError(DataError):
+    """Inputs a job needs are missing or unreadable; ``problems`` lists every one (see mfti_lightning.tasks.inputs)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"{len(self.problems)} missing or unreadable input(s):\n" + "\n".join(f"  - {p}" for p in self.problems)
+        )

@@ -1,0 +1,32 @@
+"""The run-directory layout: the one list of what a run directory holds (README "Where outputs go").
+
+<run dir>/results.json                 RESULTS_FILE       the one results format (core.results)
+         template.json                 TEMPLATE_FILE      the prompt template (core.template)
+         training_config.json          TRAINING_CONFIG_FILE   what resume=auto compares (train.trainer)
+         wandb_run_id.txt              RUN_ID_FILE        the W&B run id (track.tracking)
+         tokenizer/                    TOKENIZER_DIR
+         checkpoints/{periodic,best}/  CHECKPOINTS_DIR    (model.checkpoints)
+         hf/                           HF_DIR             the best checkpoint exported (model.export)
+         translations/<src>-<tgt>.jsonl  TRANSLATIONS_DIR (eval.evaluation)
+         eval_state/<split>/           EVAL_STATE_DIR     finished directions of an evaluation
+         val/step*.json                VAL_DIR            validation scores during training
+         train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
+         metrics_val_init.json         VAL_INIT_FILE      dev scores before finetuning
+         previous_results/<n>.json     PREVIOUS_RESULTS_DIR  results of earlier evaluations (tasks.job)
+"""
+
+from __future__ import annotations
+
+RESULTS_FILE = "results.json"
+TEMPLATE_FILE = "template.json"
+TRAINING_CONFIG_FILE = "training_config.json"
+RUN_ID_FILE = "wandb_run_id.txt"
+TOKENIZER_DIR = "tokenizer"
+CHECKPOINTS_DIR = "checkpoints"
+HF_DIR = "hf"
+TRANSLATIONS_DIR = "translations"
+EVAL_STATE_DIR = "eval_state"
+VAL_DIR = "val"
+TRAIN_SUMMARY_FILE = "train_summary.json"
+VAL_INIT_FILE = "metrics_val_init.json"
+PREVIOUS_RESULTS_DIR = "previous_results"

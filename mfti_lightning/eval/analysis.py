@@ -1,0 +1,235 @@
+"""Error analysis with the paper's taxonomy (paper.md §7, NJUNLP/MFTI ``compute_error_ratio.py``). No torch here.
+
+Every hypothesis gets exactly one label; the first matching rule wins:
+
+1. ``oscillatory_hallucination``: some span of >= 1 unit is immediately followed by an identical copy and at
+   least one more unit follows (units: characters for zh/ja, whitespace words otherwise) — the reference's
+   repeated n-gram rule, so ``"the the cat"`` already counts;
+2. ``template_leakage``: the hypothesis contains a bracketed span ``[...]`` (e.g. ``[English]: ...``);
+3. ``source_copy``: sentence BLEU (sacrebleu defaults) of the hypothesis against the source > 50;
+4. ``off_target``: language identification of both halves of the punctuation-stripped hypothesis: neither both
+   halves in the source language nor both in the target language;
+5. ``under_translation``: shorter than half the reference (characters for zh/ja, words otherwise);
+6. ``over_translation``: longer than twice the reference;
+7. ``other``.
+
+Language identification: the reference used fastText ``lid.176.bin``, which cannot be downloaded here. We use
+lingua (``lingua-language-detector``: its models ship inside the wheel), restricted to the paper's 13 languages
+plus the languages of the run and preloaded once per process (stack.md §6: 104/104 normal sentences right,
+about 0.12 ms per sentence). Two deliberate deviations from the reference, both on inputs where its fastText
+call was meaningless: a hypothesis with fewer than two words (e.g. Chinese, which has no spaces) is judged as a
+whole instead of on an empty half, and an empty hypothesis is never off-target (it falls to under-translation).
+A direction whose languages lingua does not know skips rule 4 (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from mfti_lightning.core.languages import PAPER_LANGUAGES
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = (
+    "oscillatory_hallucination",
+    "template_leakage",
+    "source_copy",
+    "off_target",
+    "under_translation",
+    "over_translation",
+    "other",
+)
+CHAR_LANGUAGES = frozenset({"zh", "ja"})  # length and repetition measured in characters
+_BRACKET = re.compile(r"\[(.*?)\]")
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+# ---- the rules -----------------------------------------------------------------------------------------
+def _units(text: str, lang: str):
+    return text if lang in CHAR_LANGUAGES else text.split()
+
+
+def has_repeated_ngram(hyp: str, tgt_lang: str) -> bool:
+    """The reference's rule: ``w[i:i+j] == w[i+j:i+2j]`` and ``w[i+2j:i+3j]`` is not empty, for some i, j >= 1."""
+    w = _units(hyp, tgt_lang)
+    n = len(w)
+    for i in range(n):
+        for j in range(1, (n - i - 1) // 2 + 1):  # i + 2j < n: the copy fits and one more unit follows
+            if w[i : i + j] == w[i + j : i + 2 * j]:
+                return True
+    return False
+
+
+def has_template_pattern(hyp: str) -> bool:
+    return len(_BRACKET.split(hyp)) > 2
+
+
+def copies_source(hyp: str, source: str) -> bool:
+    import sacrebleu
+
+    return sacrebleu.sentence_bleu(hyp, [source]).score > 50
+
+
+def is_too_short(hyp: str, ref: str, tgt_lang: str) -> bool:
+    return len(_units(hyp, tgt_lang)) < 0.5 * len(_units(ref, tgt_lang))
+
+
+def is_too_long(hyp: str, ref: str, tgt_lang: str) -> bool:
+    return len(_units(hyp, tgt_lang)) > 2 * len(_units(ref, tgt_lang))
+
+
+def halves(hyp: str) -> list[str]:
+    """The reference's split: punctuation removed, words cut in two halves. Fewer than 2 words: the whole."""
+    words = _PUNCT.sub("", hyp).split()
+    if len(words) < 2:
+        return [" ".join(words)]
+    mid = len(words) // 2
+    return [" ".join(words[:mid]), " ".join(words[mid:])]
+
+
+# ---- language identification ---------------------------------------------------------------------------
+def _lingua_language(code: str):
+    from lingua import IsoCode639_1, Language
+
+    try:
+        return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
+    except (ValueError, AttributeError):
+        return None
+
+
+@lru_cache(maxsize=4)
+def detector(codes: frozenset[str]):
+    """A lingua detector for ``codes`` (those lingua knows), built and preloaded once per process."""
+    from lingua import LanguageDetectorBuilder
+
+    langs = [lg for lg in (_lingua_language(c) for c in sorted(codes)) if lg is not None]
+    if len(langs) < 2:
+        raise ValueError(f"language identification needs at least two languages lingua knows; got {sorted(codes)}")
+    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+
+
+class LanguageIdentifier:
+    """``identify(texts) -> [iso 639-1 code or None]`` over a fixed set of languages."""
+
+    def __init__(self, codes: Iterable[str]):
+        self.codes = frozenset(codes) | frozenset(PAPER_LANGUAGES)
+        self.supported = frozenset(c for c in self.codes if _lingua_language(c) is not None)
+
+    def identify(self, texts: Sequence[str]) -> list[str | None]:
+        if not texts:
+            return []
+        results = detector(self.supported).detect_languages_in_parallel_of(list(texts))
+        return [r.iso_code_639_1.name.lower() if r is not None else None for r in results]
+
+
+# ---- classification ------------------------------------------------------------------------------------
+def classify_direction(rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None) -> list[str]:
+    """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins."""
+    labels: list[str | None] = [None] * len(rows)
+    for k, r in enumerate(rows):
+        h = r["hypothesis"]
+        if has_repeated_ngram(h, tgt):
+            labels[k] = "oscillatory_hallucination"
+        elif has_template_pattern(h):
+            labels[k] = "template_leakage"
+        elif copies_source(h, r["source"]):
+            labels[k] = "source_copy"
+    use_lid = lid is not None and src in lid.supported and tgt in lid.supported
+    if lid is not None and not use_lid:
+        log.warning(
+            "off-target rule skipped for %s-%s: lingua does not know %s",
+            src,
+            tgt,
+            [c for c in (src, tgt) if c not in lid.supported],
+        )
+    pending = [k for k, lab in enumerate(labels) if lab is None and rows[k]["hypothesis"].strip()]
+    if use_lid and pending:
+        parts = [halves(rows[k]["hypothesis"]) for k in pending]
+        flat = [p for ps in parts for p in ps]
+        ids = lid.identify(flat)
+        pos = 0
+        for k, ps in zip(pending, parts):
+            got = ids[pos : pos + len(ps)]
+            pos += len(ps)
+            if not all(g == src for g in got) and not all(g == tgt for g in got):
+                labels[k] = "off_target"
+    for k, r in enumerate(rows):
+        if labels[k] is not None:
+            continue
+        if is_too_short(r["hypothesis"], r["reference"], tgt):
+            labels[k] = "under_translation"
+        elif is_too_long(r["hypothesis"], r["reference"], tgt):
+            labels[k] = "over_translation"
+        else:
+            labels[k] = "other"
+    return labels  # type: ignore[return-value]
+
+
+def count(labels: Sequence[str]) -> dict:
+    return {"n": len(labels), "counts": {c: sum(1 for x in labels if x == c) for c in CATEGORIES}}
+
+
+def summarize(errors: dict[str, dict], split: str) -> dict[str, float]:
+    """``<split>/rate_<category>/<dir>`` and ``.../avg`` (mean over directions) from per-direction counts."""
+    metrics: dict[str, float] = {}
+    for cat in CATEGORIES:
+        rates = []
+        for d, e in errors.items():
+            rate = e["counts"][cat] / e["n"] if e["n"] else 0.0
+            metrics[f"{split}/rate_{cat}/{d}"] = rate
+            rates.append(rate)
+        if rates:
+            metrics[f"{split}/rate_{cat}/avg"] = sum(rates) / len(rates)
+    return metrics
+
+
+def analyze(
+    rows_by_direction: dict[str, list[dict]], split: str, languages: Iterable[str] | None = None, use_lid: bool = True
+) -> tuple[dict, dict]:
+    """Label every row in place (``row["error"]``); returns ``(errors[direction], rate metrics)``."""
+    from mfti_lightning.core.languages import parse_direction
+
+    dirs = {d: parse_direction(d) for d in rows_by_direction}
+    langs = set(languages or ()) | {c for st in dirs.values() for c in st}
+    lid = LanguageIdentifier(langs) if use_lid else None
+    errors = {}
+    for d, rows in rows_by_direction.items():
+        src, tgt = dirs[d]
+        labels = classify_direction(rows, src, tgt, lid)
+        for r, lab in zip(rows, labels):
+            r["error"] = lab
+        errors[d] = count(labels)
+    return errors, summarize(errors, split)
+
+
+# ---- mfti-analyze ---------------------------------------------------------------------------------------
+def analyze_run(run_dir, split: str | None = None, use_lid: bool = True) -> dict:
+    """Re-run the error analysis offline on ``<run_dir>/translations/*.jsonl``: rewrite each file with an
+    ``error`` field per line, update ``errors[split]`` and the rate metrics in results.json (atomically)."""
+    from pathlib import Path
+
+    from mfti_lightning.core import results as res
+    from mfti_lightning.core.layout import TRANSLATIONS_DIR
+    from mfti_lightning.core.results import read_jsonl, write_jsonl_atomic
+
+    run_dir = Path(run_dir)
+    record = res.read_results(run_dir)
+    if record is None:
+        raise FileNotFoundError(f"{run_dir} has no {res.RESULTS_FILE}: not an mfti run directory.")
+    files = sorted((run_dir / TRANSLATIONS_DIR).glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir / TRANSLATIONS_DIR} has no <src>-<tgt>.jsonl translations to analyze.")
+    split = split or {"dev": "val"}.get(record.get("eval_split"), "test")
+    rows = {f.stem: read_jsonl(f) for f in files}
+    langs = {c for d in record.get("directions", {}).get("eval", []) for c in d.split("-")}
+    errors, rate_metrics = analyze(rows, split, langs, use_lid=use_lid)
+    for f in files:
+        write_jsonl_atomic(f, rows[f.stem])
+    record.setdefault("errors", {})[split] = errors
+    metrics = {k: v for k, v in record.get("metrics", {}).items() if not k.startswith(f"{split}/rate_")}
+    record["metrics"] = metrics | rate_metrics
+    res.write_json_atomic(run_dir / res.RESULTS_FILE, record)
+    return errors

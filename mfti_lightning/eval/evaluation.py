@@ -1,0 +1,278 @@
+"""One evaluation path for validation, final test and mfti-eval: prompts -> translations -> sacrebleu scores
+-> error analysis.
+
+With ``out_dir`` the evaluation is resumable direction by direction: each finished direction leaves
+``translations/<src>-<tgt>.jsonl`` and ``eval_state/<split>/<src>-<tgt>.json`` (its scores, signatures, error
+counts and the settings it was made with), both written atomically by rank 0; a restarted evaluation reloads
+those and translates only the missing directions (or those made with other settings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfti_lightning.core.languages import direction_str
+from mfti_lightning.core.layout import EVAL_STATE_DIR as STATE_DIR
+from mfti_lightning.core.layout import TRANSLATIONS_DIR
+from mfti_lightning.core.results import read_jsonl, write_json_atomic, write_jsonl_atomic
+from mfti_lightning.core.template import Template
+from mfti_lightning.data.prepare import EvalSet, eval_prompts
+from mfti_lightning.eval import metrics as mt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float] = field(default_factory=dict)  # "<split>/<metric>/<src>-<tgt>" and ".../avg"
+    signatures: dict[str, str] = field(default_factory=dict)  # same keys as the per-direction metrics
+    rows: dict[str, list[dict]] = field(default_factory=dict)  # "<src>-<tgt>" -> one dict per sentence
+    errors: dict[str, dict] = field(default_factory=dict)  # "<src>-<tgt>" -> {"n", "counts"} (error analysis)
+    resumed: list[str] = field(default_factory=list)  # directions reloaded from out_dir instead of translated
+
+    def table_rows(self, split: str) -> list[dict]:
+        """One flat dict per direction (scores and error rates): ready for a W&B table or a CSV."""
+        out = []
+        for d in self.rows:
+            row = {"direction": d, "src": d.split("-")[0], "tgt": d.split("-")[1], "n": len(self.rows[d])}
+            for k, v in self.metrics.items():
+                parts = k.split("/")
+                if len(parts) == 3 and parts[0] == split and parts[2] == d:
+                    row[parts[1]] = v
+            out.append(row)
+        return out
+
+
+def build_prompts(sets: list[EvalSet], template: Template, shots: int, seed: int) -> list[tuple[int, int, str]]:
+    """``(set index, sentence index, prompt)`` for every sentence of every set, in a fixed order."""
+    return [(si, j, p) for si, es in enumerate(sets) for j, p in enumerate(eval_prompts(es, template, shots, seed))]
+
+
+def score_translations(
+    sets: list[EvalSet],
+    prompts: list[tuple[int, int, str]],
+    hyps: list[str],
+    split: str,
+    bleu_tokenize: str = "auto",
+    analyze_errors: bool = False,
+) -> EvalResult:
+    """Per-direction rows and corpus scores (``<split>/<metric>/<src>-<tgt>``) plus their averages; with
+    ``analyze_errors`` also the error labels (``row["error"]``), counts and ``<split>/rate_<category>/...``."""
+    result = EvalResult()
+    by_set: dict[int, list[tuple[int, str, str]]] = {}
+    for (si, j, prompt), hyp in zip(prompts, hyps):
+        by_set.setdefault(si, []).append((j, prompt, hyp))
+    for si, es in enumerate(sets):
+        d = direction_str(es.direction)
+        items = sorted(by_set.get(si, []))
+        result.rows[d] = [
+            {"source": es.sources[j], "reference": es.references[j], "prompt": p, "hypothesis": h} for j, p, h in items
+        ]
+        dir_hyps = [h for _, _, h in items]
+        for metric, (value, sig) in mt.score(dir_hyps, es.references, es.direction[1], bleu_tokenize).items():
+            result.metrics[f"{split}/{metric}/{d}"] = value
+            result.signatures[f"{split}/{metric}/{d}"] = sig
+    if analyze_errors:
+        from mfti_lightning.eval.analysis import analyze
+
+        result.errors, _ = analyze(result.rows, split)
+    add_averages(result, split)
+    return result
+
+
+def add_averages(result: EvalResult, split: str) -> None:
+    """``<split>/<metric>/avg`` (mean over directions) for every per-direction metric, error rates included."""
+    from mfti_lightning.eval.analysis import summarize
+
+    if result.errors:
+        result.metrics.update(summarize(result.errors, split))
+    per_metric: dict[str, list[float]] = {}
+    for k, v in result.metrics.items():
+        parts = k.split("/")
+        if len(parts) == 3 and parts[0] == split and parts[2] != "avg":
+            per_metric.setdefault(parts[1], []).append(v)
+    for metric, values in per_metric.items():
+        result.metrics[f"{split}/{metric}/avg"] = sum(values) / len(values)
+
+
+# ---- persistence of finished directions ----------------------------------------------------------------
+def _state_path(out_dir: Path, split: str, d: str) -> Path:
+    return Path(out_dir) / STATE_DIR / split / f"{d}.json"
+
+
+def load_finished(out_dir: Path, split: str, d: str, settings: dict) -> dict | None:
+    """The saved state of direction ``d`` if it is complete and was made with ``settings``, else None."""
+    state_p, trans_p = _state_path(out_dir, split, d), Path(out_dir) / TRANSLATIONS_DIR / f"{d}.jsonl"
+    if not (state_p.exists() and trans_p.exists()):
+        return None
+    try:
+        state = json.loads(state_p.read_text(encoding="utf-8"))
+        rows = read_jsonl(trans_p)
+    except (OSError, ValueError):
+        return None
+    if state.get("settings") != settings or len(rows) != state.get("n"):
+        log.warning("%s: saved results were made with other settings or are incomplete; redoing it", d)
+        return None
+    state["rows"] = rows
+    return state
+
+
+def save_finished(out_dir: Path, split: str, d: str, result: EvalResult, settings: dict) -> None:
+    """Translations first, then the state file that marks the direction finished (both atomic)."""
+    rows = result.rows[d]
+    write_jsonl_atomic(Path(out_dir) / TRANSLATIONS_DIR / f"{d}.jsonl", rows)
+    prefix = f"{split}/"
+    state = {
+        "direction": d,
+        "n": len(rows),
+        "settings": settings,
+        "metrics": {k: v for k, v in result.metrics.items() if k.startswith(prefix) and k.endswith(f"/{d}")},
+        "signatures": {k: v for k, v in result.signatures.items() if k.endswith(f"/{d}")},
+        "errors": result.errors.get(d),
+    }
+    write_json_atomic(_state_path(out_dir, split, d), state)
+
+
+# ---- the evaluation ------------------------------------------------------------------------------------
+def evaluate(
+    model,
+    tokenizer,
+    template: Template,
+    sets: list[EvalSet],
+    *,
+    split: str,
+    shots: int = 0,
+    seed: int = 0,
+    num_beams: int = 1,
+    max_new_tokens: int = 150,
+    batch_tokens: int = 4096,
+    bleu_tokenize: str = "auto",
+    max_prompt_tokens: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    out_dir: str | Path | None = None,
+    analyze_errors: bool = False,
+    settings: dict | None = None,
+    synced_gpus: bool | None = None,
+    comet_model: str | None = None,
+) -> EvalResult:
+    """Translate every sentence of ``sets`` exactly once (batches dealt over ranks) and score each direction.
+
+    Every rank must call this with the same arguments; every rank returns the same metrics. With ``out_dir``,
+    directions already finished there (same ``settings``) are reloaded, not translated again, and each newly
+    finished direction is saved before the next one starts.
+    """
+    run = dict(
+        shots=shots, seed=seed, num_beams=num_beams, max_new_tokens=max_new_tokens, batch_tokens=batch_tokens,
+        bleu_tokenize=bleu_tokenize, max_prompt_tokens=max_prompt_tokens, rank=rank, world_size=world_size,
+        synced_gpus=synced_gpus, comet_model=comet_model,
+    )  # fmt: skip
+    if out_dir is None:
+        return _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, **run)
+    settings = dict(settings or {}) | {
+        "shots": shots,
+        "seed": seed,
+        "num_beams": num_beams,
+        "max_new_tokens": max_new_tokens,
+        "bleu_tokenize": bleu_tokenize,
+        "template": template.to_dict(),
+        "analyze_errors": analyze_errors,
+    }
+    settings = json.loads(json.dumps(settings, default=str))
+    return _evaluate_resumable(model, tokenizer, template, sets, split, Path(out_dir), settings, analyze_errors, run)
+
+
+def _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, *, shots, seed, bleu_tokenize, rank,
+                   world_size, comet_model, **decode) -> EvalResult:  # fmt: skip
+    """One pass over ``sets``: prompts, translations (dealt over ranks, gathered), scores."""
+    from mfti_lightning.eval.generation import gather_translations, translate
+
+    prompts = build_prompts(sets, template, shots, seed)
+    local = translate(model, tokenizer, template, [p[2] for p in prompts], rank=rank, world_size=world_size, **decode)
+    hyps = local if world_size == 1 else gather_translations(local, len(prompts), world_size)
+    result = score_translations(sets, prompts, hyps, split, bleu_tokenize, analyze_errors)
+    if comet_model and rank == 0:
+        _add_comet(result, split, comet_model)
+        add_averages(result, split)
+    return result
+
+
+def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, settings: dict, analyze_errors: bool,
+                        run: dict) -> EvalResult:  # fmt: skip
+    """Direction by direction: reload the finished ones (same settings), translate and save the others."""
+    rank, world_size = run["rank"], run["world_size"]
+    result = EvalResult()
+    pending_flags = [load_finished(out_dir, split, direction_str(es.direction), settings) is None for es in sets]
+    pending_flags = _broadcast(pending_flags, world_size)  # rank 0 decides: every rank does the same work
+    for es, pending in zip(sets, pending_flags):
+        d = direction_str(es.direction)
+        if not pending:
+            state = _broadcast(load_finished(out_dir, split, d, settings) if rank == 0 else None, world_size)
+            _restore(result, d, state)
+            continue
+        one = _evaluate_once(model, tokenizer, template, [es], split, analyze_errors and rank == 0, **run)
+        if rank == 0:
+            save_finished(out_dir, split, d, one, settings)
+        one = _broadcast(one, world_size) if analyze_errors else one  # rank 0 holds the error labels
+        result.rows.update(one.rows)
+        result.errors.update(one.errors)
+        result.signatures.update(one.signatures)
+        result.metrics.update({k: v for k, v in one.metrics.items() if not k.endswith("/avg")})
+        scores = {k.split("/")[1]: round(v, 2) for k, v in one.metrics.items() if k.endswith(f"/{d}")}
+        log.info("%s %s: %s", split, d, {k: v for k, v in scores.items() if not k.startswith("rate_")})
+    add_averages(result, split)
+    return result
+
+
+def _restore(result: EvalResult, d: str, state: dict) -> None:
+    """A finished direction reloaded from the run directory into ``result``."""
+    result.rows[d] = state["rows"]
+    result.metrics.update(state["metrics"])
+    result.signatures.update(state["signatures"])
+    if state.get("errors"):
+        result.errors[d] = state["errors"]
+    result.resumed.append(d)
+
+
+def _broadcast(obj, world_size: int):
+    if world_size <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _add_comet(result: EvalResult, split: str, model_name: str) -> None:
+    for d, rows in result.rows.items():
+        c = mt.comet_scores(
+            [r["source"] for r in rows], [r["hypothesis"] for r in rows], [r["reference"] for r in rows], model_name
+        )
+        result.metrics[f"{split}/comet/{d}"] = c["system"]
+        result.signatures[f"{split}/comet/{d}"] = f"comet:{model_name}"
+        for r, s in zip(rows, c["segments"]):
+            r["comet"] = s
+
+
+def record_result(record: dict, result: EvalResult, split: str, train_dirs=None) -> None:
+    """Put an evaluation into a results.json record: metrics, signatures, ``errors[split]``, direction
+    partitions (from ``train_dirs``; skipped when there are none) and ``direction_rows[split]`` (W&B tables)."""
+    from mfti_lightning.core.languages import parse_direction
+    from mfti_lightning.eval.partitions import partition_metrics, partitions
+
+    record.setdefault("metrics", {}).update(result.metrics)
+    record.setdefault("signatures", {}).update(result.signatures)
+    if result.errors:
+        record.setdefault("errors", {})[split] = result.errors
+    if train_dirs:
+        parts = partitions(train_dirs, [parse_direction(d) for d in result.rows])
+        record["partitions"] = parts
+        names = {k.split("/")[1] for k in result.metrics if k.startswith(f"{split}/") and "/rate_" not in k}
+        record["metrics"].update(partition_metrics(result.metrics, parts, split, sorted(names)))
+    record.setdefault("direction_rows", {})[split] = result.table_rows(split)
+    if result.resumed:
+        record.setdefault("resumed_directions", {})[split] = result.resumed

@@ -1,0 +1,255 @@
+"""Batched translation: prompts sorted by length, batched under a token budget, left-padded, generated, and
+extracted by token position through the template. Works on one process or across DDP / FSDP ranks.
+
+Stopping: a row stops at EOS (XGLM was pretrained with newlines replaced by ``</s>``), and also as soon as its
+generated text contains a newline or one of the template's stop markers (the model starting a new template turn,
+e.g. ``Translation:``). Under beam search a beam that hits such a stop is finished like a beam that emitted EOS.
+
+Distributed: :func:`plan_batches` builds the length-sorted batches over *all* prompts and deals them to ranks
+round-robin; every rank runs the same number of ``generate`` calls (a rank with fewer real batches runs a
+one-row dummy batch whose output is thrown away) so FSDP, whose forward is collective, cannot hang, and
+``synced_gpus=True`` keeps the ranks decoding in lock-step inside each call (pitfalls.md §E). Each prompt is
+translated by exactly one rank; :func:`gather_translations` collects them on every rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from mfti_lightning.core.template import Template
+
+_TAIL_TOKENS = 12  # tokens decoded per row and step to look for a newline or a stop marker
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int, new_tokens: int, beams: int) -> list[list[int]]:
+    """Indices grouped into batches (longest first) so that rows * (longest prompt + new tokens) * beams stays
+    within ``budget``; a single over-budget prompt still gets a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        width = max(cur_max, lengths[i]) + new_tokens
+        if cur and (len(cur) + 1) * width * beams > budget:
+            batches.append(cur)
+            cur, cur_max = [], 0
+        cur.append(i)
+        cur_max = max(cur_max, lengths[i])
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def plan_batches(
+    lengths: Sequence[int], budget: int, new_tokens: int, beams: int, rank: int = 0, world_size: int = 1
+) -> list[list[int]]:
+    """This rank's batches: global length-sorted batches dealt round-robin, padded with empty batches so that
+    every rank gets ``ceil(n_batches / world_size)`` of them (an empty batch = one dummy generate call)."""
+    batches = token_budget_batches(lengths, budget, new_tokens, beams)
+    per_rank = -(-len(batches) // world_size) if batches else 0
+    mine = batches[rank::world_size]
+    return mine + [[] for _ in range(per_rank - len(mine))]
+
+
+class StopOnText:
+    """``StoppingCriteria``: a row is done once the text generated after the prompt contains a newline or a
+    stop marker of the template. A marker can only complete on a token whose text holds the marker's last
+    character, so only rows whose last token is such a trigger token are decoded (a vocabulary-sized lookup
+    table, built once per tokenizer and marker set), and only their last few tokens."""
+
+    def __init__(self, tokenizer, markers: Sequence[str], prompt_width: int):
+        self.tokenizer = tokenizer
+        self.markers = ("\n", *[m for m in markers if m])
+        self.prompt_width = prompt_width
+        self.trigger = _trigger_table(tokenizer, "".join(sorted({m[-1] for m in self.markers})))
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] <= self.prompt_width:
+            return done
+        last = input_ids[:, -1].cpu()
+        rows = (self.trigger[last.clamp(max=len(self.trigger) - 1)] & (last < len(self.trigger))).nonzero()
+        rows = rows.flatten().tolist()
+        if rows:
+            new = input_ids[rows, self.prompt_width :]
+            texts = self.tokenizer.batch_decode(new[:, -_TAIL_TOKENS:].tolist(), skip_special_tokens=True)
+            for r, t in zip(rows, texts):
+                if any(m in t for m in self.markers):
+                    done[r] = True
+        return done
+
+
+_TRIGGERS: dict = {}
+
+
+def _trigger_table(tokenizer, chars: str) -> torch.Tensor:
+    key = (id(tokenizer), len(tokenizer), chars)
+    if key not in _TRIGGERS:
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        table = torch.tensor([any(c in p for c in chars) for p in pieces], dtype=torch.bool)
+        # byte-fallback / partial pieces that decode to "\ufffd" may complete a character later: keep them
+        table |= torch.tensor(["\ufffd" in p for p in pieces], dtype=torch.bool)
+        _TRIGGERS[key] = table
+    return _TRIGGERS[key]
+
+
+def needs_synced_gpus(model, world_size: int) -> bool:
+    """True when the model's parameters are sharded across ranks (FSDP 1 or 2), i.e. every forward is a
+    collective and all ranks must keep calling it until the last rank is done."""
+    if world_size <= 1:
+        return False
+    for m in model.modules():
+        name = type(m).__name__
+        if name == "FullyShardedDataParallel" or name.startswith("FSDP"):
+            return True
+    try:
+        from torch.distributed.tensor import DTensor
+
+        return any(isinstance(p, DTensor) for p in model.parameters())
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
+    return input_ids, attention_mask, width
+
+
+@torch.no_grad()
+def generate_batch(
+    model,
+    tokenizer,
+    template: Template,
+    rows: list[list[int]],
+    *,
+    num_beams: int,
+    max_new_tokens: int,
+    synced_gpus: bool = False,
+    stop_on_text: bool = True,
+) -> list[str]:
+    """One ``generate`` call on already tokenized prompts (left-padded here); the extracted translations."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    input_ids, attention_mask, width = _left_pad(rows, pad)
+    kwargs = {}
+    if stop_on_text:
+        from transformers import StoppingCriteriaList
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(tokenizer, template.stop_markers, width)])
+    if synced_gpus:
+        kwargs["synced_gpus"] = True
+    generated = model.generate(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        num_beams=num_beams,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        early_stopping=num_beams > 1,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        **kwargs,
+    )
+    new_tokens = generated[:, width:].tolist()  # by position: everything after the (padded) prompt
+    return [template.extract(t, tokenizer) for t in new_tokens]
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_tokens: int | None = None) -> list[list[int]]:
+    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    if max_prompt_tokens:
+        encoded = [ids[-max_prompt_tokens:] for ids in encoded]  # keep the end: the test prefix
+    return encoded
+
+
+@torch.no_grad()
+def translate(
+    model,
+    tokenizer,
+    template: Template,
+    prompts: Sequence[str],
+    *,
+    num_beams: int = 1,
+    max_new_tokens: int = 150,
+    batch_tokens: int = 4096,
+    max_prompt_tokens: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    synced_gpus: bool | None = None,
+    stop_on_text: bool = True,
+) -> dict[int, str] | list[str]:
+    """Translations of ``prompts``.
+
+    With ``world_size == 1`` (default): a list in input order. With ``world_size > 1``: this rank's share as
+    ``{prompt index: translation}`` (every prompt on exactly one rank; pass it to :func:`gather_translations`).
+    ``synced_gpus=None`` detects FSDP-sharded parameters.
+    """
+    was_training = model.training
+    model.eval()
+    encoded = encode_prompts(tokenizer, prompts, max_prompt_tokens)
+    if synced_gpus is None:
+        synced_gpus = needs_synced_gpus(model, world_size)
+    out: dict[int, str] = {}
+    try:
+        for batch in plan_batches([len(e) for e in encoded], batch_tokens, max_new_tokens, num_beams, rank, world_size):
+            if not batch:
+                if not synced_gpus:
+                    continue  # nothing collective happens in generate: a rank without work can skip
+                dummy = encoded[0] if encoded else [tokenizer.eos_token_id]
+                generate_batch(
+                    model,
+                    tokenizer,
+                    template,
+                    [dummy],
+                    num_beams=num_beams,
+                    max_new_tokens=max_new_tokens,
+                    synced_gpus=True,
+                    stop_on_text=stop_on_text,
+                )
+                continue
+            texts = generate_batch(
+                model,
+                tokenizer,
+                template,
+                [encoded[i] for i in batch],
+                num_beams=num_beams,
+                max_new_tokens=max_new_tokens,
+                synced_gpus=synced_gpus,
+                stop_on_text=stop_on_text,
+            )
+            out.update(zip(batch, texts))
+    finally:
+        model.train(was_training)
+    if world_size == 1:
+        return [out[i] for i in range(len(prompts))]
+    return out
+
+
+def shard(n: int, rank: int, world_size: int) -> list[int]:
+    """Indices of rank ``rank``: every sentence on exactly one rank, no padding duplicates."""
+    return list(range(rank, n, world_size))
+
+
+def gather_translations(local: dict[int, str], n: int, world_size: int) -> list[str]:
+    """Collect ``{index: translation}`` from every rank into one list (on every rank). An index translated by
+    two ranks or by none is an error (corpus BLEU over duplicated sentences would be silently wrong)."""
+    if world_size > 1:
+        import torch.distributed as dist
+
+        parts: list = [None] * world_size
+        dist.all_gather_object(parts, local)
+        merged: dict[int, str] = {}
+        for p in parts:
+            dup = merged.keys() & p.keys()
+            if dup:
+                raise RuntimeError(f"{len(dup)} sentence(s) translated by more than one rank: {sorted(dup)[:5]}")
+            merged.update(p)
+    else:
+        merged = local
+    missing = [i for i in range(n) if i not in merged]
+    if missing:
+        raise RuntimeError(f"{len(missing)} sentence(s) were not translated by any rank: {missing[:5]}...")
+    return [merged[i] for i in range(n)]

@@ -1,0 +1,64 @@
+"""Direction partitions of the paper's unseen-direction experiment (paper.md §1), from a run's training
+directions. No torch here.
+
+Let S be the languages seen as a source in training and T those seen as a target. An evaluated direction a-b is
+
+- ``seen``: a in S and b in T (each language in the role it had in training);
+- ``reversed``: not seen, a in T and b in S (both languages in the opposite role);
+- ``one_side_reversed``: both languages seen in training, one of them in a role it never had;
+- ``src_unseen``: a never seen, b seen;  ``tgt_unseen``: a seen, b never seen;  ``both_unseen``: neither seen.
+
+For the paper's split (seen_both {en,ko,sw}, src_only {zh,fi}, tgt_only {de,hi}, 6 unseen) this reproduces the
+membership of the reference code ``evaluate_partition_score.py`` exactly (22/16/4/42/42/30 of 156 directions;
+tested). For training sets that are not a product of a source and a target set (e.g. English-centric), ``seen``
+also holds untrained pairs whose languages each appeared in that role (de-fr after en-centric training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mfti_lightning.core.languages import Direction, direction_str
+
+PARTITIONS = ("seen", "reversed", "one_side_reversed", "src_unseen", "tgt_unseen", "both_unseen")
+
+
+def partition_of(direction: Direction, src_seen: set[str], tgt_seen: set[str]) -> str:
+    a, b = direction
+    seen = src_seen | tgt_seen
+    if a not in seen and b not in seen:
+        return "both_unseen"
+    if a not in seen:
+        return "src_unseen"
+    if b not in seen:
+        return "tgt_unseen"
+    if a in src_seen and b in tgt_seen:
+        return "seen"
+    if a in tgt_seen and b in src_seen:
+        return "reversed"
+    return "one_side_reversed"
+
+
+def partitions(train_dirs: Iterable[Direction], eval_dirs: Iterable[Direction]) -> dict[str, list[str]]:
+    """``{partition: [direction, ...]}`` for every partition name (possibly empty), in eval order."""
+    train_dirs = list(train_dirs)
+    src_seen = {a for a, _ in train_dirs}
+    tgt_seen = {b for _, b in train_dirs}
+    out: dict[str, list[str]] = {p: [] for p in PARTITIONS}
+    for d in eval_dirs:
+        out[partition_of(tuple(d), src_seen, tgt_seen)].append(direction_str(d))
+    return out
+
+
+def partition_metrics(
+    metrics: dict[str, float], parts: dict[str, list[str]], split: str, metric_names: Iterable[str]
+) -> dict[str, float]:
+    """``<split>/<metric>/partition/<name>``: the plain mean of the per-direction scores (as the reference),
+    for every non-empty partition whose directions all have a score."""
+    out = {}
+    for metric in metric_names:
+        for name, dirs in parts.items():
+            vals = [metrics.get(f"{split}/{metric}/{d}") for d in dirs]
+            if dirs and all(v is not None for v in vals):
+                out[f"{split}/{metric}/partition/{name}"] = sum(vals) / len(vals)
+    return out

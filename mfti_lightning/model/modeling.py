@@ -1,0 +1,151 @@
+"""Loading models and tokenizers: one path for hub names, local directories and the built tiny model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from mfti_lightning.core.errors import ModelLoadError
+from mfti_lightning.core.schema import ATTN_IMPLEMENTATIONS
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
+
+
+def resolve_model_path(model_cfg) -> str:
+    """The directory or hub name to load; builds the tiny model on first use."""
+    path = str(model_cfg["name_or_path"])
+    build = model_cfg.get("build")
+    if build:
+        from mfti_lightning.model.tiny import ensure_tiny
+
+        ensure_tiny(path, dict(build))
+    return path
+
+
+def check_loadable(model_cfg) -> str:
+    """Fail early (before any GPU time) when the model cannot be found. Returns the path or hub name."""
+    path = resolve_model_path(model_cfg)
+    if Path(path).is_dir():
+        if not (Path(path) / "config.json").exists():
+            raise ModelLoadError(f"model.name_or_path={path} is a directory without config.json: not a model.")
+        return path
+    if path.startswith(("/", "./", "../", "~")) or (os.sep in path and not _looks_like_hub_id(path)):
+        raise ModelLoadError(f"model.name_or_path={path} does not exist.")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # pragma: no cover - very old hub versions
+            cached = None
+        if not isinstance(cached, str):
+            raise ModelLoadError(_offline_message(path))
+    return path
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts) and not Path(path).exists()
+
+
+def _offline_message(path: str) -> str:
+    return (
+        f"Cannot load model {path!r}: the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and it is not in the "
+        f"local cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}). On a machine with network run "
+        f"`huggingface-cli download {path}` (same HF_HOME), or set model.name_or_path=<local directory>."
+    )
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"Cannot load the tokenizer of {path!r}: {e}\n{_offline_message(path)}") from e
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def model_type(path: str) -> str | None:
+    """``model_type`` from the config of a local directory or cached hub model (None when unknown)."""
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(path).model_type
+    except Exception:
+        return None
+
+
+def load_model(path: str, dtype: str = "float32", attn_implementation: str = "eager", peft: dict | None = None):
+    """``AutoModelForCausalLM.from_pretrained`` with the attention implementation and optional LoRA.
+
+    ``sdpa`` on XGLM (which transformers ships with eager attention only) goes through
+    :mod:`mfti_lightning.model.xglm_sdpa`; other architectures get transformers' own ``attn_implementation``.
+    ``peft={"name": "lora", "r": .., "alpha": .., "dropout": .., "target_modules": [..]}`` wraps the model.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ModelLoadError(f"model.attn_implementation={attn_implementation!r}: use one of {ATTN_IMPLEMENTATIONS}.")
+    torch_dtype = getattr(torch, _DTYPES.get(str(dtype), str(dtype)))
+    kwargs = {"dtype": torch_dtype}
+    xglm = model_type(path) == "xglm"
+    if not xglm:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(f"Cannot load model {path!r}: {e}\n{_offline_message(path)}") from e
+    if xglm and attn_implementation == "sdpa":
+        from mfti_lightning.model import xglm_sdpa
+
+        xglm_sdpa.enable(model)
+    if peft:
+        model = apply_peft(model, peft)
+    return model
+
+
+def peft_settings(model_cfg) -> dict | None:
+    """The LoRA block of a model config as plain data (None when ``model.peft`` is null)."""
+    name = model_cfg.get("peft")
+    if not name:
+        return None
+    if name != "lora":
+        raise ModelLoadError(f"model.peft={name!r}: only lora (or null) is supported.")
+    lora = dict(model_cfg.get("lora") or {})
+    return {
+        "name": "lora",
+        "r": int(lora.get("r", 16)),
+        "alpha": int(lora.get("alpha", 32)),
+        "dropout": float(lora.get("dropout", 0.05)),
+        "target_modules": list(lora.get("target_modules") or ["q_proj", "k_proj", "v_proj", "out_proj"]),
+    }
+
+
+def apply_peft(model, settings: dict):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:  # pragma: no cover - peft is installed in CI
+        raise ModelLoadError("model.peft=lora needs peft: pip install 'mfti-lightning[lora]'.") from e
+    cfg = LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=settings["dropout"],
+        target_modules=settings["target_modules"],
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    return get_peft_model(model, cfg)

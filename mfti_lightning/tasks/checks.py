@@ -1,0 +1,33 @@
+"""The torch-free checks of a training job, run by the job itself before it looks at its run directory and by the
+SLURM launcher and ``mfti-plan`` on every job of a sweep before anything is submitted."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mfti_lightning.core.config import batch_math
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.schema import validate
+from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.data.prepare import check_languages
+from mfti_lightning.tasks.inputs import require_inputs
+
+
+def check_before_loading(cfg: DictConfig):
+    """Torch-free checks of a training job, most relevant first: types and allowed values (schema.validate),
+    strategy vs accelerator, languages, template, batch math, and every input it reads (mfti_lightning.tasks.inputs).
+    Run by the job itself (:func:`run_task`, before it looks at the run directory) and, for sweeps, by the launcher
+    and mfti-plan before anything is submitted (sweep.check_job). Returns ``(template, batch math)``."""
+    validate(cfg)
+    if cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "cpu":
+        raise ConfigError(
+            "trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
+            "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node."
+        )
+    check_languages(cfg)
+    template = template_from_config(cfg.template)
+    bm = batch_math(cfg)
+    require_inputs(
+        cfg
+    )  # corpora, FLORES files, model, SPM model: every missing one at once (mfti_lightning.tasks.inputs)
+    return template, bm

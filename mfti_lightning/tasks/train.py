@@ -1,0 +1,271 @@
+"""The training task behind ``mfti-train``, in named phases that tests and benchmarks call too.
+
+``train(cfg)`` runs :func:`run_training` inside the shared job frame (:func:`mfti_lightning.tasks.job.run_task`,
+after :func:`mfti_lightning.tasks.checks.check_before_loading`). The phases, in order:
+
+1. :func:`prepare_run`: launch and resume checks, batch math and directions recorded, the template saved;
+2. :func:`prepare_data`: sampled and rendered training pairs (cached), validation and test sets, the model path;
+3. :func:`build_module`: tokenizer, encoded examples, the LightningModule, the loggers (heavy imports start here);
+4. :func:`fit`: the Lightning Trainer (resuming from the newest checkpoint); returns the best checkpoint;
+5. :func:`load_best`: the best checkpoint, unsharded, exported as a Hugging Face directory;
+6. :func:`test`: the full evaluation on FLORES devtest, resumable per direction.
+
+A completed run whose evaluation settings alone changed skips 4 (``record["reevaluation"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mfti_lightning.core import layout
+from mfti_lightning.core.config import batch_math
+from mfti_lightning.core.directions import eval_directions, train_directions
+from mfti_lightning.core.distributed import global_rank, local_rank
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.template import Template
+from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.tasks.checks import check_before_loading
+from mfti_lightning.tasks.job import run_task
+from mfti_lightning.track.tracking import check_logger, make_loggers
+
+log = logging.getLogger("mfti_lightning")
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one training job; always leaves a results.json (completed or failed) in the run directory."""
+    return run_task(cfg, run_training, checks=check_before_loading)
+
+
+@dataclass
+class TrainingJob:
+    """What the phases hand each other."""
+
+    cfg: DictConfig
+    run_dir: Path
+    record: dict
+    template: Template
+    batch: dict
+    n_train: int
+    bleu_name: str
+    model_path: str = ""
+    examples: list = field(default_factory=list)
+    val_sets: list = field(default_factory=list)
+    test_sets: list = field(default_factory=list)
+    tokenizer: object = None
+    encoded: list = field(default_factory=list)
+    module: object = None
+    loggers: list = field(default_factory=list)
+    trainer: object = None
+
+
+def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
+    """The task body: the phases of the module docstring."""
+    job = prepare_run(cfg, run_dir, record)
+    prepare_data(job)
+    build_module(job)
+    reeval = record.get("reevaluation")
+    best = None
+    if job.n_train:
+        best = reeval["best_checkpoint"] if reeval else fit(job)  # re-evaluation: no training
+        collect_training(run_dir, record)
+    if "throughput" in record.get("training", {}):
+        record["throughput"] = record["training"]["throughput"]
+    load_best(job, best, export=not reeval)
+    test(job)
+
+
+def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
+    """Phase 1 (torch-free): launch and resume checks, what the run trains and evaluates, the template saved."""
+    from mfti_lightning.eval.metrics import bleu_metric_name
+    from mfti_lightning.train.trainer import check_launch, check_resume_config
+
+    job = TrainingJob(
+        cfg,
+        run_dir,
+        record,
+        template_from_config(cfg.template),
+        batch_math(cfg),
+        int(cfg.num_examples.n),
+        bleu_metric_name(cfg.eval.bleu_tokenize),
+    )
+    check_logger(cfg)
+    check_launch(cfg)
+    record["batch"] = job.batch
+    record["directions"] = {
+        "train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if job.n_train else [],
+        "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if job.n_train:
+        check_resume_config(record["config"], run_dir, str(cfg.resume))
+    job.template.save(run_dir)
+    return job
+
+
+def prepare_data(job: TrainingJob) -> None:
+    """Phase 2 (no model needed): training examples (from the prepared-data cache), evaluation sets, model path."""
+    from mfti_lightning.data.prepare import eval_sets, load_or_prepare
+    from mfti_lightning.model.modeling import check_loadable
+
+    job.examples, job.record["data"] = load_or_prepare(job.cfg, job.template)
+    job.val_sets = eval_sets(job.cfg, "val") if job.n_train else []
+    job.test_sets = eval_sets(job.cfg, "test")
+    job.model_path = check_loadable(job.cfg.model)
+
+
+def build_module(job: TrainingJob) -> None:
+    """Phase 3: tokenizer (saved with the run), encoded examples, the LightningModule and the loggers."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mfti_lightning.data.datamodule import encode_examples
+    from mfti_lightning.model.modeling import load_tokenizer, peft_settings
+    from mfti_lightning.train.module import MFTIModule
+
+    cfg = job.cfg
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    job.tokenizer = load_tokenizer(job.model_path)
+    job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
+    job.encoded, job.record["data"]["tokenization"] = encode_examples(
+        job.examples, job.tokenizer, job.template, int(cfg.data.max_length), cfg.data.loss_on, cfg.data.overlong
+    )
+    if job.n_train and not job.encoded:
+        raise ConfigError(f"Every training example is longer than data.max_length={cfg.data.max_length} tokens.")
+    eval_settings = {
+        "shots": int(cfg.shots.k),
+        "seed": int(cfg.seed),
+        "val_num_beams": int(cfg.eval.val_num_beams),
+        "max_new_tokens": int(cfg.eval.max_new_tokens),
+        "batch_tokens": int(cfg.eval.batch_tokens),
+        "bleu_tokenize": cfg.eval.bleu_tokenize,
+        "score_before_training": bool(cfg.eval.score_before_training),
+    }
+    job.module = MFTIModule(
+        model_path=job.model_path,
+        template=job.template.to_dict(),
+        optimizer=instantiate(cfg.optim.optimizer),
+        warmup_steps=int(cfg.optim.warmup_steps),
+        dtype=cfg.model.dtype,
+        attn_implementation=cfg.model.attn_implementation,
+        gradient_checkpointing=bool(cfg.optim.gradient_checkpointing),
+        val_sets=job.val_sets,
+        eval_settings=eval_settings,
+        out_dir=str(job.run_dir),
+        peft=peft_settings(cfg.model),
+        shape=dict(cfg.model.shape) if cfg.model.get("shape") else None,
+    )
+    job.module.tokenizer = job.tokenizer
+    job.loggers = make_loggers(cfg, job.run_dir, job.record)
+
+
+def fit(job: TrainingJob):
+    """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
+    The Trainer is left on ``job.trainer`` for tests and benchmarks."""
+    from mfti_lightning.data.datamodule import MFTIDataModule
+    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.train.trainer import build_trainer
+
+    cfg, bm = job.cfg, job.batch
+    n_val = sum(len(s.sources) for s in job.val_sets)
+    dm = MFTIDataModule(
+        job.encoded,
+        job.tokenizer.pad_token_id,
+        bm["micro_batch_size"],
+        int(cfg.seed),
+        int(cfg.data.length_group_chunk),
+        int(cfg.data.num_workers),
+        n_val_prompts=n_val,
+        total_micro_batches=int(cfg.optim.max_steps) * bm["accumulate"],
+    )
+    monitor = (cfg.eval.get("monitor") or f"val/{job.bleu_name}/avg") if n_val else None
+    trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path)
+    job.trainer = trainer
+    resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
+    if resume_from:
+        log.info("Resuming from %s", resume_from)
+    trainer.fit(job.module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    return (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(job.run_dir) or "")
+
+
+def collect_training(run_dir: Path, record: dict) -> None:
+    """Training and validation numbers written by rank 0 inside fit (also under ddp_fork/spawn)."""
+    summary = run_dir / layout.TRAIN_SUMMARY_FILE
+    if summary.exists():
+        record["training"] = json.loads(summary.read_text())
+    init = run_dir / layout.VAL_INIT_FILE
+    if init.exists():
+        d = json.loads(init.read_text())
+        record["metrics"].update(d["metrics"])
+        record["signatures"].update(d["signatures"])
+    vals = sorted((run_dir / layout.VAL_DIR).glob("step*.json"))
+    if vals:
+        record["metrics"].update(json.loads(vals[-1].read_text())["metrics"])
+        record["validation_history"] = {p.stem: json.loads(p.read_text())["metrics"] for p in vals}
+
+
+def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
+    """Phase 5: the best checkpoint replaces the trained (maybe sharded) model, unsharded; exported to ``hf/``
+    (``checkpoint.export``, rank 0). Without a checkpoint (n0, the ICL baseline) the base model stays. The model
+    goes to this rank's GPU when the trainer runs on GPUs."""
+    import torch
+
+    from mfti_lightning.model.checkpoints import load_checkpoint, model_from_checkpoint
+    from mfti_lightning.model.export import save_hf
+
+    record, module = job.record, job.module
+    if best:
+        record["best_checkpoint"] = best
+    if best and Path(best).exists():
+        ckpt = load_checkpoint(best)
+        record["best_step"] = int(ckpt["global_step"])
+        module.model = None
+        model = model_from_checkpoint(best, ckpt)
+        del ckpt
+        model.eval()
+        if export and job.cfg.get("checkpoint", {}).get("export", True) and global_rank() == 0:
+            _, model = save_hf(model, job.run_dir / layout.HF_DIR, job.tokenizer, job.template)
+        if (job.run_dir / layout.HF_DIR).is_dir():
+            record["export_dir"] = str(job.run_dir / layout.HF_DIR)
+        module.model = model
+    module.configure_model()
+    if job.cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        # also the no-finetuning path (num_examples=n0, the ICL baseline), whose model was never fitted
+        module.model.to(torch.device("cuda", local_rank()))
+
+
+def test(job: TrainingJob) -> None:
+    """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
+    error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
+    import torch.distributed as dist
+
+    from mfti_lightning.eval.evaluation import evaluate, record_result
+
+    cfg, record = job.cfg, job.record
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    result = evaluate(
+        job.module.model,
+        job.tokenizer,
+        job.template,
+        job.test_sets,
+        split="test",
+        shots=int(cfg.shots.k),
+        seed=int(cfg.seed),
+        num_beams=int(cfg.eval.num_beams),
+        max_new_tokens=int(cfg.eval.max_new_tokens),
+        batch_tokens=int(cfg.eval.batch_tokens),
+        bleu_tokenize=cfg.eval.bleu_tokenize,
+        rank=rank,
+        world_size=world,
+        out_dir=job.run_dir,
+        analyze_errors=bool(cfg.eval.get("error_analysis", True)),
+        settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path)},
+    )
+    record_result(record, result, "test", train_directions(cfg.lang_pairs) if job.n_train else None)
+    if rank == 0:
+        for logger in job.loggers:
+            logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))

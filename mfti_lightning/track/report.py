@@ -1,0 +1,659 @@
+"""``mfti-report <sweep dir or run dirs>...``: the paper's tables and figures from run directories alone.
+
+Collects every run's ``results.json`` (a run directory, or any directory above run directories), writes one tidy
+table (``table.csv`` and ``table.md``: one row per run and direction, the swept values as columns), a summary
+(``report.md``: runs, failed or incomplete runs, config differences, correlations, figures and skipped figures),
+and PNG figures drawn with matplotlib (Agg):
+
+- BLEU vs model size (mFTI and ICL lines), vs number of examples (log x), vs number of training directions,
+  vs shots; the template comparison; seen/unseen partition bars; error-type stacked bars;
+- per-language BLEU against XGLM pretraining tokens (``languages.py``) and against similarity to English
+  (``assets/lang_similarity.json``, URIEL via lang2vec), with Pearson and Spearman correlations.
+
+A figure whose data is absent is skipped with a note, never faked. Runs that failed or never finished are listed,
+not dropped silently. Works offline: W&B is not needed. No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from mfti_lightning.assets import ASSETS_DIR
+from mfti_lightning.core.config import flatten
+from mfti_lightning.core.languages import LANGUAGES
+from mfti_lightning.core.results import RESULTS_FILE
+from mfti_lightning.track.tracking import ERROR_CATEGORIES, PARTITIONS, method_of
+
+log = logging.getLogger("mfti_lightning.track.report")
+
+SWEPT = ("model", "lang_pairs", "template", "shots", "num_examples", "seed")
+# config paths that legitimately differ between runs of one sweep (swept groups, names, paths)
+_SWEPT_PREFIXES = (
+    "model.",
+    "lang_pairs.",
+    "template.",
+    "shots.",
+    "num_examples.",
+    "seed",
+    "run_name",
+    "run_slug",
+    "sweep_name",
+    "paths.",
+    "optim.optimizer.lr",
+)
+_SKIP_DIRS = {"wandb", "checkpoints", ".submitit", "tokenizer", "translations", "val", "eval_state", ".hydra"}
+_DIRECTION = re.compile(r"^[a-z]{2,3}-[a-z]{2,3}$")
+SIMILARITY_FILE = ASSETS_DIR / "lang_similarity.json"
+
+
+# ---- collecting runs ----------------------------------------------------------------------------------------
+def _walk(root: Path, found: list[Path], jobs: list[Path], depth: int = 0) -> None:
+    if (root / RESULTS_FILE).is_file():
+        found.append(root)
+        return
+    if (root / ".hydra").is_dir() or (root / "wandb_run_id.txt").exists():
+        jobs.append(root)  # a job directory without results.json: never started properly, or killed early
+        return
+    if depth > 6:
+        return
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in _SKIP_DIRS):
+        _walk(child, found, jobs, depth + 1)
+
+
+def collect(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
+    """The results records under ``paths`` (each with ``_dir``), and one problem line per path or job directory
+    without a readable results.json."""
+    records, problems, seen = [], [], set()
+    for p in map(Path, paths):
+        if not p.exists():
+            problems.append(f"{p}: does not exist")
+            continue
+        if not p.is_dir():
+            p = p.parent if p.name == RESULTS_FILE else p
+        found, jobs = [], []
+        _walk(p, found, jobs)
+        for job in jobs:
+            problems.append(f"{job}: no {RESULTS_FILE} (the job never started, or died before writing it)")
+        if not found and not jobs:
+            problems.append(f"{p}: no {RESULTS_FILE} in it or below it (is this a run or sweep directory?)")
+        for d in found:
+            if d.resolve() in seen:
+                continue
+            seen.add(d.resolve())
+            try:
+                rec = json.loads((d / RESULTS_FILE).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                problems.append(f"{d / RESULTS_FILE}: unreadable ({e})")
+                continue
+            rec["_dir"] = str(d)
+            records.append(rec)
+    return records, problems
+
+
+# ---- per-run values -----------------------------------------------------------------------------------------
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([mb])$", re.I)
+
+
+def params_of(rec: dict) -> float | None:
+    """Parameter count: measured (``throughput.params_total``), else read off the model name (xglm-564m)."""
+    tp = rec.get("throughput") or {}
+    if tp.get("params_total"):
+        return float(tp["params_total"])
+    m = _SIZE.search(str(rec.get("swept", {}).get("model", "")))
+    if m:
+        return float(m.group(1)) * (1e6 if m.group(2).lower() == "m" else 1e9)
+    return None
+
+
+def bleu_metric(records: list[dict], split: str = "test", choice: str = "auto") -> str:
+    if choice != "auto":
+        return choice
+    return "spbleu" if any(f"{split}/spbleu/avg" in r.get("metrics", {}) for r in records) else "bleu"
+
+
+def _short_template(rec: dict) -> str:
+    t = ((rec.get("config") or {}).get("template") or {}).get("short")
+    return t or str(rec.get("swept", {}).get("template", "?")).split("_")[0]
+
+
+def run_label(rec: dict, vary: set[str], x_key: str = "") -> str:
+    """``mFTI``/``ICL k8``/``zero-shot`` plus the swept values that differ among the runs of a figure (never the
+    figure's x variable ``x_key``)."""
+    sw = rec.get("swept", {})
+    method = method_of(sw)
+    parts = [method]
+    if x_key != "shots" and (method == "ICL" or (method == "mFTI" and int(sw.get("shots") or 0) > 0)):
+        parts.append(f"k{sw.get('shots')}")
+    if method == "mFTI" and "num_examples" in vary:
+        parts.append(f"n{sw.get('num_examples')}")
+    if "model" in vary:
+        parts.append(str(sw.get("model")))
+    if "lang_pairs" in vary:
+        parts.append(str(sw.get("lang_pairs")))
+    if "template" in vary:
+        parts.append(_short_template(rec))
+    return " ".join(parts)
+
+
+def _varying(records: list[dict], exclude: tuple[str, ...]) -> set[str]:
+    return {
+        k
+        for k in SWEPT
+        if k not in exclude and k != "seed" and len({json.dumps(r.get("swept", {}).get(k)) for r in records}) > 1
+    }
+
+
+# ---- the tidy table ------------------------------------------------------------------------------------------
+def tidy_rows(records: list[dict], split: str = "test") -> list[dict]:
+    """One row per (run, direction) plus one ``avg`` row per run; swept values and metrics as columns."""
+    rows = []
+    for rec in records:
+        sw = rec.get("swept", {})
+        m = rec.get("metrics", {})
+        trained = set(rec.get("directions", {}).get("train", []))
+        part_of = {d: n for n, ds in (rec.get("partitions") or {}).items() for d in ds}
+        by_dir: dict[str, dict] = defaultdict(dict)
+        for key, value in m.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == split and (_DIRECTION.match(parts[2]) or parts[2] == "avg"):
+                by_dir[parts[2]][parts[1]] = value
+        base = {
+            "run": rec.get("run_name"),
+            "status": rec.get("status"),
+            "method": method_of(sw),
+            **{k: sw.get(k) for k in SWEPT},
+            "params": params_of(rec),
+            "num_train_directions": len(rec.get("directions", {}).get("train", [])),
+            "sweep": rec.get("sweep_name"),
+            "run_dir": rec.get("_dir"),
+        }
+        for d in sorted(by_dir, key=lambda d: (d == "avg", d)):
+            row = dict(
+                base,
+                direction=d,
+                src=d.split("-")[0] if d != "avg" else "",
+                tgt=d.split("-")[1] if d != "avg" else "",
+                trained=(d in trained) if d != "avg" else "",
+                partition=part_of.get(d, ""),
+            )
+            row.update({f"{split}/{k}": v for k, v in sorted(by_dir[d].items())})
+            rows.append(row)
+    return rows
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    return cols
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    cols = _columns(rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in cols})
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) >= 1e5 else f"{v:.2f}"
+    return "" if v is None else str(v).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict], cols: list[str] | None = None) -> str:
+    if not rows:
+        return "_(none)_\n"
+    cols = cols or _columns(rows)
+    out = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+# ---- config differences ------------------------------------------------------------------------------------
+def config_differences(records: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """Non-swept config values that differ between runs: ``{key: {value: [run names]}}``."""
+    flat = [(r.get("run_name") or r.get("_dir"), flatten(r.get("config") or {})) for r in records]
+    keys = sorted({k for _, f in flat for k in f})
+    diffs = {}
+    for k in keys:
+        if k.startswith(_SWEPT_PREFIXES) or k.startswith(("hydra", "logger.", "progress.", "eval.monitor")):
+            continue
+        values = defaultdict(list)
+        for name, f in flat:
+            values[json.dumps(f.get(k, "<absent>"), default=str)].append(str(name))
+        if len(values) > 1:
+            diffs[k] = dict(values)
+    return diffs
+
+
+# ---- statistics ----------------------------------------------------------------------------------------------
+def pearson(x: list[float], y: list[float]) -> float | None:
+    n = len(x)
+    if n < 3:
+        return None
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    if sxx == 0 or syy == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
+
+
+def _ranks(v: list[float]) -> list[float]:
+    order = sorted(range(len(v)), key=lambda i: v[i])
+    ranks = [0.0] * len(v)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1  # ties share their mean rank
+        i = j + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    return pearson(_ranks(x), _ranks(y)) if len(x) >= 3 else None
+
+
+def load_similarity(kind: str | None = None) -> tuple[dict[str, float], str]:
+    doc = json.loads(SIMILARITY_FILE.read_text(encoding="utf-8"))
+    kind = kind or doc.get("default", "syntactic")
+    values = {c: row[kind] for c, row in doc["languages"].items() if row.get(kind) is not None}
+    return values, f"{kind} similarity to English ({doc['source']})"
+
+
+# ---- figures ---------------------------------------------------------------------------------------------
+class Figures:
+    """Draws each figure to ``out_dir/<name>.png``; returns and keeps the data plotted (tests check it)."""
+
+    def __init__(
+        self, out_dir: Path, records: list[dict], metric: str, split: str = "test", similarity: str | None = None
+    ):
+        self.out, self.records, self.metric, self.split = out_dir, records, metric, split
+        self.similarity = similarity
+        self.drawn: dict[str, dict] = {}
+        self.skipped: dict[str, str] = {}
+        self.correlations: list[dict] = []
+
+    def _avg(self, rec: dict) -> float | None:
+        return rec.get("metrics", {}).get(f"{self.split}/{self.metric}/avg")
+
+    def _save(self, fig, name: str, data: dict) -> None:
+        import matplotlib.pyplot as plt
+
+        path = self.out / f"{name}.png"
+        for ax in fig.axes:
+            handles, labels = ax.get_legend_handles_labels()
+            if len(labels) > 4:  # crowded: legend to the right of the axes, figure widened to hold it
+                ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                fig.set_size_inches(fig.get_size_inches()[0] + 4.5, fig.get_size_inches()[1])
+        fig.tight_layout()
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        data["path"] = str(path)
+        self.drawn[name] = data
+
+    @staticmethod
+    def _plt():
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        return plt
+
+    def line(
+        self, name: str, title: str, xlabel: str, xfn, select=lambda r: True, logx: bool = False, reference=None
+    ) -> dict | None:
+        """Mean over seeds of the average score per (series, x); series labelled by method and varying values."""
+        pts = [(r, xfn(r), self._avg(r)) for r in self.records if select(r)]
+        pts = [(r, x, y) for r, x, y in pts if x is not None and y is not None and (not logx or x > 0)]
+        xs = {x for _, x, _ in pts}
+        if len(xs) < 2:
+            self.skipped[name] = (
+                f"needs runs at 2 or more values of {xlabel} with {self.split}/{self.metric}/avg; found {len(xs)}"
+            )
+            return None
+        x_key = name_key.get(name, "")
+        vary = _varying([r for r, _, _ in pts], exclude=(x_key,))
+        acc: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r, x, y in pts:
+            acc[run_label(r, vary, x_key)][x].append(y)
+        series = {lab: sorted((x, sum(v) / len(v)) for x, v in d.items()) for lab, d in sorted(acc.items())}
+        refs = {}
+        if reference:
+            racc = defaultdict(list)
+            for r in self.records:
+                if reference(r) and self._avg(r) is not None:
+                    racc[run_label(r, _varying([r for r in self.records if reference(r)], ()))].append(self._avg(r))
+            refs = {lab: sum(v) / len(v) for lab, v in racc.items()}
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for lab, s in series.items():
+            ax.plot([x for x, _ in s], [y for _, y in s], marker="o", label=lab)
+        for lab, y in refs.items():
+            ax.axhline(y, linestyle="--", color="grey", linewidth=1)
+            ax.annotate(
+                f"{lab} ({y:.1f})", (0.01, y), xycoords=("axes fraction", "data"), fontsize=8, va="bottom", color="grey"
+            )
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{self.split} {self.metric} (avg over directions)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        data = {"series": series, "reference": refs}
+        self._save(fig, name, data)
+        return data
+
+    def templates(self) -> dict | None:
+        name = "template_comparison"
+        by: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        recs = [r for r in self.records if self._avg(r) is not None]
+        temps = sorted({_short_template(r) for r in recs})
+        if len(temps) < 2:
+            self.skipped[name] = f"needs runs with 2 or more templates; found {len(temps)}"
+            return None
+        vary = _varying(recs, exclude=("template",))
+        for r in recs:
+            by[run_label(r, vary)][_short_template(r)].append(self._avg(r))
+        series = {lab: {t: sum(v) / len(v) for t, v in d.items()} for lab, d in sorted(by.items())}
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        width = 0.8 / max(1, len(series))
+        for i, (lab, d) in enumerate(series.items()):
+            ax.bar([temps.index(t) + i * width for t in d], list(d.values()), width=width, label=lab)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(temps))], temps)
+        ax.set_ylabel(f"{self.split} {self.metric} (avg)")
+        ax.set_title("Template comparison")
+        ax.legend(fontsize=8)
+        data = {"series": series}
+        self._save(fig, name, data)
+        return data
+
+    def partitions(self) -> dict | None:
+        name = "partitions"
+        series = {}
+        vary = _varying(self.records, exclude=())
+        for r in self.records:
+            m = r.get("metrics", {})
+            vals = {
+                p: m[f"{self.split}/{self.metric}/partition/{p}"]
+                for p in PARTITIONS
+                if f"{self.split}/{self.metric}/partition/{p}" in m
+            }
+            if vals:
+                label = run_label(r, vary)
+                series[label if label not in series else f"{label} ({r.get('run_name')})"] = vals
+        if not series:
+            self.skipped[name] = (
+                f"no run has {self.split}/{self.metric}/partition/* metrics (needs training "
+                "directions and an evaluation beyond them)"
+            )
+            return None
+        parts = [p for p in PARTITIONS if any(p in v for v in series.values())]
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        width = 0.8 / len(series)
+        for i, (lab, d) in enumerate(series.items()):
+            ax.bar([parts.index(p) + i * width for p in d], list(d.values()), width=width, label=lab)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(parts))], parts, rotation=20)
+        ax.set_ylabel(f"{self.split} {self.metric}")
+        ax.set_title("Seen and unseen directions")
+        ax.legend(fontsize=8)
+        data = {"series": series}
+        self._save(fig, name, data)
+        return data
+
+    def errors(self) -> dict | None:
+        name = "error_types"
+        recs = [r for r in self.records if (r.get("errors") or {}).get(self.split)]
+        if not recs:
+            self.skipped[name] = f"no run has an error analysis for {self.split} (results.json 'errors')"
+            return None
+        vary = _varying(recs, exclude=())
+        series = {}
+        for r in recs:
+            counts, n = defaultdict(int), 0
+            for e in r["errors"][self.split].values():
+                n += int(e.get("n", 0))
+                for c, k in (e.get("counts") or {}).items():
+                    counts[c] += int(k)
+            label = run_label(r, vary)
+            if label in series:
+                label = f"{label} ({r.get('run_name')})"
+            series[label] = {c: counts.get(c, 0) / n if n else 0.0 for c in ERROR_CATEGORIES}
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        labels = list(series)
+        bottom = [0.0] * len(labels)
+        for c in ERROR_CATEGORIES:
+            vals = [series[lab][c] for lab in labels]
+            ax.bar(range(len(labels)), vals, bottom=bottom, label=c)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("fraction of translations")
+        ax.set_title(f"Error types ({self.split})")
+        ax.legend(fontsize=7)
+        data = {"series": series}
+        self._save(fig, name, data)
+        return data
+
+    def per_language(
+        self, name: str, xvalues: dict[str, float], xlabel: str, logx: bool, exclude: tuple[str, ...] = ()
+    ) -> dict | None:
+        """Per-language score (mean over directions into / out of the language) against a language property."""
+        recs = [r for r in self.records if r.get("status") == "completed"]
+        vary = _varying(recs, exclude=())
+        acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in recs:
+            lab = run_label(r, vary)
+            per: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for key, v in r.get("metrics", {}).items():
+                parts = key.split("/")
+                if (
+                    len(parts) == 3
+                    and parts[0] == self.split
+                    and parts[1] == self.metric
+                    and _DIRECTION.match(parts[2])
+                ):
+                    s, t = parts[2].split("-")
+                    per[("into", t)].append(v)
+                    per[("from", s)].append(v)
+            for (side, lang), vals in per.items():
+                acc[f"{lab} | {side} language"][lang].append(sum(vals) / len(vals))
+        series = {}
+        for lab, d in sorted(acc.items()):
+            pts = sorted(
+                (xvalues[lang], sum(v) / len(v), lang)
+                for lang, v in d.items()
+                if lang in xvalues and lang not in exclude
+            )
+            if len(pts) >= 3:
+                series[lab] = pts
+        if not series:
+            self.skipped[name] = (
+                f"needs per-direction {self.split}/{self.metric} scores for 3 or more languages with a known {xlabel}"
+            )
+            return None
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(7.0, 4.8))
+        corr = {}
+        for lab, pts in series.items():
+            xs = [math.log10(x) if logx else x for x, _, _ in pts]
+            ys = [y for _, y, _ in pts]
+            c = {
+                "series": lab,
+                "figure": name,
+                "n": len(pts),
+                "pearson": pearson(xs, ys),
+                "spearman": spearman(xs, ys),
+                "x": ("log10 " if logx else "") + xlabel,
+            }
+            corr[lab] = c
+            self.correlations.append(c)
+            ax.scatter(
+                [x for x, _, _ in pts], ys, label=f"{lab} (r={_fmt_corr(c['pearson'])}, ρ={_fmt_corr(c['spearman'])})"
+            )
+            for x, y, lang in pts:
+                ax.annotate(lang, (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{self.split} {self.metric} (mean over the language's directions)")
+        ax.set_title(f"Per-language {self.metric}")
+        ax.legend(fontsize=7)
+        data = {"series": series, "correlations": corr}
+        self._save(fig, name, data)
+        return data
+
+    def all(self) -> None:
+        mfti = lambda r: method_of(r.get("swept", {})) == "mFTI"  # noqa: E731
+        icl = lambda r: method_of(r.get("swept", {})) == "ICL"  # noqa: E731
+        self.line("bleu_vs_model_size", "Model size", "parameters", params_of, logx=True)
+        self.line(
+            "bleu_vs_num_examples",
+            "Training examples per direction",
+            "examples per direction",
+            lambda r: r.get("swept", {}).get("num_examples"),
+            select=mfti,
+            logx=True,
+            reference=icl,
+        )
+        self.line(
+            "bleu_vs_lang_pairs",
+            "Number of training directions",
+            "training directions",
+            lambda r: len(r.get("directions", {}).get("train", [])) or None,
+            select=mfti,
+            reference=icl,
+        )
+        self.line("bleu_vs_shots", "In-context demonstrations", "shots", lambda r: r.get("swept", {}).get("shots"))
+        self.templates()
+        self.partitions()
+        self.errors()
+        tokens = {c: float(lang.cc100xl_tokens) for c, lang in LANGUAGES.items() if lang.cc100xl_tokens}
+        self.per_language("per_language_vs_pretraining_tokens", tokens, "XGLM pretraining tokens (CC100-XL)", logx=True)
+        sim, source = load_similarity(self.similarity)
+        self.per_language(
+            "per_language_vs_similarity", sim, f"{source.split(' (')[0]} (URIEL)", logx=False, exclude=("en",)
+        )
+
+
+name_key = {
+    "bleu_vs_model_size": "model",
+    "bleu_vs_num_examples": "num_examples",
+    "bleu_vs_lang_pairs": "lang_pairs",
+    "bleu_vs_shots": "shots",
+}
+
+
+def _fmt_corr(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+# ---- the report ------------------------------------------------------------------------------------------
+def summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, n_done) -> list[str]:
+    """report.md: the runs' averages, failed runs, directories without results, non-swept differences,
+    correlations and figures."""
+    summary_rows = [row for row in rows if row["direction"] == "avg"]
+    cols = ["run", "method", *SWEPT, "params", "num_train_directions"] + sorted(
+        {c for r in summary_rows for c in r if c.startswith(f"{split}/")}
+    )
+    md = [
+        "# mfti-report\n",
+        f"Metric: **{split} {metric}** (averages over directions). Runs: {n_done} completed, "
+        f"{len(failed_rows)} failed or incomplete, {len(problems)} directories without a results.json.\n",
+        "## Runs\n",
+        markdown_table(summary_rows, cols),
+        "\n## Failed or incomplete runs\n",
+        markdown_table(failed_rows) if failed_rows else "_(none)_\n",
+        "\n## Directories without results.json\n",
+        "".join(f"- {p}\n" for p in problems) or "_(none)_\n",
+        "\n## Config values that differ between runs (not swept)\n",
+    ]
+    md += [
+        f"- `{k}`: " + "; ".join(f"`{v}` in {', '.join(n)}" for v, n in vals.items()) + "\n"
+        for k, vals in diffs.items()
+    ] or ["_(none)_\n"]
+    md += [
+        "\n## Correlations (per-language scores)\n",
+        markdown_table(
+            [{k: c[k] for k in ("figure", "series", "x", "n", "pearson", "spearman")} for c in figs.correlations]
+        )
+        if figs.correlations
+        else "_(none)_\n",
+        f"\nSimilarity to English: {load_similarity(similarity)[1]}; pretraining tokens: XGLM model card "
+        "(CC100-XL), from mfti_lightning/core/languages.py.\n",
+        "\n## Figures\n",
+    ]
+    md += [f"- {n}: ![{n}]({Path(d['path']).name})\n" for n, d in figs.drawn.items()]
+    md += ["\n## Figures skipped (no data)\n"] + [f"- {n}: {why}\n" for n, why in figs.skipped.items()]
+    return md
+
+
+def make_report(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    metric: str = "auto",
+    split: str = "test",
+    similarity: str | None = None,
+) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records, problems = collect(paths)
+    for p in problems:
+        log.warning("%s", p)
+    if not records:
+        raise SystemExit(
+            "mfti-report: no results.json found.\n  "
+            + "\n  ".join(problems)
+            + "\nGive run directories (with results.json) or the sweep directories above them."
+        )
+    done = [r for r in records if r.get("status") == "completed"]
+    not_done = [r for r in records if r.get("status") != "completed"]
+    for r in not_done:
+        log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    metric = bleu_metric(done, split, metric)
+    diffs = config_differences(done)
+    for k, values in diffs.items():
+        log.warning(
+            "runs differ in the non-swept config value %s: %s",
+            k,
+            "; ".join(f"{v} in {', '.join(names)}" for v, names in values.items()),
+        )
+    rows = tidy_rows(done, split)
+    write_csv(rows, out / "table.csv")
+    (out / "table.md").write_text(markdown_table(rows), encoding="utf-8")
+    figs = Figures(out, done, metric, split, similarity)
+    figs.all()
+    failed_rows = [
+        {"run": r.get("run_name"), "status": r.get("status"), "error": (r.get("error") or "")[:200], "run_dir": r["_dir"]}
+        for r in not_done
+    ]  # fmt: skip
+    md = summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, len(done))
+    (out / "report.md").write_text("".join(md), encoding="utf-8")
+    return {
+        "out_dir": str(out),
+        "metric": metric,
+        "rows": rows,
+        "failed": failed_rows,
+        "problems": problems,
+        "config_differences": diffs,
+        "figures": figs.drawn,
+        "skipped": figs.skipped,
+        "correlations": figs.correlations,
+        "num_runs": len(done),
+    }

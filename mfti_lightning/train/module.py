@@ -1,0 +1,271 @@
+"""The mFTI LightningModule: causal-LM finetuning of a Hugging Face model, validated by translating."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from mfti_lightning.core import layout
+from mfti_lightning.core.template import Template
+from mfti_lightning.data.prepare import EvalSet
+from mfti_lightning.eval import evaluation
+from mfti_lightning.eval.generation import gather_translations, translate
+from mfti_lightning.model.modeling import load_model
+from mfti_lightning.train import throughput
+
+log = logging.getLogger(__name__)
+
+
+class MFTIModule(pl.LightningModule):
+    def __init__(
+        self,
+        model_path: str,
+        template: dict,
+        optimizer,  # a partial: optimizer(params) -> torch.optim.Optimizer
+        warmup_steps: int = 0,
+        dtype: str = "float32",
+        attn_implementation: str = "eager",
+        gradient_checkpointing: bool = False,
+        val_sets: list[EvalSet] | None = None,
+        eval_settings: dict | None = None,
+        out_dir: str | None = None,
+        peft: dict | None = None,
+        shape: dict | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "val_sets"])
+        self.template = Template.from_dict(template)
+        self.optimizer_factory = optimizer
+        self.model = None
+        self.val_sets = val_sets or []
+        self.eval_settings = dict(eval_settings or {})
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.val_prompts = evaluation.build_prompts(
+            self.val_sets,
+            self.template,
+            int(self.eval_settings.get("shots", 0)),
+            int(self.eval_settings.get("seed", 0)),
+        )
+        self._val_out: dict[int, str] = {}
+        self.tokenizer = None
+        self.loss_history: list[tuple[int, float]] = []
+        self._tokens_seen = 0
+        self._t_start = None
+        self.counter = throughput.Counter(shape)
+        self._t_batch = None
+
+    # ---- model ---------------------------------------------------------------------------------------
+    def configure_model(self):
+        if self.model is not None:
+            return
+        hp = self.hparams
+        self.model = load_model(hp.model_path, hp.dtype, hp.attn_implementation, hp.get("peft"))
+        self.model.train()  # transformers 5 returns models in eval mode
+        if hp.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hp.get("peft"):
+                self.model.enable_input_require_grads()
+            self.model.config.use_cache = False
+        if self._trainer is not None and type(self.trainer.strategy).__name__ == "ModelParallelStrategy":
+            self._fully_shard()
+
+    def _fully_shard(self):
+        """FSDP2: one ``fully_shard`` unit per transformer block (``_no_split_modules``), then the root."""
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        names = set(getattr(_base_model(self.model), "_no_split_modules", None) or [])
+        blocks = [m for m in self.model.modules() if type(m).__name__ in names]
+        if not blocks:
+            raise RuntimeError(
+                f"trainer=fsdp2: no module of the classes {sorted(names)} to shard in {type(self.model).__name__}."
+            )
+        for block in blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    # ---- training ------------------------------------------------------------------------------------
+    def on_train_start(self):
+        self._t_start = time.perf_counter()
+        if self.eval_settings.get("score_before_training") and self.global_step == 0 and self.val_sets:
+            result = self.run_eval(self.val_sets, "val_init", num_beams=int(self.eval_settings.get("val_num_beams", 1)))
+            for logger in self.loggers:
+                logger.log_metrics(result.metrics, step=0)
+            self._write_json(layout.VAL_INIT_FILE, {"metrics": result.metrics, "signatures": result.signatures})
+            self._t_start = time.perf_counter()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._sync()
+        self._t_batch = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._sync()
+        if self._t_batch is not None:
+            self.counter.seconds += time.perf_counter() - self._t_batch
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def training_step(self, batch, batch_idx):
+        mask = batch["attention_mask"]
+        lengths = mask.sum(dim=1)
+        inputs = batch
+        if self.hparams.attn_implementation == "sdpa" and bool(_right_padded(mask)):
+            # right padding under a causal mask: no real token sees a pad, so the plain causal pattern gives the
+            # same loss (pads carry label -100) and lets SDPA use its fused causal kernels
+            inputs = {k: v for k, v in batch.items() if k != "attention_mask"}
+        out = self.model(**inputs)
+        loss = out.loss
+        lengths = lengths.tolist()
+        real = sum(lengths)
+        self._tokens_seen += real
+        self.counter.add_batch(lengths, mask.shape[1])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=mask.shape[0])
+        self.log("train/padding_efficiency", real / mask.numel(), on_step=True, on_epoch=False)
+        if self.trainer.is_last_batch or (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
+            self.loss_history.append((self.global_step, float(loss.detach())))
+        return loss
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        warmup = int(self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- validation: greedy translation of a small dev subset --------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["mfti_loss_history"] = list(self.loss_history)  # a resumed run reports the whole curve
+
+    def on_load_checkpoint(self, checkpoint):
+        self.loss_history = [tuple(x) for x in checkpoint.get("mfti_loss_history", [])]
+
+    def on_validation_epoch_start(self):
+        self._val_out = {}
+
+    def validation_step(self, batch, batch_idx):
+        prompts = [self.val_prompts[i][2] for i in batch]
+        hyps = translate(
+            self.model,
+            self.tokenizer,
+            self.template,
+            prompts,
+            num_beams=int(self.eval_settings.get("val_num_beams", 1)),
+            max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
+            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+        )
+        self._val_out.update(zip(batch, hyps))
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking or not self.val_prompts:
+            return
+        hyps = gather_translations(self._val_out, len(self.val_prompts), self.trainer.world_size)
+        result = evaluation.score_translations(
+            self.val_sets, self.val_prompts, hyps, "val", self.eval_settings.get("bleu_tokenize", "auto")
+        )
+        for k, v in result.metrics.items():  # identical on every rank: no sync needed
+            self.log(k, v, on_step=False, on_epoch=True, sync_dist=False)
+        self._write_json(f"val/step{self.global_step:06d}.json", {"metrics": result.metrics})
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def run_eval(self, sets, split: str, num_beams: int):
+        result = evaluation.evaluate(
+            self.model,
+            self.tokenizer,
+            self.template,
+            sets,
+            split=split,
+            shots=int(self.eval_settings.get("shots", 0)),
+            seed=int(self.eval_settings.get("seed", 0)),
+            num_beams=num_beams,
+            max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
+            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            bleu_tokenize=self.eval_settings.get("bleu_tokenize", "auto"),
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        return result
+
+    def on_train_end(self):
+        elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
+        tp = self.throughput_report()
+        losses = [loss for _, loss in self.loss_history]
+        summary = {
+            "steps": int(self.global_step),
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+            # mean over the first and last tenth of the steps: less noisy than single steps
+            "loss_first_10pct": _mean(losses[: max(1, math.ceil(len(losses) / 10))]),
+            "loss_last_10pct": _mean(losses[-max(1, math.ceil(len(losses) / 10)) :]),
+            "loss_history": self.loss_history,
+            "train_time_s": elapsed,
+            "tokens_per_s_rank0": self._tokens_seen / elapsed if elapsed > 0 else None,
+            "throughput": tp,
+        }
+        if self.global_rank == 0:
+            log.info(
+                "throughput: %s",
+                {
+                    k: v
+                    for k, v in tp.items()
+                    if k in ("tokens_per_s", "samples_per_s", "mfu", "padding_efficiency", "peak_memory_gb")
+                },
+            )
+        for logger in self.loggers:
+            logger.log_metrics(
+                {f"throughput/{k}": v for k, v in tp.items() if isinstance(v, (int, float)) and v is not None},
+                step=int(self.global_step),
+            )
+        self._write_json(layout.TRAIN_SUMMARY_FILE, summary)
+
+    def throughput_report(self) -> dict:
+        """Counters summed over ranks (a collective: every rank calls it) -> the results.json record."""
+        totals = torch.tensor(self.counter.as_list(), dtype=torch.float64)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        totals = totals.tolist()
+        seconds = totals[4] / world  # mean per-rank training time (ranks step in lockstep)
+        device, peak = throughput.device_info(self.device)
+        n_total = sum(p.numel() for p in self.parameters())
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        if world > 1 and type(self.trainer.strategy).__name__ == "FSDPStrategy":
+            counts = self.trainer.strategy.reduce(
+                torch.tensor([n_total, n_train], dtype=torch.float64, device=self.device), reduce_op="sum"
+            )
+            n_total, n_train = (int(x) for x in counts.tolist())  # FSDP1 shards: local numels sum to the total
+        # (FSDP2 parameters are DTensors whose numel() is already the global size)
+        return throughput.report(
+            totals, seconds, world, device, peak, throughput.peak_memory_gb(self.device), n_total, n_train
+        )
+
+    def _write_json(self, name: str, obj) -> None:
+        if self.out_dir is None or self.global_rank != 0:
+            return
+        path = self.out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _right_padded(mask: torch.Tensor) -> torch.Tensor:
+    """True when every row is ones followed by zeros."""
+    return (mask[:, 1:] <= mask[:, :-1]).all()
+
+
+def _base_model(model):
+    """The transformers model under a peft wrapper."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else None

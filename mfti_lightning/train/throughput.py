@@ -1,0 +1,108 @@
+"""Training throughput: FLOPs from the model shape and real token counts, MFU against a peak-FLOPs table.
+
+Torch-free except :func:`device_info` and :func:`peak_memory_gb` (imported lazily), so sweep planning can use
+:func:`train_flops_per_sequence` for GPU-hour estimates.
+"""
+
+from __future__ import annotations
+
+# Dense bf16 tensor-core peak (no sparsity), FLOP/s, from the vendors' data sheets: A100 312 TFLOPS;
+# H100 SXM 989 TFLOPS (PCIe 756); H200 989 TFLOPS (same compute as H100 SXM).
+PEAK_BF16_FLOPS = {"A100": 312e12, "H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12}
+
+
+def peak_flops(device_name: str | None) -> float | None:
+    """Peak bf16 FLOP/s for a device name such as ``NVIDIA H100 80GB HBM3``; None when not in the table (CPU)."""
+    if not device_name:
+        return None
+    name = device_name.upper()
+    for key in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):  # "H100 PCIe" before "H100"
+        if all(part.upper() in name for part in key.split()):
+            return PEAK_BF16_FLOPS[key]
+    return None
+
+
+def matmul_params(shape: dict) -> int:
+    """Parameters that take part in matmuls per token: decoder layers + the (tied) output projection."""
+    L, d, f, V = int(shape["num_layers"]), int(shape["d_model"]), int(shape["ffn_dim"]), int(shape["vocab_size"])
+    return L * (4 * d * d + 2 * d * f) + V * d
+
+
+def train_flops_per_sequence(shape: dict, length: int) -> float:
+    """Forward + backward FLOPs of one sequence of ``length`` real tokens (PaLM appendix B accounting:
+    6 N per token for the matmul weights plus 12 L d T per token for attention scores and values)."""
+    L, d = int(shape["num_layers"]), int(shape["d_model"])
+    return 6.0 * matmul_params(shape) * length + 12.0 * L * d * length * length
+
+
+class Counter:
+    """Accumulates what a rank trained on: sequences, real tokens, computed (padded) tokens, FLOPs."""
+
+    def __init__(self, shape: dict | None):
+        self.shape = dict(shape) if shape else None
+        self.samples = 0
+        self.real_tokens = 0
+        self.padded_tokens = 0
+        self.flops = 0.0
+        self.seconds = 0.0
+
+    def add_batch(self, lengths: list[int], width: int) -> None:
+        self.samples += len(lengths)
+        self.real_tokens += sum(lengths)
+        self.padded_tokens += len(lengths) * width
+        if self.shape:
+            self.flops += sum(train_flops_per_sequence(self.shape, n) for n in lengths)
+
+    def as_list(self) -> list[float]:
+        return [self.samples, self.real_tokens, self.padded_tokens, self.flops, self.seconds]
+
+
+def report(
+    totals: list[float],
+    seconds: float,
+    world_size: int,
+    device: str,
+    peak: float | None,
+    peak_memory: float | None,
+    params_total: int,
+    params_trainable: int,
+) -> dict:
+    """The ``results["throughput"]`` record from counters summed over ranks and the wall time of training."""
+    samples, real, padded, flops, _ = totals
+    return {
+        "tokens_per_s": real / seconds if seconds > 0 else None,
+        "samples_per_s": samples / seconds if seconds > 0 else None,
+        "mfu": (flops / seconds) / (peak * world_size) if peak and seconds > 0 else None,
+        "padding_efficiency": real / padded if padded else None,
+        "peak_memory_gb": peak_memory,
+        "params_total": int(params_total),
+        "params_trainable": int(params_trainable),
+        "device": device,
+        "world_size": int(world_size),
+        "train_seconds": seconds,
+        "real_tokens": int(real),
+        "model_flops": flops,
+    }
+
+
+def device_info(device) -> tuple[str, float | None]:
+    """(device name, peak bf16 FLOP/s or None) for a torch device."""
+    import platform
+
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return name, peak_flops(name)
+    return f"cpu ({platform.processor() or platform.machine()})", None
+
+
+def peak_memory_gb(device) -> float:
+    """Peak allocated accelerator memory, or the process' peak resident set size on CPU, in GiB."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB

@@ -1,0 +1,247 @@
+"""Building the Lightning Trainer from the ``trainer`` config group, launch checks, and resume.
+
+The checks (:func:`check_launch`, :func:`check_resume_config`, :func:`newest_checkpoint`) are torch-free and run
+before any model loading; :func:`build_trainer` imports Lightning.
+
+Launch model:
+- under SLURM the ranks are started by ``srun`` (one task per device: ``tasks_per_node == trainer.devices``);
+  Lightning sees ``SLURMEnvironment`` and starts nothing. Requeue belongs to submitit, so Lightning's own
+  auto-requeue is off (``SLURMEnvironment(auto_requeue=False)``).
+- locally, one run with ``ddp``/``fsdp``/``fsdp2`` lets Lightning start the other ranks (it re-runs the
+  command line); ``ddp_fork`` (``trainer=ddp_cpu``) forks instead and also works inside Hydra sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from mfti_lightning.core.config import flatten, num_devices
+from mfti_lightning.core.distributed import FORKING_STRATEGIES, REEXEC_STRATEGIES, slurm_tasks, torchelastic
+from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.identity import classify
+from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
+from mfti_lightning.model.checkpoints import newest_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Besides what never changes a result (identity.IGNORED), config keys whose change does not change the trained
+# weights up to a checkpoint (prefix match on dotted keys): a checkpoint may be resumed with other values.
+RESUME_IGNORED = (
+    "eval",
+    "shots",
+    "checkpoint",
+    "lang_pairs.val_size",
+    "lang_pairs.test_size",
+    "lang_pairs.eval",
+    "optim.max_steps",  # extending (or shortening) a run continues the same trajectory
+)
+
+
+# ---- launch ---------------------------------------------------------------------------------------------
+def lightning_spawns(cfg) -> bool:
+    """True when Lightning itself would start the other ranks (re-executing the command line)."""
+    world = num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    strategy = str(cfg.trainer.strategy)
+    if world <= 1 or strategy not in REEXEC_STRATEGIES:
+        return False
+    return slurm_tasks() != world and not torchelastic()
+
+
+def _hydra_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False
+
+
+def check_launch(cfg) -> None:
+    """Refuse launches that hang or fail later, with what to use instead (before any model loading)."""
+    devices = num_devices(cfg.trainer)
+    nodes = int(cfg.trainer.get("num_nodes", 1))
+    world = devices * nodes
+    strategy = str(cfg.trainer.strategy)
+    slurm = slurm_tasks()
+    if slurm is not None and slurm > 1 and slurm != world:
+        raise ConfigError(
+            f"SLURM started {slurm} task(s) but trainer.devices x trainer.num_nodes = {devices} x {nodes} = {world}. "
+            "Lightning needs one srun task per device (tasks_per_node == trainer.devices, nodes == "
+            "trainer.num_nodes); a mismatch hangs. Fix the launcher preset or the trainer settings."
+        )
+    if lightning_spawns(cfg) and (_hydra_multirun() or os.environ.get("SUBMITIT_EXECUTOR") == "local"):
+        where = "a Hydra multirun" if _hydra_multirun() else "the submitit_local launcher"
+        fork_hint = (
+            (
+                "trainer.strategy=ddp_fork (forks instead of re-running the command line; on GPUs it "
+                "works because nothing touches CUDA before fit)"
+            )
+            if strategy == "ddp"
+            else (f"one single run at a time (no --multirun) for trainer={strategy}")
+        )
+        raise ConfigError(
+            f"trainer.strategy={strategy} with {world} devices inside {where}: Lightning would start the other "
+            "ranks by re-running the command line, which re-runs the whole sweep (or fails under submitit). "
+            f"Use {fork_hint}, or launch the sweep on SLURM (hydra/launcher=slurm_*), where srun starts one "
+            "task per device."
+        )
+
+
+# ---- resume ---------------------------------------------------------------------------------------------
+def training_config(container: dict) -> dict:
+    """The flattened config keys that change training (everything but :data:`RESUME_IGNORED`)."""
+    flat = flatten(container)
+    return {
+        k: v
+        for k, v in flat.items()
+        if classify(k) is not None and not any(k == p or k.startswith(p + ".") for p in RESUME_IGNORED)
+    }
+
+
+def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
+    """Save the training config in the run dir; with ``resume=auto`` and checkpoints present, refuse a config
+    that differs in a way that changes training, showing the difference."""
+    path = Path(run_dir) / TRAINING_CONFIG_FILE
+    current = training_config(container)
+    if path.exists() and resume == "auto" and newest_checkpoint(run_dir) is not None:
+        saved = json.loads(path.read_text())
+        keys = sorted(set(saved) | set(current))
+        diff = [
+            (k, saved.get(k, "<absent>"), current.get(k, "<absent>"))
+            for k in keys
+            if saved.get(k, "<absent>") != current.get(k, "<absent>")
+        ]
+        if diff:
+            lines = "\n".join(f"  {k}: {a!r} (checkpoint) -> {b!r} (now)" for k, a, b in diff)
+            raise ConfigError(
+                f"resume=auto: {run_dir} holds checkpoints of a run with a different training config:\n{lines}\n"
+                "Resuming would mix two trainings. Restore those values, use another run dir (e.g. another "
+                "seed or sweep), or delete the checkpoints to start over."
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def lightning_cluster_kwargs(strategy: str) -> dict:
+    """Trainer arguments for the cluster the job runs on (call where the ``pl.Trainer`` is built).
+
+    Under SLURM: ``SLURMEnvironment(auto_requeue=False)``, so Lightning neither installs its own requeue handler
+    (submitit owns USR2 and requeueing) nor starts processes (srun started one task per device); a strategy that
+    would spawn processes (``ddp_fork``/``ddp_spawn``, e.g. trainer=ddp_cpu) becomes plain ``ddp`` when SLURM runs
+    several tasks. Elsewhere: the strategy unchanged and no plugin.
+    """
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return {"strategy": strategy}
+    ntasks = slurm_tasks() or 1
+    if ntasks > 1 and strategy in FORKING_STRATEGIES:
+        log.info(
+            "SLURM started %d tasks: strategy %s -> ddp (srun starts the ranks, Lightning spawns nothing)",
+            ntasks,
+            strategy,
+        )
+        strategy = "ddp"
+    return {"strategy": strategy, "plugins": [SLURMEnvironment(auto_requeue=False)]}
+
+
+# ---- Trainer --------------------------------------------------------------------------------------------
+def decoder_layer_classes(model_path: str) -> set:
+    """The transformer block classes of a model (``_no_split_modules``), found without loading weights."""
+    import sys
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    cls = AutoModelForCausalLM._model_mapping[type(config)]
+    module = sys.modules[cls.__module__]
+    names = list(getattr(cls, "_no_split_modules", None) or [])
+    classes = {getattr(module, n) for n in names if hasattr(module, n)}
+    if not classes:
+        raise ConfigError(f"trainer=fsdp: {cls.__name__} declares no _no_split_modules to wrap; use trainer=ddp.")
+    return classes
+
+
+def build_strategy(cfg, model_path: str):
+    t = cfg.trainer
+    strategy = str(t.strategy)
+    world = num_devices(t) * int(t.get("num_nodes", 1))
+    if strategy == "fsdp":
+        from pytorch_lightning.strategies import FSDPStrategy
+
+        layers = decoder_layer_classes(model_path)
+        f = t.get("fsdp") or {}
+        return FSDPStrategy(
+            auto_wrap_policy=layers,
+            activation_checkpointing_policy=layers if f.get("activation_checkpointing") else None,
+            sharding_strategy=f.get("sharding_strategy", "FULL_SHARD"),
+            state_dict_type=f.get("state_dict_type", "sharded"),
+        )
+    if strategy == "fsdp2":
+        from pytorch_lightning.strategies import ModelParallelStrategy
+
+        return ModelParallelStrategy(data_parallel_size=world, tensor_parallel_size=1, save_distributed_checkpoint=True)
+    return strategy
+
+
+def build_trainer(cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | None, model_path: str):
+    """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from mfti_lightning.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, ResumeState
+    from mfti_lightning.train.progress import progress_callbacks
+
+    strategy = build_strategy(cfg, model_path)
+    if isinstance(strategy, str):
+        kw = lightning_cluster_kwargs(strategy)
+        strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
+        plugins.append(AtomicCheckpointIO())
+    else:
+        plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
+    ckdir = Path(run_dir) / CHECKPOINTS_DIR
+    periodic = PeriodicCheckpoint(ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep))
+    best = None
+    if monitor:
+        best = ModelCheckpoint(
+            dirpath=ckdir / "best", filename="step{step:06d}", monitor=monitor, mode="max", save_top_k=1,
+            auto_insert_metric_name=False,
+        )  # fmt: skip
+    callbacks = [
+        ResumeState(),
+        periodic,
+        *([best] if best else []),
+        *([LearningRateMonitor("step")] if loggers else []),
+    ]
+    callbacks += progress_callbacks(cfg)  # rich bar in a terminal, plain lines in batch logs (progress.mode)
+    t = cfg.trainer
+    precision = str(t.precision)
+    if str(t.accelerator) == "cpu" and precision.endswith("-mixed"):
+        precision = "32-true"  # the GPU presets' bf16-mixed, run on CPU (e.g. trainer=fsdp2 trainer.accelerator=cpu)
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy,
+        precision=precision,
+        max_steps=int(cfg.optim.max_steps),
+        accumulate_grad_batches=bm["accumulate"],
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"],
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=plugins or None,
+        log_every_n_steps=int(t.log_every_n_steps),
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+    )
+    return trainer, best, periodic
