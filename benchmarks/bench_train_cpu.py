@@ -35,19 +35,20 @@ def main(argv=None):
     from conftest import compose
     from torch.utils.data import DataLoader
 
-    from mfti_lightning.core.template import from_config
-    from mfti_lightning.data.datamodule import Collator, LengthGroupedBatches, encode_examples
-    from mfti_lightning.data.prepare import training_examples
-    from mfti_lightning.model.modeling import load_model, load_tokenizer, resolve_model_path
+    from mfti_lightning.data.datamodule import Collator, LengthGroupedBatches
+    from mfti_lightning.model.modeling import load_model
+    from mfti_lightning.tasks import train as task
+    from mfti_lightning.tasks.job import resolved_container
     from mfti_lightning.train.module import MFTIModule
 
     tmp = Path(tempfile.mkdtemp())
-    cfg = compose(["num_examples.n=200", "optim.micro_batch_size=16"], tmp)
-    template = from_config(cfg.template)
-    path = resolve_model_path(cfg.model)
-    tok = load_tokenizer(path)
-    examples, _ = training_examples(cfg, template)
-    encoded, _ = encode_examples(examples, tok, template, 256, "target", "drop")
+    cfg = compose(["num_examples.n=200", "optim.micro_batch_size=16", "data.loss_on=target", "logger=none",
+                   "eval.score_before_training=false"], tmp)  # fmt: skip
+    # data, tokenizer and encoding exactly as mfti-train prepares them (its own phases)
+    job = task.prepare_run(cfg, tmp, {"config": resolved_container(cfg)})
+    task.prepare_data(job)
+    task.build_module(job)
+    template, path, tok, encoded = job.template, job.model_path, job.tokenizer, job.encoded
     sampler = LengthGroupedBatches([len(e.input_ids) for e in encoded], 16, 0)
     collate = Collator(tok.pad_token_id)
     batches = [collate([encoded[i] for i in b]) for b in sampler.all_batches()][: args.steps]

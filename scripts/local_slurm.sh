@@ -168,7 +168,7 @@ start_db() {
       >"$DIR/log/mariadb.log" 2>&1 </dev/null &
     wait_for 30 mariadb mysql_root -e "select 1"
   fi
-  if [[ $FRESH == 1 ]]; then  # job ids restart at 1: an old accounting DB would report stale jobs (slurm.md #2)
+  if [[ $FRESH == 1 ]]; then  # job ids restart at 1: an old accounting DB would report stale jobs
     mysql_root -e "DROP DATABASE IF EXISTS slurm_acct_db"
   fi
   mysql_root -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'mfti-local-slurm';
@@ -231,7 +231,7 @@ cmd_stop() {
   stop_pid "$DIR/run/slurmctld.pid" slurmctld
   stop_pid "$DIR/run/slurmdbd.pid" slurmdbd
   if [[ ${LOCAL_SLURM_PURGE:-0} == 1 ]]; then
-    # never delete the state dir without the accounting DB (reused job ids; slurm.md pitfall 2)
+    # never delete the state dir without the accounting DB (reused job ids)
     if pid_alive /run/mysqld/mysqld.pid; then mysql_root -e "DROP DATABASE IF EXISTS slurm_acct_db" || true; fi
     rm -rf "$DIR"
   fi

@@ -8,44 +8,27 @@ import pytest
 
 
 def fit_tiny(cfg, run_dir: Path, *, max_steps: int = 4):
-    """Module + datamodule + Trainer as the pipeline builds them; returns (module, trainer, periodic callback)."""
-    import pytorch_lightning as pl
-    from hydra.utils import instantiate
+    """The training task's own phases (mfti_lightning.tasks.train) up to fit, in process, without validation or
+    loggers; returns (module, trainer, periodic checkpoint callback)."""
     from omegaconf import open_dict
 
-    from mfti_lightning.core.config import batch_math
-    from mfti_lightning.core.template import from_config
-    from mfti_lightning.data.datamodule import MFTIDataModule, encode_examples
-    from mfti_lightning.data.prepare import training_examples
-    from mfti_lightning.model.modeling import load_tokenizer, peft_settings, resolve_model_path
-    from mfti_lightning.train.module import MFTIModule
-    from mfti_lightning.train.trainer import build_trainer
+    from mfti_lightning.tasks import train as task
+    from mfti_lightning.tasks.job import resolved_container
+    from mfti_lightning.train.checkpointing import PeriodicCheckpoint
 
     with open_dict(cfg):
         cfg.optim.max_steps = max_steps
-    pl.seed_everything(0, verbose=False)
-    template = from_config(cfg.template)
-    path = resolve_model_path(cfg.model)
-    tok = load_tokenizer(path)
-    examples, _ = training_examples(cfg, template)
-    encoded, _ = encode_examples(examples, tok, template, 256, "target", "drop")
-    bm = batch_math(cfg)
-    module = MFTIModule(
-        model_path=path,
-        template=template.to_dict(),
-        optimizer=instantiate(cfg.optim.optimizer),
-        warmup_steps=0,
-        attn_implementation=cfg.model.attn_implementation,
-        gradient_checkpointing=bool(cfg.optim.gradient_checkpointing),
-        out_dir=str(run_dir),
-        peft=peft_settings(cfg.model),
-        shape=dict(cfg.model.shape),
-    )
-    module.tokenizer = tok
-    dm = MFTIDataModule(encoded, tok.pad_token_id, bm["micro_batch_size"], 0)
-    trainer, _, periodic = build_trainer(cfg, bm, run_dir, [], None, path)
-    trainer.fit(module, datamodule=dm)
-    return module, trainer, periodic
+        cfg.optim.warmup_steps = 0
+        cfg.data.loss_on = "target"
+        cfg.eval.score_before_training = False
+        cfg.logger.name = "none"
+    job = task.prepare_run(cfg, run_dir, {"config": resolved_container(cfg)})
+    task.prepare_data(job)
+    job.val_sets = []  # no validation: only the periodic checkpoints
+    task.build_module(job)
+    task.fit(job)
+    periodic = next(c for c in job.trainer.callbacks if isinstance(c, PeriodicCheckpoint))
+    return job.module, job.trainer, periodic
 
 
 @pytest.mark.timeout(120)

@@ -101,3 +101,23 @@ def test_unknown_attn_implementation_is_refused(tiny_model_dir):
 
     with pytest.raises(ModelLoadError, match="attn_implementation='flash'"):
         load_model(str(tiny_model_dir), "float32", "flash")
+
+
+def test_the_transformers_internals_this_module_uses():
+    """mfti_lightning.model.xglm_sdpa mirrors XGLMAttention.forward and sets a private config attribute: if
+    transformers changes either, this fails loudly instead of the sdpa path silently diverging from eager."""
+    import inspect
+
+    from transformers import XGLMConfig
+    from transformers.models.xglm.modeling_xglm import XGLMAttention
+
+    from mfti_lightning.model import xglm_sdpa
+
+    params = tuple(inspect.signature(XGLMAttention.forward).parameters)
+    assert params == xglm_sdpa.FORWARD_PARAMETERS, (
+        f"XGLMAttention.forward is now {params} (mfti_lightning/model/xglm_sdpa.py was checked against "
+        f"transformers {xglm_sdpa.CHECKED_WITH} with {xglm_sdpa.FORWARD_PARAMETERS}): update XGLMSdpaAttention"
+    )
+    assert hasattr(XGLMConfig(), "_attn_implementation_internal"), (
+        "XGLMConfig has no _attn_implementation_internal any more: update mfti_lightning/model/xglm_sdpa.py"
+    )

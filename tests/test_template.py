@@ -8,7 +8,7 @@ from conftest import CONF, compose
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.template import Template, from_config
 
-# Copied from the paper's code (NJUNLP/MFTI instruct_mt/evaluate.py, --template-str 1..6), see notes/paper.md §4
+# Copied from the paper's code (NJUNLP/MFTI instruct_mt/evaluate.py, --template-str 1..6)
 PAPER = {
     1: "Translation: [<srclang>]: <input> [<tgtlang>]:",
     2: "Translation: <input> [<tgtlang>]:",

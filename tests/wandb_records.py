@@ -2,7 +2,7 @@
 
 The file is a LevelDB-style log: a 7-byte header (``:W&B`` + magic + version), then 32 KiB blocks of chunks, each
 with a 7-byte header (crc32, length, type: FULL=1, FIRST=2, MIDDLE=3, LAST=4). Each record is a
-``wandb.proto.wandb_internal_pb2.Record``. (Same reader as shared/notes/stack.md §4, measured on wandb 0.31.)
+``wandb.proto.wandb_internal_pb2.Record``. (Checked on wandb 0.31.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ lists in overrides are expanded like a Hydra multirun. Run it with the same ``HF
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import os
 import tarfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfti_lightning.core.compose import compose
+from mfti_lightning.launch.sweep import expand
 
 log = logging.getLogger("mfti_lightning.cli.prefetch")
 FLORES101_URL = "https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz"
@@ -38,21 +38,6 @@ class Asset:
 
     def __str__(self):
         return f"{self.kind:<14} {self.source} -> {self.target or '$HF_HOME (hub cache)'}"
-
-
-def expand_overrides(overrides: list[str]) -> list[list[str]]:
-    """Hydra sweep syntax (``a=x,y``, ``range``, ``choice``) expanded to one override list per job."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    axes = []
-    for o in parsed:
-        key = o.get_key_element()
-        if o.is_sweep_override():
-            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        else:
-            axes.append([f"{key}={o.get_value_element_as_str()}"])
-    return [list(c) for c in itertools.product(*axes)] if axes else [[]]
 
 
 def assets_for(cfg) -> list[Asset]:
@@ -83,7 +68,7 @@ def assets_for(cfg) -> list[Asset]:
 
 def plan(overrides: list[str], config_name: str = "train") -> list[Asset]:
     seen, out = set(), []
-    for job in expand_overrides(overrides):
+    for job in expand({}, overrides):
         for a in assets_for(compose(config_name, job)):
             if a not in seen:
                 seen.add(a)

@@ -13,7 +13,6 @@ Only hydra/omegaconf are imported at module level (torch-free, fast ``--help``).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from mfti_lightning.core import schema
 from mfti_lightning.core.config import conf_dir
+from mfti_lightning.core.results import write_json_atomic
 
 
 def prepare(cfg: DictConfig) -> Path:
@@ -35,7 +35,7 @@ def prepare(cfg: DictConfig) -> Path:
     out = Path(cfg.paths.output_dir) / "prepared"
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(out / "train.jsonl", examples)
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(out / "report.json", report)
     template.save(out)
     print(format_report(report, out), flush=True)
     return out

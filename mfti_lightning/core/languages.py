@@ -14,6 +14,7 @@ Sources:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from mfti_lightning.core.errors import ConfigError
@@ -101,6 +102,10 @@ def name(code: str) -> str:
 
 
 Direction = tuple[str, str]
+# a direction as it appears in metric keys and file names: "<src>-<tgt>"
+DIRECTION_PATTERN = re.compile(r"^[a-z]{2,3}-[a-z]{2,3}$")
+# written without spaces between words: lengths and repetitions are counted in characters
+CHARACTER_LANGUAGES = frozenset({"zh", "ja", "th", "my"})
 
 
 def parse_direction(text: str) -> Direction:

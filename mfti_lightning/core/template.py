@@ -22,6 +22,7 @@ from pathlib import Path
 from mfti_lightning.core import languages
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.layout import TEMPLATE_FILE
+from mfti_lightning.core.results import write_json_atomic
 
 PLACEHOLDERS = ("<srclang>", "<tgtlang>", "<input>")
 _PLACEHOLDER_RE = re.compile(r"<[a-z_]+>")
@@ -109,10 +110,7 @@ class Template:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / TEMPLATE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return path
+        return write_json_atomic(Path(directory) / TEMPLATE_FILE, self.to_dict())
 
     @classmethod
     def load(cls, directory: str | Path) -> Template:

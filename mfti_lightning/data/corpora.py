@@ -30,6 +30,7 @@ from pathlib import Path
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core import languages
 from mfti_lightning.core.errors import ConfigError, DataError
+from mfti_lightning.core.languages import CHARACTER_LANGUAGES
 from mfti_lightning.core.schema import CORPUS_FORMATS as FORMATS
 
 Pair = tuple[str, str]
@@ -43,11 +44,6 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     if opener is not None:
         return opener(path, "rb")
     return open(path, "rb", buffering=1 << 20)
-
-
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a UTF-8 text file, decompressing .gz/.xz/.bz2 transparently. Undecodable bytes raise."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="strict", newline="\n")
 
 
 def iter_lines(path: str | Path) -> Iterator[str]:
@@ -78,11 +74,6 @@ def _raise_decode_error(path) -> None:
                     "-t utf-8) or drop the line."
                 ) from None
     raise DataError(f"{path}: undecodable bytes (not UTF-8). Re-encode the file as UTF-8.")
-
-
-def count_lines(path: str | Path) -> int:
-    with open_binary(path) as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def fill(template: str, src: str, tgt: str) -> str:
@@ -322,11 +313,6 @@ def describe_spec(spec, src: str, tgt: str) -> str:
 
 
 # ---- filtering and sampling ------------------------------------------------------------------------------
-_CHAR_LANGS = {"zh", "ja", "th", "my"}  # no spaces between words: count characters / 3
-
-
-def _n_tokens(text: str, code: str) -> int:
-    return len(text) // 3 + 1 if code in _CHAR_LANGS else text.count(" ") + 1
 
 
 def make_filter(filters, src: str, tgt: str, exclude: set[str], stats: dict) -> Callable[[Pair], Pair | None]:
@@ -339,7 +325,7 @@ def make_filter(filters, src: str, tgt: str, exclude: set[str], stats: dict) -> 
     """
     max_ratio = float(filters.get("max_len_ratio") or 0)
     max_tokens = int(filters.get("max_tokens") or 0)
-    src_chars, tgt_chars = src in _CHAR_LANGS, tgt in _CHAR_LANGS
+    src_chars, tgt_chars = src in CHARACTER_LANGUAGES, tgt in CHARACTER_LANGUAGES
     for k in ("empty", "length_ratio", "too_long", "in_eval_sets"):
         stats.setdefault(k, 0)
 

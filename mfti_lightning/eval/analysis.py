@@ -1,4 +1,5 @@
-"""Error analysis with the paper's taxonomy (paper.md §7, NJUNLP/MFTI ``compute_error_ratio.py``). No torch here.
+"""Error analysis with the paper's taxonomy (Li et al., TACL 2024; reference code: github.com/NJUNLP/MFTI,
+``analysis/compute_error_ratio.py``). No torch here.
 
 Every hypothesis gets exactly one label; the first matching rule wins:
 
@@ -15,8 +16,8 @@ Every hypothesis gets exactly one label; the first matching rule wins:
 
 Language identification: the reference used fastText ``lid.176.bin``, which cannot be downloaded here. We use
 lingua (``lingua-language-detector``: its models ship inside the wheel), restricted to the paper's 13 languages
-plus the languages of the run and preloaded once per process (stack.md §6: 104/104 normal sentences right,
-about 0.12 ms per sentence). Two deliberate deviations from the reference, both on inputs where its fastText
+plus the languages of the run and preloaded once per process (measured on this stack: 104/104 normal sentences
+right, about 0.12 ms per sentence). Two deliberate deviations from the reference, both on inputs where its fastText
 call was meaningless: a hypothesis with fewer than two words (e.g. Chinese, which has no spaces) is judged as a
 whole instead of on an empty half, and an empty hypothesis is never off-target (it falls to under-translation).
 A direction whose languages lingua does not know skips rule 4 (logged).
@@ -29,7 +30,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from mfti_lightning.core.languages import PAPER_LANGUAGES
+from mfti_lightning.core.languages import CHARACTER_LANGUAGES, PAPER_LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,13 @@ CATEGORIES = (
     "over_translation",
     "other",
 )
-CHAR_LANGUAGES = frozenset({"zh", "ja"})  # length and repetition measured in characters
 _BRACKET = re.compile(r"\[(.*?)\]")
 _PUNCT = re.compile(r"[^\w\s]")
 
 
 # ---- the rules -----------------------------------------------------------------------------------------
 def _units(text: str, lang: str):
-    return text if lang in CHAR_LANGUAGES else text.split()
+    return text if lang in CHARACTER_LANGUAGES else text.split()
 
 
 def has_repeated_ngram(hyp: str, tgt_lang: str) -> bool:

@@ -8,7 +8,7 @@ e.g. ``Translation:``). Under beam search a beam that hits such a stop is finish
 Distributed: :func:`plan_batches` builds the length-sorted batches over *all* prompts and deals them to ranks
 round-robin; every rank runs the same number of ``generate`` calls (a rank with fewer real batches runs a
 one-row dummy batch whose output is thrown away) so FSDP, whose forward is collective, cannot hang, and
-``synced_gpus=True`` keeps the ranks decoding in lock-step inside each call (pitfalls.md §E). Each prompt is
+``synced_gpus=True`` keeps the ranks decoding in lock-step inside each call (otherwise FSDP ranks that finish early hang the others). Each prompt is
 translated by exactly one rank; :func:`gather_translations` collects them on every rank.
 """
 
@@ -98,16 +98,12 @@ def needs_synced_gpus(model, world_size: int) -> bool:
     collective and all ranks must keep calling it until the last rank is done."""
     if world_size <= 1:
         return False
-    for m in model.modules():
-        name = type(m).__name__
-        if name == "FullyShardedDataParallel" or name.startswith("FSDP"):
-            return True
-    try:
-        from torch.distributed.tensor import DTensor
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
 
-        return any(isinstance(p, DTensor) for p in model.parameters())
-    except ImportError:  # pragma: no cover
-        return False
+    if any(isinstance(m, (FullyShardedDataParallel, FSDPModule)) for m in model.modules()):
+        return True
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def _left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -226,11 +222,6 @@ def translate(
     if world_size == 1:
         return [out[i] for i in range(len(prompts))]
     return out
-
-
-def shard(n: int, rank: int, world_size: int) -> list[int]:
-    """Indices of rank ``rank``: every sentence on exactly one rank, no padding duplicates."""
-    return list(range(rank, n, world_size))
 
 
 def gather_translations(local: dict[int, str], n: int, world_size: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Direction partitions of the paper's unseen-direction experiment (paper.md §1), from a run's training
+"""Direction partitions of the paper's unseen-direction experiment (Li et al., TACL 2024, "unseen" directions), from a run's training
 directions. No torch here.
 
 Let S be the languages seen as a source in training and T those seen as a target. An evaluated direction a-b is

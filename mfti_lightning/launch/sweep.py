@@ -247,14 +247,20 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def expand(sweep_params: dict, task_overrides: list[str]) -> list[list[str]]:
-    """The jobs of a basic-sweeper multirun: ``hydra.sweeper.params`` plus the command line, cartesian product."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The jobs of a basic-sweeper multirun: ``hydra.sweeper.params`` plus the command line (sweep syntax ``a=x,y``,
+    ``range``, ``choice``), cartesian product in the basic sweeper's order; the one sweep expander (mfti-plan,
+    mfti-prefetch). Built on Hydra's public override parser."""
+    import itertools
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     args = [f"{k}={v}" for k, v in (sweep_params or {}).items()] + list(task_overrides)
-    parsed = OverridesParser.create().parse_overrides(args)
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [list(job) for job in batches[0]] if batches else [[]]
+    axes = []
+    for o in OverridesParser.create().parse_overrides(args):
+        key = o.get_key_element()
+        values = o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
+        axes.append([f"{key}={v}" for v in values])
+    return [list(job) for job in itertools.product(*axes)] if axes else [[]]
 
 
 def resolve_sweep_file(name: str) -> tuple[Path, str] | None:

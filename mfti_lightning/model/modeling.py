@@ -125,13 +125,13 @@ def peft_settings(model_cfg) -> dict | None:
         return None
     if name != "lora":
         raise ModelLoadError(f"model.peft={name!r}: only lora (or null) is supported.")
-    lora = dict(model_cfg.get("lora") or {})
+    lora = model_cfg.lora  # defaults: core/schema.py LoraConfig
     return {
         "name": "lora",
-        "r": int(lora.get("r", 16)),
-        "alpha": int(lora.get("alpha", 32)),
-        "dropout": float(lora.get("dropout", 0.05)),
-        "target_modules": list(lora.get("target_modules") or ["q_proj", "k_proj", "v_proj", "out_proj"]),
+        "r": int(lora.r),
+        "alpha": int(lora.alpha),
+        "dropout": float(lora.dropout),
+        "target_modules": list(lora.target_modules),
     }
 
 

@@ -11,6 +11,12 @@ belong to pad tokens; no real token attends to them (causal + padding mask), so 
 generations are unaffected (tests/test_sdpa.py compares logits, gradients, greedy and beam search to eager).
 
 ``disable(model)`` restores eager (used before ``save_pretrained`` so an exported directory loads anywhere).
+
+This module is the one place that relies on transformers internals, because there is no public way to give XGLM
+another attention kernel: it subclasses ``XGLMAttention`` with the same ``forward`` signature and sets the
+config's ``_attn_implementation_internal`` (which selects the mask builder). Checked against transformers 5.24.0
+(:data:`CHECKED_WITH`); ``tests/test_sdpa.py::test_the_transformers_internals_this_module_uses`` fails, naming
+this module, when either changes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import torch
 from torch import nn
 from transformers.cache_utils import EncoderDecoderCache
 from transformers.models.xglm.modeling_xglm import XGLMAttention
+
+CHECKED_WITH = "5.24.0"  # transformers version whose XGLMAttention.forward and config attribute this module mirrors
+FORWARD_PARAMETERS = ("self", "hidden_states", "key_value_states", "cache", "attention_mask", "kwargs")
 
 
 class XGLMSdpaAttention(XGLMAttention):
@@ -68,10 +77,6 @@ def _xglm_configs(model):
         if cfg is not None and getattr(cfg, "model_type", None) == "xglm":
             seen[id(cfg)] = cfg
     return list(seen.values())
-
-
-def is_xglm(model) -> bool:
-    return any(isinstance(m, XGLMAttention) for m in model.modules())
 
 
 def enable(model):

@@ -227,7 +227,7 @@ def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
         model = model_from_checkpoint(best, ckpt)
         del ckpt
         model.eval()
-        if export and job.cfg.get("checkpoint", {}).get("export", True) and global_rank() == 0:
+        if export and job.cfg.checkpoint.export and global_rank() == 0:
             _, model = save_hf(model, job.run_dir / layout.HF_DIR, job.tokenizer, job.template)
         if (job.run_dir / layout.HF_DIR).is_dir():
             record["export_dir"] = str(job.run_dir / layout.HF_DIR)
@@ -262,7 +262,7 @@ def test(job: TrainingJob) -> None:
         rank=rank,
         world_size=world,
         out_dir=job.run_dir,
-        analyze_errors=bool(cfg.eval.get("error_analysis", True)),
+        analyze_errors=bool(cfg.eval.get("error_analysis", True)),  # an mfti-eval key: training always analyses
         settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path)},
     )
     record_result(record, result, "test", train_directions(cfg.lang_pairs) if job.n_train else None)

@@ -26,9 +26,11 @@ from pathlib import Path
 
 from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.core.config import flatten
-from mfti_lightning.core.languages import LANGUAGES
+from mfti_lightning.core.languages import DIRECTION_PATTERN, LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
-from mfti_lightning.track.tracking import ERROR_CATEGORIES, PARTITIONS, method_of
+from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
+from mfti_lightning.eval.partitions import PARTITIONS
+from mfti_lightning.track.tracking import method_of
 
 log = logging.getLogger("mfti_lightning.track.report")
 
@@ -48,7 +50,6 @@ _SWEPT_PREFIXES = (
     "optim.optimizer.lr",
 )
 _SKIP_DIRS = {"wandb", "checkpoints", ".submitit", "tokenizer", "translations", "val", "eval_state", ".hydra"}
-_DIRECTION = re.compile(r"^[a-z]{2,3}-[a-z]{2,3}$")
 SIMILARITY_FILE = ASSETS_DIR / "lang_similarity.json"
 
 
@@ -161,7 +162,7 @@ def tidy_rows(records: list[dict], split: str = "test") -> list[dict]:
         by_dir: dict[str, dict] = defaultdict(dict)
         for key, value in m.items():
             parts = key.split("/")
-            if len(parts) == 3 and parts[0] == split and (_DIRECTION.match(parts[2]) or parts[2] == "avg"):
+            if len(parts) == 3 and parts[0] == split and (DIRECTION_PATTERN.match(parts[2]) or parts[2] == "avg"):
                 by_dir[parts[2]][parts[1]] = value
         base = {
             "run": rec.get("run_name"),
@@ -467,7 +468,7 @@ class Figures:
                     len(parts) == 3
                     and parts[0] == self.split
                     and parts[1] == self.metric
-                    and _DIRECTION.match(parts[2])
+                    and DIRECTION_PATTERN.match(parts[2])
                 ):
                     s, t = parts[2].split("-")
                     per[("into", t)].append(v)

@@ -25,22 +25,14 @@ from urllib.parse import urlsplit
 
 from mfti_lightning.core.distributed import FORKING_STRATEGIES, global_rank, srun_started_ranks
 from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.languages import DIRECTION_PATTERN
 from mfti_lightning.core.layout import RUN_ID_FILE
+from mfti_lightning.core.results import atomic_write
+from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 
 log = logging.getLogger("mfti_lightning")
 
-ERROR_CATEGORIES = (
-    "oscillatory_hallucination",
-    "template_leakage",
-    "source_copy",
-    "off_target",
-    "under_translation",
-    "over_translation",
-    "other",
-)
-PARTITIONS = ("seen", "reversed", "one_side_reversed", "src_unseen", "tgt_unseen", "both_unseen")
 SPLITS = ("val_init", "val", "test")
-_DIRECTION = re.compile(r"^[a-z]{2,3}-[a-z]{2,3}$")
 # config keys whose values are never sent anywhere (matched against the last key of a path)
 _SECRET_KEY = re.compile(r"(^|[_\-.])(api[_-]?key|apikey|token|secret|passw(or)?d|credentials?)($|[_\-.])", re.I)
 # environment variables whose values must never appear in logged config (even inside a longer string)
@@ -57,8 +49,7 @@ def wandb_run_id(run_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     rid = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rid + "\n")
+    atomic_write(path, lambda f: f.write(rid + "\n"))
     return rid
 
 
@@ -449,7 +440,7 @@ def direction_rows(record: dict) -> list[dict]:
     rows: dict[tuple[str, str], dict] = {}
     for key, value in (record.get("metrics") or {}).items():
         parts = key.split("/")
-        if len(parts) != 3 or not _DIRECTION.match(parts[2]):
+        if len(parts) != 3 or not DIRECTION_PATTERN.match(parts[2]):
             continue
         split, metric, d = parts
         row = rows.setdefault(

@@ -105,8 +105,8 @@ class PeriodicCheckpoint(pl.callbacks.ModelCheckpoint):
         )
         self.keep = max(1, int(keep))
 
-    def _save_checkpoint(self, trainer, filepath):
-        super()._save_checkpoint(trainer, filepath)
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # saves every n steps
         if trainer.is_global_zero:
             import re
             import shutil

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -12,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from mfti_lightning.core import layout
+from mfti_lightning.core.results import write_json_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet
 from mfti_lightning.eval import evaluation
@@ -238,7 +238,9 @@ class MFTIModule(pl.LightningModule):
         device, peak = throughput.device_info(self.device)
         n_total = sum(p.numel() for p in self.parameters())
         n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        if world > 1 and type(self.trainer.strategy).__name__ == "FSDPStrategy":
+        from pytorch_lightning.strategies import FSDPStrategy
+
+        if world > 1 and isinstance(self.trainer.strategy, FSDPStrategy):
             counts = self.trainer.strategy.reduce(
                 torch.tensor([n_total, n_train], dtype=torch.float64, device=self.device), reduce_op="sum"
             )
@@ -251,9 +253,7 @@ class MFTIModule(pl.LightningModule):
     def _write_json(self, name: str, obj) -> None:
         if self.out_dir is None or self.global_rank != 0:
             return
-        path = self.out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json_atomic(self.out_dir / name, obj)
 
 
 def _right_padded(mask: torch.Tensor) -> torch.Tensor:

@@ -34,8 +34,8 @@ def choose_mode(setting: str = "auto", stream=None) -> str:
 
 
 def progress_callbacks(cfg) -> list:
-    p = cfg.get("progress") or {}
-    mode = choose_mode(p.get("mode", "auto"))
+    p = cfg.progress  # defaults: core/schema.py ProgressConfig
+    mode = choose_mode(p.mode)
     if mode == "rich":
         try:
             from pytorch_lightning.callbacks import RichProgressBar
@@ -43,11 +43,7 @@ def progress_callbacks(cfg) -> list:
             return [RichProgressBar(leave=True)]
         except (ImportError, ModuleNotFoundError):  # rich missing: plain lines still work
             mode = "plain"
-    return [
-        PlainProgress(
-            every_n_steps=int(p.get("every_n_steps", 50)), every_s=float(p.get("every_s", 60)), enabled=mode == "plain"
-        )
-    ]
+    return [PlainProgress(every_n_steps=int(p.every_n_steps), every_s=float(p.every_s), enabled=mode == "plain")]
 
 
 def _fmt_time(seconds: float) -> str:

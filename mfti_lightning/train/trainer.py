@@ -23,6 +23,8 @@ from mfti_lightning.core.distributed import FORKING_STRATEGIES, REEXEC_STRATEGIE
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.identity import classify
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
+from mfti_lightning.core.results import atomic_write
+from mfti_lightning.core.schema import FsdpConfig
 from mfti_lightning.model.checkpoints import newest_checkpoint
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ RESUME_IGNORED = (
 # ---- launch ---------------------------------------------------------------------------------------------
 def lightning_spawns(cfg) -> bool:
     """True when Lightning itself would start the other ranks (re-executing the command line)."""
-    world = num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    world = num_devices(cfg.trainer) * int(cfg.trainer.num_nodes)
     strategy = str(cfg.trainer.strategy)
     if world <= 1 or strategy not in REEXEC_STRATEGIES:
         return False
@@ -63,7 +65,7 @@ def _hydra_multirun() -> bool:
 def check_launch(cfg) -> None:
     """Refuse launches that hang or fail later, with what to use instead (before any model loading)."""
     devices = num_devices(cfg.trainer)
-    nodes = int(cfg.trainer.get("num_nodes", 1))
+    nodes = int(cfg.trainer.num_nodes)
     world = devices * nodes
     strategy = str(cfg.trainer.strategy)
     slurm = slurm_tasks()
@@ -123,8 +125,7 @@ def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
                 "seed or sweep), or delete the checkpoints to start over."
             )
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n")
+    atomic_write(path, lambda f: f.write(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n"))
 
 
 def lightning_cluster_kwargs(strategy: str) -> dict:
@@ -155,10 +156,10 @@ def decoder_layer_classes(model_path: str) -> set:
     """The transformer block classes of a model (``_no_split_modules``), found without loading weights."""
     import sys
 
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
 
     config = AutoConfig.from_pretrained(model_path)
-    cls = AutoModelForCausalLM._model_mapping[type(config)]
+    cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
     module = sys.modules[cls.__module__]
     names = list(getattr(cls, "_no_split_modules", None) or [])
     classes = {getattr(module, n) for n in names if hasattr(module, n)}
@@ -170,7 +171,7 @@ def decoder_layer_classes(model_path: str) -> set:
 def build_strategy(cfg, model_path: str):
     t = cfg.trainer
     strategy = str(t.strategy)
-    world = num_devices(t) * int(t.get("num_nodes", 1))
+    world = num_devices(t) * int(t.num_nodes)
     if strategy == "fsdp":
         from pytorch_lightning.strategies import FSDPStrategy
 
@@ -179,8 +180,8 @@ def build_strategy(cfg, model_path: str):
         return FSDPStrategy(
             auto_wrap_policy=layers,
             activation_checkpointing_policy=layers if f.get("activation_checkpointing") else None,
-            sharding_strategy=f.get("sharding_strategy", "FULL_SHARD"),
-            state_dict_type=f.get("state_dict_type", "sharded"),
+            sharding_strategy=f.get("sharding_strategy", FsdpConfig.sharding_strategy),
+            state_dict_type=f.get("state_dict_type", FsdpConfig.state_dict_type),
         )
     if strategy == "fsdp2":
         from pytorch_lightning.strategies import ModelParallelStrategy
