@@ -47,7 +47,7 @@ def main():
     t = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
     de = (FLORES101_DIR / "devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[: args.n]
     rows = [tok(t.render_prompt(s, "de", "en"))["input_ids"] for s in de]
-    kw = dict(num_beams=4, max_new_tokens=args.max_new_tokens, stop_on_text=False)
+    kw = dict(num_beams=4, max_new_tokens=args.max_new_tokens, extraction="reference")
     print(
         f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}), dtype {dtype}, "
         f"shape {shape}, beam 4, max_new_tokens {args.max_new_tokens}, budget {args.batch_tokens}"

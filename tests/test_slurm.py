@@ -133,8 +133,9 @@ def test_every_paper_experiment_has_a_sweep_file():
 
 
 def _fake_inputs(root: Path) -> dict:
-    """What the paper sweeps read, as small stand-ins: a WikiMatrix file for every pair of the 13 languages and the
-    five XGLM models in an (offline) hub cache. Returns the environment that points the jobs at them."""
+    """What the paper sweeps read, as small stand-ins: a WikiMatrix file for every pair of the 13 languages, the
+    five XGLM models in an (offline) hub cache and sacrebleu's FLORES SentencePiece model (the paper overlays
+    require spBLEU). Returns the environment that points the jobs at them."""
     import gzip
     import itertools
 
@@ -150,7 +151,10 @@ def _fake_inputs(root: Path) -> dict:
         (snap / "refs" / "main").write_text("0" * 40)
         (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
         (snap / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
-    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf")}
+    spm = root / "sacrebleu" / "models" / "sacrebleu_tokenizer_spm.model"
+    spm.parent.mkdir(parents=True)
+    spm.write_bytes(b"stand-in")
+    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf"), "SACREBLEU": str(root / "sacrebleu")}
 
 
 @pytest.mark.timeout(300)

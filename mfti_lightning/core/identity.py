@@ -53,6 +53,7 @@ EVALUATION = (
     "eval.batch_tokens",
     "eval.max_prompt_tokens",
     "eval.bleu_tokenize",
+    "eval.extraction",
     "eval.error_analysis",
     "eval.comet_model",
     "shots",

@@ -53,6 +53,7 @@ PROGRESS_MODES = ("auto", "rich", "plain", "none")  # progress.choose_mode
 EVAL_SPLITS = ("devtest", "dev")  # eval_cli.SPLITS
 BLEU_SETTINGS = ("auto", "lang_default", "flores101", "spm", "flores200")  # metrics.resolve_bleu
 CORPUS_FORMATS = ("flores", "moses", "wikimatrix", "hf")  # corpora.iter_corpus
+EXTRACTION_MODES = ("reference", "clean")  # generation.translate, template.extract
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")  # modeling.load_model (sdpa: model/xglm_sdpa.py for XGLM)
 
 
@@ -270,6 +271,7 @@ class TrainEvalConfig:
     max_new_tokens: int = opt(150, gt=0)  # generated tokens per sentence
     batch_tokens: int = opt(4096, gt=0)  # token budget of a generation batch
     bleu_tokenize: str = opt("auto", choices=bleu_tokenizers)  # sacrebleu tokenizer for BLEU
+    extraction: str = opt("clean", choices=EXTRACTION_MODES)  # hypothesis: reference (up to EOS) | clean (cut)
     monitor: Optional[str] = None  # metric that picks the best checkpoint; null = val/<bleu>/avg
     score_before_training: bool = True  # also score the model before finetuning
 
@@ -315,6 +317,7 @@ class TrainConfig(CommonConfig):
     checkpoint: CheckpointConfig = opt(factory=CheckpointConfig)  # periodic and best checkpoints
     eval: TrainEvalConfig = opt(factory=TrainEvalConfig)  # validation and final test
     progress: ProgressConfig = opt(factory=ProgressConfig)  # training progress output
+    train_directions: Any = None  # ICL runs (n0): partition by these training directions (a list or an mFTI run dir)
 
 
 @dataclass

@@ -71,11 +71,12 @@ class Template:
         return self.shot_separator.join(demos + [self.render_prefix(source, src_lang, tgt_lang)])
 
     # ---- extraction --------------------------------------------------------------------------------
-    def extract(self, generated_ids: Sequence[int], tokenizer) -> str:
+    def extract(self, generated_ids: Sequence[int], tokenizer, extraction: str = "clean") -> str:
         """The translation in the ids generated *after* the prompt (positions, not string replacement).
 
-        Stops at the first EOS or pad id, then at the first newline, then where the model starts another
-        template turn (e.g. ``Translation: [`` for template 1).
+        Both modes stop at the first EOS or pad id. ``reference`` (the reference code's protocol) keeps the whole
+        continuation up to there; ``clean`` also cuts at the first newline and where the model starts another
+        template turn (e.g. ``Translation: [`` for template 1), see :meth:`cut`.
         """
         stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
         ids = []
@@ -85,7 +86,7 @@ class Template:
                 break
             ids.append(i)
         text = tokenizer.decode(ids, skip_special_tokens=True)
-        return self.cut(text)
+        return text.strip() if extraction == "reference" else self.cut(text)
 
     def cut(self, text: str) -> str:
         text = text.split("\n", 1)[0]

@@ -83,6 +83,17 @@ def score_translations(
     return result
 
 
+def add_clean_scores(result: EvalResult, sets, prompts, cut: list[str], split: str, bleu_tokenize: str) -> None:
+    """The ``reference`` hypotheses cut after the fact (first newline, a new template turn): rows get
+    ``hypothesis_clean``, metrics ``<split>_clean/<metric>/...``. One decode, both numbers."""
+    clean = score_translations(sets, prompts, cut, f"{split}_clean", bleu_tokenize)
+    result.metrics.update(clean.metrics)
+    result.signatures.update(clean.signatures)
+    for d, rows in result.rows.items():
+        for row, c in zip(rows, clean.rows[d]):
+            row["hypothesis_clean"] = c["hypothesis"]
+
+
 def add_averages(result: EvalResult, split: str) -> None:
     """``<split>/<metric>/avg`` (mean over directions) for every per-direction metric, error rates included."""
     from mfti_lightning.eval.analysis import summarize
@@ -158,8 +169,12 @@ def evaluate(
     settings: dict | None = None,
     synced_gpus: bool | None = None,
     comet_model: str | None = None,
+    extraction: str = "clean",
 ) -> EvalResult:
     """Translate every sentence of ``sets`` exactly once (batches dealt over ranks) and score each direction.
+
+    ``extraction`` (generation.EXTRACTION_MODES): ``reference`` hypotheses are the whole continuation up to EOS;
+    they are also cut after the fact as ``clean`` would and scored as ``<split>_clean/...`` (same decode).
 
     Every rank must call this with the same arguments; every rank returns the same metrics. With ``out_dir``,
     directions already finished there (same ``settings``) are reloaded, not translated again, and each newly
@@ -168,7 +183,7 @@ def evaluate(
     run = dict(
         shots=shots, seed=seed, num_beams=num_beams, max_new_tokens=max_new_tokens, batch_tokens=batch_tokens,
         bleu_tokenize=bleu_tokenize, max_prompt_tokens=max_prompt_tokens, rank=rank, world_size=world_size,
-        synced_gpus=synced_gpus, comet_model=comet_model,
+        synced_gpus=synced_gpus, comet_model=comet_model, extraction=extraction,
     )  # fmt: skip
     if out_dir is None:
         return _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, **run)
@@ -180,20 +195,26 @@ def evaluate(
         "bleu_tokenize": bleu_tokenize,
         "template": template.to_dict(),
         "analyze_errors": analyze_errors,
+        "extraction": extraction,
     }
     settings = json.loads(json.dumps(settings, default=str))
     return _evaluate_resumable(model, tokenizer, template, sets, split, Path(out_dir), settings, analyze_errors, run)
 
 
 def _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, *, shots, seed, bleu_tokenize, rank,
-                   world_size, comet_model, **decode) -> EvalResult:  # fmt: skip
+                   world_size, comet_model, extraction, **decode) -> EvalResult:  # fmt: skip
     """One pass over ``sets``: prompts, translations (dealt over ranks, gathered), scores."""
     from mfti_lightning.eval.generation import gather_translations, translate
 
     prompts = build_prompts(sets, template, shots, seed)
-    local = translate(model, tokenizer, template, [p[2] for p in prompts], rank=rank, world_size=world_size, **decode)
+    texts = [p[2] for p in prompts]
+    local = translate(
+        model, tokenizer, template, texts, rank=rank, world_size=world_size, extraction=extraction, **decode
+    )
     hyps = local if world_size == 1 else gather_translations(local, len(prompts), world_size)
     result = score_translations(sets, prompts, hyps, split, bleu_tokenize, analyze_errors)
+    if extraction == "reference":
+        add_clean_scores(result, sets, prompts, [template.cut(h) for h in hyps], split, bleu_tokenize)
     if comet_model and rank == 0:
         _add_comet(result, split, comet_model)
         add_averages(result, split)
@@ -224,6 +245,8 @@ def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, 
         scores = {k.split("/")[1]: round(v, 2) for k, v in one.metrics.items() if k.endswith(f"/{d}")}
         log.info("%s %s: %s", split, d, {k: v for k, v in scores.items() if not k.startswith("rate_")})
     add_averages(result, split)
+    if run["extraction"] == "reference":
+        add_averages(EvalResult(metrics=result.metrics), f"{split}_clean")  # no error rates: metrics only
     return result
 
 

@@ -1,9 +1,12 @@
 """Batched translation: prompts sorted by length, batched under a token budget, left-padded, generated, and
 extracted by token position through the template. Works on one process or across DDP / FSDP ranks.
 
-Stopping: a row stops at EOS (XGLM was pretrained with newlines replaced by ``</s>``), and also as soon as its
-generated text contains a newline or one of the template's stop markers (the model starting a new template turn,
-e.g. ``Translation:``). Under beam search a beam that hits such a stop is finished like a beam that emitted EOS.
+Stopping (``extraction``, :data:`EXTRACTION_MODES`): ``reference``, the reference code's protocol, stops a row only
+at EOS (XGLM was pretrained with newlines replaced by ``</s>``) or after ``max_new_tokens``, and the whole
+continuation is the hypothesis. ``clean`` also stops a row as soon as its generated text contains a newline or one
+of the template's stop markers (the model starting a new template turn, e.g. ``Translation:``) and cuts there;
+under beam search a beam that hits such a stop is finished like a beam that emitted EOS, which can change which
+beam wins.
 
 Distributed: :func:`plan_batches` builds the length-sorted batches over *all* prompts and deals them to ranks
 round-robin; every rank runs the same number of ``generate`` calls (a rank with fewer real batches runs a
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mfti_lightning.core.schema import EXTRACTION_MODES
 from mfti_lightning.core.template import Template
 
 _TAIL_TOKENS = 12  # tokens decoded per row and step to look for a newline or a stop marker
@@ -126,14 +130,14 @@ def generate_batch(
     num_beams: int,
     max_new_tokens: int,
     synced_gpus: bool = False,
-    stop_on_text: bool = True,
+    extraction: str = "clean",
 ) -> list[str]:
     """One ``generate`` call on already tokenized prompts (left-padded here); the extracted translations."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     input_ids, attention_mask, width = _left_pad(rows, pad)
     kwargs = {}
-    if stop_on_text:
+    if extraction == "clean":
         from transformers import StoppingCriteriaList
 
         kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(tokenizer, template.stop_markers, width)])
@@ -151,7 +155,7 @@ def generate_batch(
         **kwargs,
     )
     new_tokens = generated[:, width:].tolist()  # by position: everything after the (padded) prompt
-    return [template.extract(t, tokenizer) for t in new_tokens]
+    return [template.extract(t, tokenizer, extraction) for t in new_tokens]
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_tokens: int | None = None) -> list[list[int]]:
@@ -175,14 +179,16 @@ def translate(
     rank: int = 0,
     world_size: int = 1,
     synced_gpus: bool | None = None,
-    stop_on_text: bool = True,
+    extraction: str = "clean",
 ) -> dict[int, str] | list[str]:
     """Translations of ``prompts``.
 
     With ``world_size == 1`` (default): a list in input order. With ``world_size > 1``: this rank's share as
     ``{prompt index: translation}`` (every prompt on exactly one rank; pass it to :func:`gather_translations`).
-    ``synced_gpus=None`` detects FSDP-sharded parameters.
+    ``synced_gpus=None`` detects FSDP-sharded parameters. ``extraction``: ``reference`` or ``clean`` (module doc).
     """
+    if extraction not in EXTRACTION_MODES:
+        raise ValueError(f"extraction={extraction!r}: use one of {EXTRACTION_MODES}")
     was_training = model.training
     model.eval()
     encoded = encode_prompts(tokenizer, prompts, max_prompt_tokens)
@@ -203,7 +209,7 @@ def translate(
                     num_beams=num_beams,
                     max_new_tokens=max_new_tokens,
                     synced_gpus=True,
-                    stop_on_text=stop_on_text,
+                    extraction=extraction,
                 )
                 continue
             texts = generate_batch(
@@ -214,7 +220,7 @@ def translate(
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
                 synced_gpus=synced_gpus,
-                stop_on_text=stop_on_text,
+                extraction=extraction,
             )
             out.update(zip(batch, texts))
     finally:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mfti_lightning.core.languages import Direction, direction_str
+from mfti_lightning.core.languages import Direction, direction_str, parse_direction
 
 PARTITIONS = ("seen", "reversed", "one_side_reversed", "src_unseen", "tgt_unseen", "both_unseen")
 
@@ -62,3 +62,32 @@ def partition_metrics(
             if dirs and all(v is not None for v in vals):
                 out[f"{split}/{metric}/partition/{name}"] = sum(vals) / len(vals)
     return out
+
+
+def partition_directions(spec, lang_pairs=None) -> list | None:
+    """The training directions an evaluation is partitioned by (``train_directions=``): None or ``none``: no
+    partitions; ``lang_pairs``: the directions ``lang_pairs.train`` names (e.g. the paper's unseen split, for an
+    ICL run on it); a list of ``src-tgt``; or the run directory of an mFTI run (its results.json's
+    ``directions.train``), so that an ICL baseline is split exactly like the mFTI model it is compared with (the
+    reference code's ``--few-shot`` mode)."""
+    from pathlib import Path
+
+    from mfti_lightning.core.errors import ConfigError
+    from mfti_lightning.core.results import read_results
+
+    if spec is None or spec == "none":
+        return None
+    if spec == "lang_pairs" and lang_pairs is not None:
+        from mfti_lightning.core.directions import train_directions
+
+        return train_directions(lang_pairs)
+    if isinstance(spec, str):
+        rec = read_results(spec) if Path(spec).is_dir() else None
+        dirs = ((rec or {}).get("directions") or {}).get("train")
+        if not dirs:
+            raise ConfigError(
+                f"train_directions={spec!r}: give a list ([de-en,en-fr]) or the run directory of a training run "
+                "(its results.json lists directions.train); this is neither."
+            )
+        return [parse_direction(d) for d in dirs]
+    return [parse_direction(str(d)) for d in spec]

@@ -99,12 +99,11 @@ def training_directions(cfg, info: dict):
     """Training directions for the partitions (see ``train_directions`` in conf/eval.yaml)."""
     from mfti_lightning.core import directions, results
     from mfti_lightning.core.languages import parse_direction
+    from mfti_lightning.eval.partitions import partition_directions
 
     spec = cfg.get("train_directions", "auto")
-    if spec in (None, "none"):
-        return None
     if spec != "auto":
-        return [parse_direction(d) for d in spec]
+        return partition_directions(spec, cfg.lang_pairs)
     run_dir = info.get("run_dir")
     if run_dir is not None:
         rec = results.read_results(run_dir)
@@ -247,6 +246,7 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
         analyze_errors=bool(e.get("error_analysis", True)),
         settings={"model": info["model_path"], "ckpt": info.get("ckpt_file")},
         comet_model=e.get("comet_model"),
+        extraction=str(e.extraction),
     )
     if world_size > 1:
         dist.barrier()

@@ -72,6 +72,7 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None, summ
         "run_dir": str(run_dir.resolve()),
         "sweep_name": cfg.sweep_name,
         "swept": swept_values(cfg),
+        "extraction": OmegaConf.select(cfg, "eval.extraction"),  # how hypotheses were cut (eval.extraction)
         "metrics": {},
         "signatures": {},
         "config": resolved_container(cfg),

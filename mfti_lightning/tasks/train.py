@@ -244,6 +244,7 @@ def test(job: TrainingJob) -> None:
     import torch.distributed as dist
 
     from mfti_lightning.eval.evaluation import evaluate, record_result
+    from mfti_lightning.eval.partitions import partition_directions
 
     cfg, record = job.cfg, job.record
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -264,8 +265,12 @@ def test(job: TrainingJob) -> None:
         out_dir=job.run_dir,
         analyze_errors=bool(cfg.eval.get("error_analysis", True)),  # an mfti-eval key: training always analyses
         settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path)},
+        extraction=str(cfg.eval.extraction),
     )
-    record_result(record, result, "test", train_directions(cfg.lang_pairs) if job.n_train else None)
+    # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or
+    # the mFTI run it is compared with)
+    parts = train_directions(cfg.lang_pairs) if job.n_train else partition_directions(cfg.train_directions, cfg.lang_pairs)
+    record_result(record, result, "test", parts)
     if rank == 0:
         for logger in job.loggers:
             logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))

@@ -1,0 +1,95 @@
+"""The paper's evaluation protocol (reference code NJUNLP/MFTI): the reference extraction next to the clean one,
+strict spBLEU in the paper overlays, ICL results partitioned like the mFTI run they are compared with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_cli
+
+FAST = ["logger=none", "lang_pairs.test_size=6", "eval.max_new_tokens=16", "eval.num_beams=1"]
+
+
+def test_reference_extraction_keeps_what_clean_cuts(tiny_tokenizer):
+    """By token position: reference = everything up to EOS, clean = cut at a new template turn."""
+    from conftest import compose
+
+    from mfti_lightning.core.template import from_config
+
+    t = from_config(compose([]).template)
+    tok = tiny_tokenizer
+    generated = tok(" Hallo Welt. Translation: [German]: more", add_special_tokens=False)["input_ids"]
+    ids = [*generated, tok.eos_token_id, *tok(" after EOS", add_special_tokens=False)["input_ids"]]
+    ref, clean = t.extract(ids, tok, "reference"), t.extract(ids, tok, "clean")
+    assert clean == "Hallo Welt."
+    assert ref.startswith(clean) and "Translation: [" in ref and "after EOS" not in ref
+    assert t.cut(ref) == clean  # clean after the fact, from the same decode
+
+
+def _translations(run_dir):
+    out = {}
+    for f in sorted((run_dir / "translations").glob("*.jsonl")):
+        out[f.stem] = [json.loads(line) for line in f.read_text().splitlines()]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_mfti_eval_reference_and_clean_extraction(tmp_path):
+    runs = {}
+    for mode in ("reference", "clean"):
+        p = run_cli(
+            ["mfti_lightning.cli.eval", *FAST, "shots=k1", f"eval.extraction={mode}"], cwd=tmp_path, timeout=300
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+    for d in (tmp_path / "outputs" / "eval" / "runs").iterdir():
+        r = json.loads((d / "results.json").read_text())
+        runs[r["extraction"]] = (r, _translations(d))
+    assert set(runs) == {"reference", "clean"}  # evaluation settings give evaluation runs their own directory
+    (ref, ref_rows), (clean, clean_rows) = runs["reference"], runs["clean"]
+    assert ref["config"]["eval"]["extraction"] == "reference"
+    for d, rows in ref_rows.items():
+        for a, b in zip(rows, clean_rows[d], strict=True):
+            assert a["prompt"] == b["prompt"]
+            assert len(a["hypothesis"]) >= len(b["hypothesis"])  # never shorter than clean
+            assert a["hypothesis_clean"] == b["hypothesis"]  # greedy: cut after the fact = clean decoding
+    for key, value in clean["metrics"].items():  # ... so the clean scores of the reference decode are the clean run's
+        if key.startswith("test/") and "/rate_" not in key and key.count("/") == 2:  # per direction and avg
+            assert ref["metrics"]["test_clean/" + key.split("/", 1)[1]] == pytest.approx(value), key
+
+
+def test_paper_overlay_requires_spbleu_before_anything_runs(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.train", "experiment=mfti", "model=tiny",
+                        "trainer=cpu", "logger=none"], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert p.returncode != 0
+    assert "SentencePiece" in p.stderr and "mfti-prefetch" in p.stderr, p.stderr[-3000:]
+    assert not (tmp_path / "outputs" / "train" / "runs").exists() or not list(
+        (tmp_path / "outputs" / "train" / "runs").rglob("checkpoints")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_icl_run_partitioned_by_train_directions(tmp_path):
+    args = ["mfti_lightning.cli.train", *FAST, "num_examples=n0", "shots=k1", "lang_pairs.test_size=2",
+            "train_directions=[de-en]"]  # fmt: skip
+    p = run_cli(args, cwd=tmp_path, timeout=280)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    r = json.loads((run_dir / "results.json").read_text())
+    assert r["directions"]["train"] == [] and r["partitions"]["seen"] == ["de-en"]
+    assert any(k.startswith("test/") and "/partition/" in k for k in r["metrics"])
+
+
+def test_plan_unseen_has_the_icl_baseline_on_the_same_partitions(tmp_path):
+    from test_slurm import _fake_inputs
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.plan", "unseen", "--json"], capture_output=True,
+                       text=True, timeout=120, cwd=REPO, env=env)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [j["overrides"] for j in jobs] == [["experiment=main_unseen"], ["experiment=main_icl_unseen"]]
