@@ -184,7 +184,7 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         "model_scaling": 10,
         "num_examples_scaling": 6,
         "lang_pairs_scaling": 5,
-        "unseen": 1,
+        "unseen": 2,
         "templates": 6,
         "shots": 5,
     }

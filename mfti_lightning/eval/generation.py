@@ -197,32 +197,21 @@ def translate(
     out: dict[int, str] = {}
     try:
         for batch in plan_batches([len(e) for e in encoded], batch_tokens, max_new_tokens, num_beams, rank, world_size):
-            if not batch:
-                if not synced_gpus:
-                    continue  # nothing collective happens in generate: a rank without work can skip
-                dummy = encoded[0] if encoded else [tokenizer.eos_token_id]
-                generate_batch(
-                    model,
-                    tokenizer,
-                    template,
-                    [dummy],
-                    num_beams=num_beams,
-                    max_new_tokens=max_new_tokens,
-                    synced_gpus=True,
-                    extraction=extraction,
-                )
-                continue
+            if not batch and not synced_gpus:
+                continue  # nothing collective happens in generate: a rank without work can skip
+            # an empty batch of a sharded model: one dummy row, so that this rank joins the collective forwards
+            rows = [encoded[i] for i in batch] or [encoded[0] if encoded else [tokenizer.eos_token_id]]
             texts = generate_batch(
                 model,
                 tokenizer,
                 template,
-                [encoded[i] for i in batch],
+                rows,
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
                 synced_gpus=synced_gpus,
                 extraction=extraction,
             )
-            out.update(zip(batch, texts))
+            out.update(zip(batch, texts))  # a dummy row's output is thrown away
     finally:
         model.train(was_training)
     if world_size == 1:

@@ -269,7 +269,9 @@ def test(job: TrainingJob) -> None:
     )
     # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or
     # the mFTI run it is compared with)
-    parts = train_directions(cfg.lang_pairs) if job.n_train else partition_directions(cfg.train_directions, cfg.lang_pairs)
+    parts = (
+        train_directions(cfg.lang_pairs) if job.n_train else partition_directions(cfg.train_directions, cfg.lang_pairs)
+    )
     record_result(record, result, "test", parts)
     if rank == 0:
         for logger in job.loggers:
