@@ -93,3 +93,52 @@ def test_plan_unseen_has_the_icl_baseline_on_the_same_partitions(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     jobs = [json.loads(line) for line in p.stdout.splitlines()]
     assert [j["overrides"] for j in jobs] == [["experiment=main_unseen"], ["experiment=main_icl_unseen"]]
+
+
+SPANISH_FOR_CATALAN = [  # (English source, Catalan reference, Spanish hypothesis)
+    ("The cat is sleeping in my mother's house.", "El gat dorm a la casa de la meva mare.",
+     "El gato duerme en la casa de mi madre."),
+    ("We went to the market yesterday to buy fresh bread.", "Ahir vam anar al mercat a comprar pa fresc.",
+     "Ayer fuimos al mercado a comprar pan fresco."),
+    ("The government announced new measures for the economy.", "El govern va anunciar noves mesures per a l'economia.",
+     "El gobierno anunció nuevas medidas para la economía."),
+    ("Children should drink more water during the summer.", "Els nens haurien de beure més aigua durant l'estiu.",
+     "Los niños deberían beber más agua durante el verano."),
+]  # fmt: skip
+
+
+def _run_with(tmp_path, rows, direction="en-ca"):
+    run = tmp_path / "run"
+    (run / "translations").mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"status": "completed", "metrics": {},
+                                                  "directions": {"eval": [direction]}}))  # fmt: skip
+    lines = [json.dumps({"source": s, "reference": r, "hypothesis": h}) for s, r, h in rows]
+    (run / "translations" / f"{direction}.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def _labels(run, direction="en-ca"):
+    return [json.loads(x)["error"] for x in (run / "translations" / f"{direction}.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(300)
+def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
+    run = _run_with(tmp_path, SPANISH_FOR_CATALAN)
+    p = run_cli(["mfti_lightning.cli.analyze", str(run), "--lid-languages", "all"], cwd=tmp_path, timeout=280)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert _labels(run) == ["off_target"] * len(SPANISH_FOR_CATALAN)
+    rec = json.loads((run / "results.json").read_text())
+    assert rec["error_analysis"]["test"]["lid_scope"] == "all" and rec["metrics"]["test/rate_off_target/en-ca"] == 1.0
+    # restricted to the run's languages (and the paper's 13), Spanish is not a candidate: not all are caught
+    p = run_cli(["mfti_lightning.cli.analyze", str(run), "--lid-languages", "run"], cwd=tmp_path, timeout=280)
+    assert p.returncode == 0 and _labels(run).count("off_target") < len(SPANISH_FOR_CATALAN)
+
+
+def test_reference_rule_counts_an_empty_half_as_off_target():
+    from mfti_lightning.eval.analysis import LanguageIdentifier, classify_direction
+
+    src, ref, _ = SPANISH_FOR_CATALAN[0]
+    rows = [{"source": src, "reference": ref, "hypothesis": h} for h in ("", "gat")]
+    lid = LanguageIdentifier(["en", "ca"], "run", "low")
+    assert classify_direction(rows, "en", "ca", lid, "reference") == ["off_target", "off_target"]
+    assert "off_target" not in classify_direction(rows, "en", "ca", lid, "project")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from mfti_lightning.core.schema import LID_ACCURACY, LID_SCOPES, OFF_TARGET_RULES
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
 
 
@@ -20,9 +21,23 @@ def main(argv=None) -> int:
     ap.add_argument("run_dir", help="a run directory of mfti-train or mfti-eval (holds results.json, translations/)")
     ap.add_argument("--split", default=None, help="metric split name (default: test, or val for split=dev runs)")
     ap.add_argument("--no-lid", action="store_true", help="skip the language-identification (off-target) rule")
+    ap.add_argument(
+        "--lid-languages",
+        choices=LID_SCOPES,
+        default="run",
+        help="all: every language lingua knows (flags Spanish for Catalan); run: the run's and the paper's",
+    )
+    ap.add_argument("--lid-accuracy", choices=LID_ACCURACY, default="high", help="lingua's accuracy mode")
+    ap.add_argument(
+        "--rule",
+        choices=OFF_TARGET_RULES,
+        default="project",
+        help="reference: both halves as the reference cuts them, an empty half counts as off-target",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid)
+    errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, lid_scope=args.lid_languages,
+                         lid_accuracy=args.lid_accuracy, rule=args.rule)  # fmt: skip
     print(f"{'direction':<10} " + " ".join(f"{c[:12]:>12}" for c in CATEGORIES))
     for d, e in errors.items():
         print(f"{d:<10} " + " ".join(f"{e['counts'][c] / max(e['n'], 1):>12.3f}" for c in CATEGORIES))

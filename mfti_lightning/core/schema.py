@@ -54,6 +54,9 @@ EVAL_SPLITS = ("devtest", "dev")  # eval_cli.SPLITS
 BLEU_SETTINGS = ("auto", "lang_default", "flores101", "spm", "flores200")  # metrics.resolve_bleu
 CORPUS_FORMATS = ("flores", "moses", "wikimatrix", "hf")  # corpora.iter_corpus
 EXTRACTION_MODES = ("reference", "clean")  # generation.translate, template.extract
+LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's
+LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
+OFF_TARGET_RULES = ("reference", "project")  # analysis.halves: the reference's halves (empty = wrong) | project
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")  # modeling.load_model (sdpa: model/xglm_sdpa.py for XGLM)
 
 
@@ -272,6 +275,9 @@ class TrainEvalConfig:
     batch_tokens: int = opt(4096, gt=0)  # token budget of a generation batch
     bleu_tokenize: str = opt("auto", choices=bleu_tokenizers)  # sacrebleu tokenizer for BLEU
     extraction: str = opt("clean", choices=EXTRACTION_MODES)  # hypothesis: reference (up to EOS) | clean (cut)
+    lid_languages: str = opt("all", choices=LID_SCOPES)  # off-target language ID over all lingua languages | run's
+    lid_accuracy: str = opt("low", choices=LID_ACCURACY)  # lingua mode: high (1.3 GB for all languages) | low
+    off_target_rule: str = opt("project", choices=OFF_TARGET_RULES)  # reference: empty half = off-target
     monitor: Optional[str] = None  # metric that picks the best checkpoint; null = val/<bleu>/avg
     score_before_training: bool = True  # also score the model before finetuning
 

@@ -81,10 +81,12 @@ def is_too_long(hyp: str, ref: str, tgt_lang: str) -> bool:
     return len(_units(hyp, tgt_lang)) > 2 * len(_units(ref, tgt_lang))
 
 
-def halves(hyp: str) -> list[str]:
-    """The reference's split: punctuation removed, words cut in two halves. Fewer than 2 words: the whole."""
+def halves(hyp: str, rule: str = "project") -> list[str]:
+    """The reference's split: punctuation removed, words cut in two halves at ``len // 2``. With ``rule=project``
+    fewer than 2 words are judged whole; with ``rule=reference`` the halves are kept as the reference cuts them
+    (an empty half, which no language matches, makes the hypothesis off-target)."""
     words = _PUNCT.sub("", hyp).split()
-    if len(words) < 2:
+    if len(words) < 2 and rule == "project":
         return [" ".join(words)]
     mid = len(words) // 2
     return [" ".join(words[:mid]), " ".join(words[mid:])]
@@ -101,33 +103,59 @@ def _lingua_language(code: str):
 
 
 @lru_cache(maxsize=4)
-def detector(codes: frozenset[str]):
-    """A lingua detector for ``codes`` (those lingua knows), built and preloaded once per process."""
+def detector(codes: frozenset[str], accuracy: str = "high"):
+    """A lingua detector for ``codes`` (those lingua knows; ``"*"`` = all), built and preloaded once per process.
+    All languages in high accuracy: about 1.3 GB and several seconds to load."""
     from lingua import LanguageDetectorBuilder
 
-    langs = [lg for lg in (_lingua_language(c) for c in sorted(codes)) if lg is not None]
-    if len(langs) < 2:
-        raise ValueError(f"language identification needs at least two languages lingua knows; got {sorted(codes)}")
-    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+    if codes == frozenset({"*"}):
+        builder = LanguageDetectorBuilder.from_all_languages()
+    else:
+        langs = [lg for lg in (_lingua_language(c) for c in sorted(codes)) if lg is not None]
+        if len(langs) < 2:
+            raise ValueError(f"language identification needs two languages lingua knows; got {sorted(codes)}")
+        builder = LanguageDetectorBuilder.from_languages(*langs)
+    if accuracy == "low":
+        builder = builder.with_low_accuracy_mode()
+    return builder.with_preloaded_language_models().build()
 
 
 class LanguageIdentifier:
-    """``identify(texts) -> [iso 639-1 code or None]`` over a fixed set of languages."""
+    """``identify(texts) -> [iso 639-1 code or None]``: over every language lingua knows (``scope="all"``: a
+    Spanish hypothesis for Catalan is found out), or over the run's languages plus the paper's 13 (``run``)."""
 
-    def __init__(self, codes: Iterable[str]):
+    def __init__(self, codes: Iterable[str], scope: str = "run", accuracy: str = "high"):
+        from lingua import Language
+
+        self.scope, self.accuracy = scope, accuracy
         self.codes = frozenset(codes) | frozenset(PAPER_LANGUAGES)
+        if scope == "all":
+            self.codes = self.codes | {lg.iso_code_639_1.name.lower() for lg in Language.all()}
         self.supported = frozenset(c for c in self.codes if _lingua_language(c) is not None)
 
     def identify(self, texts: Sequence[str]) -> list[str | None]:
         if not texts:
             return []
-        results = detector(self.supported).detect_languages_in_parallel_of(list(texts))
+        codes = frozenset({"*"}) if self.scope == "all" else self.supported
+        results = detector(codes, self.accuracy).detect_languages_in_parallel_of(list(texts))
         return [r.iso_code_639_1.name.lower() if r is not None else None for r in results]
 
 
+def analysis_options(eval_cfg) -> dict | bool:
+    """The error analysis an evaluation runs (``eval.error_analysis``, ``eval.lid_languages``,
+    ``eval.lid_accuracy``, ``eval.off_target_rule``): False, or the options of :func:`analyze`."""
+    if not eval_cfg.get("error_analysis", True):
+        return False
+    return {"lid_scope": str(eval_cfg.lid_languages), "lid_accuracy": str(eval_cfg.lid_accuracy),
+            "rule": str(eval_cfg.off_target_rule)}  # fmt: skip
+
+
 # ---- classification ------------------------------------------------------------------------------------
-def classify_direction(rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None) -> list[str]:
-    """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins."""
+def classify_direction(
+    rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None, rule: str = "project"
+) -> list[str]:
+    """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins. ``rule``
+    (``core.schema.OFF_TARGET_RULES``): how the off-target rule treats short and empty hypotheses."""
     labels: list[str | None] = [None] * len(rows)
     for k, r in enumerate(rows):
         h = r["hypothesis"]
@@ -145,11 +173,13 @@ def classify_direction(rows: Sequence[dict], src: str, tgt: str, lid: LanguageId
             tgt,
             [c for c in (src, tgt) if c not in lid.supported],
         )
-    pending = [k for k, lab in enumerate(labels) if lab is None and rows[k]["hypothesis"].strip()]
+    pending = [
+        k for k, lab in enumerate(labels) if lab is None and (rule == "reference" or rows[k]["hypothesis"].strip())
+    ]
     if use_lid and pending:
-        parts = [halves(rows[k]["hypothesis"]) for k in pending]
+        parts = [halves(rows[k]["hypothesis"], rule) for k in pending]
         flat = [p for ps in parts for p in ps]
-        ids = lid.identify(flat)
+        ids = [None if not p else i for p, i in zip(flat, lid.identify(flat))]  # an empty half: no language
         pos = 0
         for k, ps in zip(pending, parts):
             got = ids[pos : pos + len(ps)]
@@ -187,18 +217,24 @@ def summarize(errors: dict[str, dict], split: str) -> dict[str, float]:
 
 
 def analyze(
-    rows_by_direction: dict[str, list[dict]], split: str, languages: Iterable[str] | None = None, use_lid: bool = True
+    rows_by_direction: dict[str, list[dict]],
+    split: str,
+    languages: Iterable[str] | None = None,
+    use_lid: bool = True,
+    lid_scope: str = "run",
+    lid_accuracy: str = "high",
+    rule: str = "project",
 ) -> tuple[dict, dict]:
     """Label every row in place (``row["error"]``); returns ``(errors[direction], rate metrics)``."""
     from mfti_lightning.core.languages import parse_direction
 
     dirs = {d: parse_direction(d) for d in rows_by_direction}
     langs = set(languages or ()) | {c for st in dirs.values() for c in st}
-    lid = LanguageIdentifier(langs) if use_lid else None
+    lid = LanguageIdentifier(langs, lid_scope, lid_accuracy) if use_lid else None
     errors = {}
     for d, rows in rows_by_direction.items():
         src, tgt = dirs[d]
-        labels = classify_direction(rows, src, tgt, lid)
+        labels = classify_direction(rows, src, tgt, lid, rule)
         for r, lab in zip(rows, labels):
             r["error"] = lab
         errors[d] = count(labels)
@@ -206,7 +242,7 @@ def analyze(
 
 
 # ---- mfti-analyze ---------------------------------------------------------------------------------------
-def analyze_run(run_dir, split: str | None = None, use_lid: bool = True) -> dict:
+def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules) -> dict:
     """Re-run the error analysis offline on ``<run_dir>/translations/*.jsonl``: rewrite each file with an
     ``error`` field per line, update ``errors[split]`` and the rate metrics in results.json (atomically)."""
     from pathlib import Path
@@ -225,10 +261,11 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True) -> dict
     split = split or {"dev": "val"}.get(record.get("eval_split"), "test")
     rows = {f.stem: read_jsonl(f) for f in files}
     langs = {c for d in record.get("directions", {}).get("eval", []) for c in d.split("-")}
-    errors, rate_metrics = analyze(rows, split, langs, use_lid=use_lid)
+    errors, rate_metrics = analyze(rows, split, langs, use_lid=use_lid, **rules)  # lid_scope, lid_accuracy, rule
     for f in files:
         write_jsonl_atomic(f, rows[f.stem])
     record.setdefault("errors", {})[split] = errors
+    record.setdefault("error_analysis", {})[split] = {"lid": use_lid, **rules}
     metrics = {k: v for k, v in record.get("metrics", {}).items() if not k.startswith(f"{split}/rate_")}
     record["metrics"] = metrics | rate_metrics
     res.write_json_atomic(run_dir / res.RESULTS_FILE, record)

@@ -57,7 +57,7 @@ def score_translations(
     hyps: list[str],
     split: str,
     bleu_tokenize: str = "auto",
-    analyze_errors: bool = False,
+    analyze_errors: bool | dict = False,
 ) -> EvalResult:
     """Per-direction rows and corpus scores (``<split>/<metric>/<src>-<tgt>``) plus their averages; with
     ``analyze_errors`` also the error labels (``row["error"]``), counts and ``<split>/rate_<category>/...``."""
@@ -75,10 +75,10 @@ def score_translations(
         for metric, (value, sig) in mt.score(dir_hyps, es.references, es.direction[1], bleu_tokenize).items():
             result.metrics[f"{split}/{metric}/{d}"] = value
             result.signatures[f"{split}/{metric}/{d}"] = sig
-    if analyze_errors:
+    if analyze_errors:  # True, or the options of analysis.analyze (analysis.analysis_options)
         from mfti_lightning.eval.analysis import analyze
 
-        result.errors, _ = analyze(result.rows, split)
+        result.errors, _ = analyze(result.rows, split, **(analyze_errors if isinstance(analyze_errors, dict) else {}))
     add_averages(result, split)
     return result
 
@@ -165,7 +165,7 @@ def evaluate(
     rank: int = 0,
     world_size: int = 1,
     out_dir: str | Path | None = None,
-    analyze_errors: bool = False,
+    analyze_errors: bool | dict = False,
     settings: dict | None = None,
     synced_gpus: bool | None = None,
     comet_model: str | None = None,
@@ -234,7 +234,7 @@ def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, 
             state = _broadcast(load_finished(out_dir, split, d, settings) if rank == 0 else None, world_size)
             _restore(result, d, state)
             continue
-        one = _evaluate_once(model, tokenizer, template, [es], split, analyze_errors and rank == 0, **run)
+        one = _evaluate_once(model, tokenizer, template, [es], split, analyze_errors if rank == 0 else False, **run)
         if rank == 0:
             save_finished(out_dir, split, d, one, settings)
         one = _broadcast(one, world_size) if analyze_errors else one  # rank 0 holds the error labels

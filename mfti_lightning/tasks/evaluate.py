@@ -224,6 +224,7 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
     if gpu:
         torch.cuda.set_device(device)
     model, tokenizer = load_for_eval(cfg, info, device)
+    from mfti_lightning.eval.analysis import analysis_options
     from mfti_lightning.eval.evaluation import evaluate
 
     e = cfg.eval
@@ -243,7 +244,7 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
         rank=rank,
         world_size=world_size,
         out_dir=run_dir,
-        analyze_errors=bool(e.get("error_analysis", True)),
+        analyze_errors=analysis_options(e),
         settings={"model": info["model_path"], "ckpt": info.get("ckpt_file")},
         comet_model=e.get("comet_model"),
         extraction=str(e.extraction),

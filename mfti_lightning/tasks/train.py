@@ -243,6 +243,7 @@ def test(job: TrainingJob) -> None:
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
     import torch.distributed as dist
 
+    from mfti_lightning.eval.analysis import analysis_options
     from mfti_lightning.eval.evaluation import evaluate, record_result
     from mfti_lightning.eval.partitions import partition_directions
 
@@ -263,7 +264,7 @@ def test(job: TrainingJob) -> None:
         rank=rank,
         world_size=world,
         out_dir=job.run_dir,
-        analyze_errors=bool(cfg.eval.get("error_analysis", True)),  # an mfti-eval key: training always analyses
+        analyze_errors=analysis_options(cfg.eval),
         settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path)},
         extraction=str(cfg.eval.extraction),
     )
