@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mfti_lightning.core.errors import ConfigError
@@ -30,11 +31,22 @@ def num_devices(trainer_cfg) -> int:
     )
 
 
+def hub_offline(env=None, datasets: bool = False) -> bool:
+    """Whether the Hugging Face hub is off for a process with this environment (default: this one):
+    HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE (and HF_DATASETS_OFFLINE for ``datasets``) set to a true value."""
+    env = os.environ if env is None else env
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") + (("HF_DATASETS_OFFLINE",) if datasets else ())
+    return any(str(env.get(v, "")).strip().lower() in ("1", "true", "yes", "on") for v in names)
+
+
+def world_size(trainer_cfg) -> int:
+    """Ranks of a job: ``trainer.devices`` per node x ``trainer.num_nodes``."""
+    return num_devices(trainer_cfg) * int(trainer_cfg.get("num_nodes", 1))
+
+
 def batch_math(cfg) -> dict:
     """Micro batch and gradient accumulation from the global batch size (litgpt style), or a clear error."""
-    devices = num_devices(cfg.trainer)
-    nodes = int(cfg.trainer.get("num_nodes", 1))
-    world = devices * nodes
+    devices, nodes, world = num_devices(cfg.trainer), int(cfg.trainer.get("num_nodes", 1)), world_size(cfg.trainer)
     glob, micro = int(cfg.optim.global_batch_size), int(cfg.optim.micro_batch_size)
     if glob <= 0 or micro <= 0:
         raise ConfigError("optim.global_batch_size and optim.micro_batch_size must be positive.")

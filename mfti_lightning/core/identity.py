@@ -71,17 +71,18 @@ CLASSES = ("training", "evaluation", "runtime")
 HASH_CHARS = 8
 
 
-def _matches(key: str, prefixes: tuple[str, ...]) -> bool:
+def matches(key: str, prefixes: tuple[str, ...]) -> bool:
+    """A dotted key is one of ``prefixes`` or lies below one of them."""
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def classify(key: str) -> str | None:
     """``training`` / ``evaluation`` / ``runtime`` for a dotted config key, or None when it is ignored."""
-    if _matches(key, IGNORED):
+    if matches(key, IGNORED):
         return None
-    if _matches(key, EVALUATION):
+    if matches(key, EVALUATION):
         return "evaluation"
-    if _matches(key, RUNTIME):
+    if matches(key, RUNTIME):
         return "runtime"
     return "training"
 
@@ -162,20 +163,19 @@ def register_resolvers() -> None:
 
 
 # ---- reusing a run directory ----------------------------------------------------------------------------------
+def changed(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """``[(key, old value, new value)]`` for every key of two flat dicts whose values differ (``<absent>``)."""
+    return [
+        (k, old.get(k, "<absent>"), new.get(k, "<absent>"))
+        for k in sorted(set(old) | set(new))
+        if old.get(k, "<absent>") != new.get(k, "<absent>")
+    ]
+
+
 def differences(old_container: dict, new_container: dict) -> dict[str, list[tuple[str, object, object]]]:
     """Per identity class, the keys whose value differs: ``[(key, old, new), ...]`` (``<absent>`` if missing)."""
     old, new = identity(old_container), identity(new_container)
-    out: dict[str, list] = {}
-    for cls in CLASSES:
-        a, b = old[cls], new[cls]
-        diff = [
-            (k, a.get(k, "<absent>"), b.get(k, "<absent>"))
-            for k in sorted(set(a) | set(b))
-            if a.get(k, "<absent>") != b.get(k, "<absent>")
-        ]
-        if diff:
-            out[cls] = diff
-    return out
+    return {cls: diff for cls in CLASSES if (diff := changed(old[cls], new[cls]))}
 
 
 def format_differences(diff: list[tuple[str, object, object]]) -> str:

@@ -21,7 +21,6 @@ import gzip
 import io
 import lzma
 import math
-import os
 import random
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core import languages
+from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ConfigError, DataError
 from mfti_lightning.core.languages import CHARACTER_LANGUAGES
 from mfti_lightning.core.schema import CORPUS_FORMATS as FORMATS
@@ -192,13 +192,6 @@ HF_LAYOUTS = {
 }
 
 
-def _hub_offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
 def _hf_fix(name: str) -> str:
     return (
         f"Download the data once on a machine with internet access and point data.corpora at the files "
@@ -215,7 +208,7 @@ def read_hf_flores(name: str, split: str, code: str, layout: str | None = None) 
     stem = getattr(languages.get(code), field)
     if stem is None:
         raise DataError(f"{languages.name(code)} ({code}) has no {field} code; it is not in {name}.")
-    if _hub_offline():
+    if hub_offline(datasets=True):
         raise DataError(
             f"data.corpora: format hf ({name}) needs the Hugging Face hub, but HF_HUB_OFFLINE / "
             "HF_DATASETS_OFFLINE is set. " + _hf_fix(name)

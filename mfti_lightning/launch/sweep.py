@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning.core import results as res
-from mfti_lightning.core.config import num_devices
+from mfti_lightning.core.config import num_devices, world_size
 from mfti_lightning.core.errors import ConfigError, MftiError
 from mfti_lightning.core.identity import decide_reuse
 
@@ -213,7 +213,7 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
 
     peak = cost.gpu_tflops * 1e12
     gpu_s = train_flops / (peak * cost.train_mfu) + gen_flops / (peak * cost.generate_mfu)
-    world = num_devices(job_cfg.trainer) * int(job_cfg.trainer.get("num_nodes", 1))
+    world = world_size(job_cfg.trainer)
     return {
         "params": n_params,
         "train_directions": len(train_dirs),

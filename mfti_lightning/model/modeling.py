@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ModelLoadError
 from mfti_lightning.core.schema import ATTN_IMPLEMENTATIONS
 
@@ -41,7 +42,7 @@ def check_loadable(model_cfg) -> str:
         return path
     if path.startswith(("/", "./", "../", "~")) or (os.sep in path and not _looks_like_hub_id(path)):
         raise ModelLoadError(f"model.name_or_path={path} does not exist.")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+    if hub_offline():
         try:
             from huggingface_hub import try_to_load_from_cache
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mfti_lightning.core import schema
+from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank, launched_ranks
 from mfti_lightning.core.layout import TOKENIZER_DIR
 from mfti_lightning.model.checkpoints import check_state_dict, model_state_of_file, run_dir_of_checkpoint
@@ -145,7 +146,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     template.save(run_dir)
 
     world = launched_ranks()
-    devices = _local_devices(cfg)
+    devices = world_size(cfg.trainer)
     record["world_size"] = world[2] if world else devices
     if world is None and devices > 1:
         result = _fork_and_run(cfg, run_dir, sets, template, info, split, devices)
@@ -159,12 +160,6 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
         for logger in make_loggers(cfg, run_dir, record):
             logger.log_metrics(result.metrics, step=0)
-
-
-def _local_devices(cfg) -> int:
-    from mfti_lightning.core.config import num_devices
-
-    return num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
 
 
 def _fork_and_run(cfg, run_dir, sets, template, info, split, devices: int):

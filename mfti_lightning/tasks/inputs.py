@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.errors import ConfigError, DataError, InputsError, MftiError
 from mfti_lightning.data import corpora
 
-_TRUE = ("1", "true", "yes", "on")
 SPBLEU_SETTINGS = ("flores101", "flores200", "spm")  # eval.bleu_tokenize values that need an SPM model
 
 
@@ -50,8 +50,8 @@ def node_environment(cfg) -> dict[str, str]:
 
 
 def is_offline(env: Mapping[str, str]) -> bool:
-    """Whether the Hugging Face hub is off for a process with this environment."""
-    return any(str(env.get(v, "")).strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    """Whether the Hugging Face hub is off for a process with this environment (core.config.hub_offline)."""
+    return hub_offline(env)
 
 
 def require_inputs(cfg) -> None:

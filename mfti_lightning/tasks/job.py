@@ -44,7 +44,7 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None, summary=None) -> float | None:
+def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> float | None:
     """The shared job frame of mfti-train and mfti-eval: run the torch-free ``checks(cfg)`` (also for a completed
     run: a bad value is an error, never a silent skip), decide how the run directory may be used
     (:func:`identity.decide_reuse`: skip a completed run of the same experiment, re-evaluate one whose evaluation
@@ -97,7 +97,7 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None, summ
             res.write_json_atomic(results_path, record)
         finish_wandb(record["status"] == "completed", record, run_dir)
     if global_rank() == 0:
-        (summary or print_summary)(record)
+        print_summary(record)
     return res.objective(record["metrics"])
 
 

@@ -18,10 +18,10 @@ import logging
 import os
 from pathlib import Path
 
-from mfti_lightning.core.config import flatten, num_devices
+from mfti_lightning.core.config import flatten, num_devices, world_size
 from mfti_lightning.core.distributed import FORKING_STRATEGIES, REEXEC_STRATEGIES, slurm_tasks, torchelastic
 from mfti_lightning.core.errors import ConfigError
-from mfti_lightning.core.identity import classify
+from mfti_lightning.core.identity import changed, classify, matches
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
 from mfti_lightning.core.results import atomic_write
 from mfti_lightning.core.schema import FsdpConfig
@@ -45,7 +45,7 @@ RESUME_IGNORED = (
 # ---- launch ---------------------------------------------------------------------------------------------
 def lightning_spawns(cfg) -> bool:
     """True when Lightning itself would start the other ranks (re-executing the command line)."""
-    world = num_devices(cfg.trainer) * int(cfg.trainer.num_nodes)
+    world = world_size(cfg.trainer)
     strategy = str(cfg.trainer.strategy)
     if world <= 1 or strategy not in REEXEC_STRATEGIES:
         return False
@@ -64,9 +64,7 @@ def _hydra_multirun() -> bool:
 
 def check_launch(cfg) -> None:
     """Refuse launches that hang or fail later, with what to use instead (before any model loading)."""
-    devices = num_devices(cfg.trainer)
-    nodes = int(cfg.trainer.num_nodes)
-    world = devices * nodes
+    devices, nodes, world = num_devices(cfg.trainer), int(cfg.trainer.num_nodes), world_size(cfg.trainer)
     strategy = str(cfg.trainer.strategy)
     slurm = slurm_tasks()
     if slurm is not None and slurm > 1 and slurm != world:
@@ -96,12 +94,7 @@ def check_launch(cfg) -> None:
 # ---- resume ---------------------------------------------------------------------------------------------
 def training_config(container: dict) -> dict:
     """The flattened config keys that change training (everything but :data:`RESUME_IGNORED`)."""
-    flat = flatten(container)
-    return {
-        k: v
-        for k, v in flat.items()
-        if classify(k) is not None and not any(k == p or k.startswith(p + ".") for p in RESUME_IGNORED)
-    }
+    return {k: v for k, v in flatten(container).items() if classify(k) is not None and not matches(k, RESUME_IGNORED)}
 
 
 def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
@@ -110,13 +103,7 @@ def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
     path = Path(run_dir) / TRAINING_CONFIG_FILE
     current = training_config(container)
     if path.exists() and resume == "auto" and newest_checkpoint(run_dir) is not None:
-        saved = json.loads(path.read_text())
-        keys = sorted(set(saved) | set(current))
-        diff = [
-            (k, saved.get(k, "<absent>"), current.get(k, "<absent>"))
-            for k in keys
-            if saved.get(k, "<absent>") != current.get(k, "<absent>")
-        ]
+        diff = changed(json.loads(path.read_text()), current)
         if diff:
             lines = "\n".join(f"  {k}: {a!r} (checkpoint) -> {b!r} (now)" for k, a, b in diff)
             raise ConfigError(
@@ -171,7 +158,7 @@ def decoder_layer_classes(model_path: str) -> set:
 def build_strategy(cfg, model_path: str):
     t = cfg.trainer
     strategy = str(t.strategy)
-    world = num_devices(t) * int(t.num_nodes)
+    world = world_size(t)
     if strategy == "fsdp":
         from pytorch_lightning.strategies import FSDPStrategy
 
