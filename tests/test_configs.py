@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import CONF, REPO, compose
+from conftest import CONF, REPO, compose, run_cli
 
 GROUPS = [
     "model",
@@ -65,13 +65,7 @@ def test_cluster_command_composes(tmp_path):
 
 
 def _cli(*args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "mfti_lightning.cli.train", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    return run_cli(["mfti_lightning.cli.train", *args], cwd=REPO, timeout=timeout)
 
 
 def test_unknown_model_lists_options():

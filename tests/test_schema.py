@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, compose
+from conftest import REPO, compose, run_cli
 
 from mfti_lightning.core.errors import ConfigError
 
@@ -30,16 +30,7 @@ BAD_VALUES = [
 
 def _train_cli(args, tmp_path, timeout=120):
     env = {"MFTI_OUTPUT_ROOT": str(tmp_path / "out"), "PYTHONPATH": str(REPO)}
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "mfti_lightning.cli.train", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=tmp_path,
-        env={**os.environ, **env},
-    )
+    return run_cli(["mfti_lightning.cli.train", *args], cwd=tmp_path, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize("args,expected", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
