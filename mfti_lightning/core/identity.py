@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.results import RESULTS_FILE, read_results
+from mfti_lightning.core.template import text_id
 
 IGNORED = (
     "hydra",
@@ -46,6 +47,7 @@ IGNORED = (
     "debug",
     "trainer.log_every_n_steps",
     "model.shape",
+    "template.factor",  # a label for reports (sweeps/template_space.yaml); the text is identity
 )
 EVALUATION = (
     "eval.num_beams",
@@ -160,6 +162,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("mfti_run_hash", run_hash)
     if not OmegaConf.has_resolver("mfti_ckpt_tag"):
         OmegaConf.register_new_resolver("mfti_ckpt_tag", ckpt_tag)
+    if not OmegaConf.has_resolver("mfti_template_id"):
+        OmegaConf.register_new_resolver("mfti_template_id", text_id)
 
 
 # ---- reusing a run directory ----------------------------------------------------------------------------------

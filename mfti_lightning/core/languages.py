@@ -7,6 +7,8 @@ Sources:
   (CC100-XL, 30-language XGLM models); ``xglm_ratio_upsampled``: the "ratio w/ lowRes upsampling" column.
   The full 30-row table was read from a GitHub copy of the facebook/xglm-1.7B model card (identical in the
   564M / 2.9B / 7.5B cards); ``None`` would mark a number that was not available (we never guess one).
+- ``native``: the language's name for itself (the CLDR autonym, e.g. ``Deutsch``, ``中文``), the names of
+  ``template.lang_names=native``.
 - FLORES-101 membership: Basque (eu), Haitian Creole (ht) and Quechua (qu) are not among the 101 language
   subsets of FLORES-101 (checked against the subset list of ``gsarti/flores_101``), so ``flores101`` is
   ``None`` for them; use ``data.flores_layout=flores200`` to evaluate them.
@@ -31,6 +33,7 @@ class Language:
     cc100xl_tokens: int | None = None
     xglm_ratio_upsampled: float | None = None
     paper: bool = False  # one of the 13 languages of the mFTI paper
+    native: str = ""  # autonym (CLDR), for template.lang_names=native; filled from NATIVE_NAMES below
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +79,17 @@ _OTHER = [
     _L("qu", "Quechua", None, "quy_Latn", "Latn", "Quechuan", 3_236_108, 0.0001),
 ]
 
-LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _PAPER + _OTHER}
+# CLDR autonyms (the names the languages use for themselves, as CLDR's locale display names write them).
+NATIVE_NAMES = {
+    "en": "English", "de": "Deutsch", "fr": "français", "ca": "català", "fi": "suomi", "ru": "русский",
+    "bg": "български", "zh": "中文", "ko": "한국어", "ar": "العربية", "sw": "Kiswahili", "hi": "हिन्दी",
+    "ta": "தமிழ்", "es": "español", "ja": "日本語", "it": "italiano", "pt": "português", "el": "Ελληνικά",
+    "id": "Indonesia", "tr": "Türkçe", "vi": "Tiếng Việt", "th": "ไทย", "et": "eesti", "bn": "বাংলা",
+    "ur": "اردو", "te": "తెలుగు", "eu": "euskara", "my": "မြန်မာ", "ht": "Kreyòl ayisyen", "qu": "Runasimi",
+}  # fmt: skip
+LANGUAGES: dict[str, Language] = {
+    lang.code: Language(**{**lang.to_dict(), "native": NATIVE_NAMES[lang.code]}) for lang in _PAPER + _OTHER
+}
 PAPER_LANGUAGES: tuple[str, ...] = tuple(lang.code for lang in _PAPER)
 
 
@@ -96,9 +109,20 @@ def get(code: str) -> Language:
         ) from None
 
 
-def name(code: str) -> str:
-    """The English name that goes into prompts (``zh`` -> ``Chinese``)."""
-    return get(code).name
+NAME_STYLES = ("english", "native", "code")
+
+
+def name(code: str, style: str = "english") -> str:
+    """The name that goes into prompts: ``english`` (the paper: ``zh`` -> ``Chinese``), ``native`` (``中文``) or
+    ``code`` (``zh``)."""
+    lang = get(code)
+    if style == "english":
+        return lang.name
+    if style == "native":
+        return lang.native
+    if style == "code":
+        return lang.code
+    raise ConfigError(f"template.lang_names={style!r}: use one of {', '.join(NAME_STYLES)}.")
 
 
 Direction = tuple[str, str]

@@ -30,6 +30,8 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.families import FAMILIES, check_attention
+from mfti_lightning.core.languages import NAME_STYLES
 
 # ---- allowed values (one place; the consuming code is named) ---------------------------------------------------
 RESUME_MODES = ("auto", "never")  # pipeline.run_task
@@ -58,6 +60,8 @@ LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingu
 LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
 OFF_TARGET_RULES = ("reference", "project")  # analysis.halves: the reference's halves (empty = wrong) | project
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")  # modeling.load_model (sdpa: model/xglm_sdpa.py for XGLM)
+MODEL_FAMILIES = tuple(FAMILIES)  # core/families.py: LoRA targets, BOS, SDPA per family
+LANG_NAME_STYLES = NAME_STYLES  # template.render_prefix, languages.name
 
 
 def bleu_tokenizers() -> tuple:
@@ -104,7 +108,7 @@ class LoraConfig:
     r: int = opt(16, gt=0)  # LoRA rank
     alpha: int = opt(32, gt=0)  # LoRA scaling numerator
     dropout: float = opt(0.05, ge=0)  # dropout on the LoRA path
-    target_modules: List[str] = opt(factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj"])  # wrapped layers
+    target_modules: List[str] = opt(factory=list)  # wrapped layers; [] = the family's (core/families.py)
 
 
 @dataclass
@@ -114,12 +118,15 @@ class ShapeConfig:
     attention_heads: int = opt(4, gt=0)  # attention heads
     ffn_dim: int = opt(512, gt=0)  # feed-forward size
     vocab_size: int = opt(4008, gt=0)  # vocabulary size
+    kv_heads: Optional[int] = opt(None, gt=0)  # key/value heads (grouped-query attention); null = attention_heads
+    ffn_matrices: int = opt(2, gt=0)  # weight matrices of the feed-forward block: 2 (GELU MLP), 3 (SwiGLU)
 
 
 @dataclass
 class ModelConfig:
     name: str = "tiny"  # short name used in run names
     name_or_path: str = MISSING  # hub name or local directory for from_pretrained
+    family: str = opt("xglm", choices=MODEL_FAMILIES)  # architecture family: LoRA targets, BOS, SDPA (families.py)
     build: Optional[TinyBuildConfig] = None  # how to build a tiny model when name_or_path does not exist (tiny only)
     dtype: str = opt("float32", choices=MODEL_DTYPES)  # dtype of the loaded weights
     attn_implementation: str = opt("sdpa", choices=ATTN_IMPLEMENTATIONS)  # attention kernel
@@ -156,6 +163,8 @@ class TemplateConfig:
     shot_separator: str = " "  # between k-shot demonstrations
     target_separator: str = " "  # between the prefix and the target
     stop_markers: List[str] = opt(factory=list)  # text that starts a new turn during generation; [] = derived
+    lang_names: str = opt("english", choices=LANG_NAME_STYLES)  # <srclang>/<tgtlang>: English (paper) | native | code
+    factor: str = ""  # what this template varies against its base (sweeps/template_space.yaml; reports)
 
 
 @dataclass
@@ -538,6 +547,11 @@ def problems(cfg, keys: tuple | None = None) -> list[str]:
         _check_devices(cfg, found)
     if "lang_pairs" in cfg:
         _check_directions(cfg, found)
+    if "model" in cfg and not found:
+        try:  # a valid family and attention kernel, but not together (BLOOM has no SDPA)
+            check_attention(cfg.model.family, cfg.model.attn_implementation)
+        except ConfigError as e:
+            found.append(str(e))
     return found
 
 

@@ -1,7 +1,8 @@
 """The one template object: training text, evaluation prompts, k-shot prompts and extraction all go through it.
 
-A template is a prefix with placeholders ``<srclang>``, ``<tgtlang>`` (English language names from the language
-registry) and ``<input>`` (the source sentence). As in the paper's code:
+A template is a prefix with placeholders ``<srclang>``, ``<tgtlang>`` (language names from the language registry:
+English as in the paper, native or codes, ``lang_names``) and ``<input>`` (the source sentence). As in the paper's
+code:
 
 - a training example is ``prefix + " " + target`` followed by the tokenizer's EOS token;
 - an evaluation prompt is the prefix;
@@ -9,10 +10,15 @@ registry) and ``<input>`` (the source sentence). As in the paper's code:
 
 It is saved as ``template.json`` next to every checkpoint and exported model, and loaded back from there, so the
 model is always queried with the text it was trained on.
+
+Besides the paper's six files, ``template=custom 'template.prefix=...'`` takes any prefix from the command line,
+with the same checks; its name is derived from its text (:func:`text_id`, the ``${mfti_template_id:...}``
+resolver), so two different texts never share a run name, a run directory or a W&B name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ class Template:
     shot_separator: str = " "  # between k-shot demonstrations and before the test prefix
     target_separator: str = " "  # between the prefix and the target
     stop_markers: tuple[str, ...] = field(default=())  # text that starts a new template turn; derived if empty
+    lang_names: str = "english"  # <srclang>/<tgtlang>: english (paper) | native | code (languages.name)
 
     def __post_init__(self):
         if "<input>" not in self.prefix:
@@ -49,6 +56,10 @@ class Template:
             raise ConfigError(
                 f"Template {self.name!r} uses unknown placeholder(s) {unknown}; known: {list(PLACEHOLDERS)}."
             )
+        if self.lang_names not in languages.NAME_STYLES:
+            raise ConfigError(
+                f"template.lang_names={self.lang_names!r}: use one of {', '.join(languages.NAME_STYLES)}."
+            )
         if not self.stop_markers:
             object.__setattr__(self, "stop_markers", _derive_stop_markers(self.prefix))
         if not self.short:
@@ -57,8 +68,8 @@ class Template:
     # ---- rendering ---------------------------------------------------------------------------------
     def render_prefix(self, source: str, src_lang: str, tgt_lang: str) -> str:
         """The evaluation prompt for one sentence (what the model is given)."""
-        out = self.prefix.replace("<srclang>", languages.name(src_lang))
-        out = out.replace("<tgtlang>", languages.name(tgt_lang))
+        out = self.prefix.replace("<srclang>", languages.name(src_lang, self.lang_names))
+        out = out.replace("<tgtlang>", languages.name(tgt_lang, self.lang_names))
         return out.replace("<input>", source.strip())
 
     def render_example(self, source: str, target: str, src_lang: str, tgt_lang: str) -> str:
@@ -124,6 +135,13 @@ def _derive_stop_markers(prefix: str) -> tuple[str, ...]:
     chunks = [c.strip() for c in _PLACEHOLDER_RE.split(prefix)]
     markers = [c for c in chunks if len(c.replace(" ", "")) >= 4 and c not in {"]:", "[", "'"}]
     return tuple(dict.fromkeys(markers))
+
+
+def text_id(prefix, shot_separator=" ", target_separator=" ", lang_names="english") -> str:
+    """A stable short name for a template's text (``c`` + 8 hex digits of its SHA-256): the name of
+    ``template=custom``, resolved in the config as ``${mfti_template_id:${.prefix},...}``."""
+    blob = json.dumps([str(prefix), str(shot_separator), str(target_separator), str(lang_names)], ensure_ascii=False)
+    return "c" + hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def from_config(cfg) -> Template:

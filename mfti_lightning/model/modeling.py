@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from mfti_lightning.core import families
 from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ModelLoadError
 from mfti_lightning.core.schema import ATTN_IMPLEMENTATIONS
@@ -23,13 +24,13 @@ _DTYPES = {
 
 
 def resolve_model_path(model_cfg) -> str:
-    """The directory or hub name to load; builds the tiny model on first use."""
+    """The directory or hub name to load; builds a tiny model (of ``model.family``) on first use."""
     path = str(model_cfg["name_or_path"])
     build = model_cfg.get("build")
     if build:
         from mfti_lightning.model.tiny import ensure_tiny
 
-        ensure_tiny(path, dict(build))
+        ensure_tiny(path, dict(build), str(model_cfg.get("family", "xglm")))
     return path
 
 
@@ -92,8 +93,9 @@ def model_type(path: str) -> str | None:
 def load_model(path: str, dtype: str = "float32", attn_implementation: str = "eager", peft: dict | None = None):
     """``AutoModelForCausalLM.from_pretrained`` with the attention implementation and optional LoRA.
 
-    ``sdpa`` on XGLM (which transformers ships with eager attention only) goes through
-    :mod:`mfti_lightning.model.xglm_sdpa`; other architectures get transformers' own ``attn_implementation``.
+    The family's ``sdpa`` mode (core/families.py) decides how ``sdpa`` is served: ``patch`` (XGLM, which
+    transformers ships with eager attention only) goes through :mod:`mfti_lightning.model.xglm_sdpa`; ``native``
+    (Llama, Qwen2, GPT-2) is transformers' own ``attn_implementation``; ``none`` (BLOOM) is refused.
     ``peft={"name": "lora", "r": .., "alpha": .., "dropout": .., "target_modules": [..]}`` wraps the model.
     """
     import torch
@@ -103,7 +105,11 @@ def load_model(path: str, dtype: str = "float32", attn_implementation: str = "ea
         raise ModelLoadError(f"model.attn_implementation={attn_implementation!r}: use one of {ATTN_IMPLEMENTATIONS}.")
     torch_dtype = getattr(torch, _DTYPES.get(str(dtype), str(dtype)))
     kwargs = {"dtype": torch_dtype}
-    xglm = model_type(path) == "xglm"
+    family = families.of_model_type(model_type(path))
+    sdpa_mode = family.sdpa if family else "native"
+    if sdpa_mode == "none" and attn_implementation == "sdpa":
+        raise ModelLoadError(f"{path}: {family.label} has no SDPA attention in transformers; use eager.")
+    xglm = sdpa_mode == "patch"
     if not xglm:
         kwargs["attn_implementation"] = attn_implementation
     try:
@@ -132,7 +138,7 @@ def peft_settings(model_cfg) -> dict | None:
         "r": int(lora.r),
         "alpha": int(lora.alpha),
         "dropout": float(lora.dropout),
-        "target_modules": list(lora.target_modules),
+        "target_modules": families.lora_targets(model_cfg.get("family", "xglm"), lora.target_modules),
     }
 
 

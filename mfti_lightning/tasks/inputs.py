@@ -19,6 +19,7 @@ Line counts of pair files are not compared here (that reads the whole corpus); t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from pathlib import Path
 from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.errors import ConfigError, DataError, InputsError, MftiError
+from mfti_lightning.core.families import check_model_type
 from mfti_lightning.data import corpora
 
 SPBLEU_SETTINGS = ("flores101", "flores200", "spm")  # eval.bleu_tokenize values that need an SPM model
@@ -200,13 +202,28 @@ def hub_cache_dir(env: Mapping[str, str]) -> Path:
     return Path(home) / "hub"
 
 
+def family_problems(model, config_json: Path) -> list[str]:
+    """The ``model_type`` in the model's config.json belongs to ``model.family`` (core/families.py)."""
+    try:
+        model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return []  # unreadable here: from_pretrained reports it
+    try:
+        check_model_type(str(model.get("family", "xglm")), model_type, str(model.name_or_path))
+    except ConfigError as e:
+        return [str(e)]
+    return []
+
+
 def check_model(cfg, offline: bool, env: Mapping[str, str]) -> list[str]:
     """The model directory, or the hub model in the offline cache; nothing for a model built on first use."""
     model = cfg.model
     path = str(model.name_or_path)
     p = Path(path).expanduser()
     if p.is_dir():
-        if model.get("build") or (p / "config.json").exists():
+        if (p / "config.json").exists():
+            return family_problems(model, p / "config.json")
+        if model.get("build"):
             return []
         return [f"model.name_or_path={path} is a directory without config.json: not a model."]
     if model.get("build"):
@@ -224,7 +241,7 @@ def check_model(cfg, offline: bool, env: Mapping[str, str]) -> list[str]:
     except Exception:
         found = None
     if isinstance(found, str):
-        return []
+        return family_problems(model, Path(found))
     return [
         f"model {path!r}: the job runs offline (HF_HUB_OFFLINE=1) and it is not in the hub cache {cache}. On a "
         f"machine with network run `HF_HOME={cache.parent} mfti-prefetch model.name_or_path={path}` (or "

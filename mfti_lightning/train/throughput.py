@@ -23,9 +23,16 @@ def peak_flops(device_name: str | None) -> float | None:
 
 
 def matmul_params(shape: dict) -> int:
-    """Parameters that take part in matmuls per token: decoder layers + the (tied) output projection."""
+    """Parameters that take part in matmuls per token: decoder layers + the (tied or not) output projection.
+
+    Attention: q and output projections d x d, k and v d x (d * kv_heads / heads) (grouped-query attention when
+    ``kv_heads`` < ``attention_heads``, e.g. Llama-3, Qwen2.5); feed-forward: ``ffn_matrices`` d x f matrices
+    (2 for GELU MLPs: XGLM, BLOOM, GPT-2; 3 for SwiGLU: Llama, Qwen2)."""
     L, d, f, V = int(shape["num_layers"]), int(shape["d_model"]), int(shape["ffn_dim"]), int(shape["vocab_size"])
-    return L * (4 * d * d + 2 * d * f) + V * d
+    heads = int(shape.get("attention_heads") or 1)
+    kv = int(shape.get("kv_heads") or heads)
+    attn = 2 * d * d + 2 * d * (d * kv // heads)
+    return L * (attn + int(shape.get("ffn_matrices") or 2) * d * f) + V * d
 
 
 def train_flops_per_sequence(shape: dict, length: int) -> float:
