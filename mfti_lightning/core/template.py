@@ -46,6 +46,11 @@ class Template:
     lang_names: str = "english"  # <srclang>/<tgtlang>: english (paper) | native | code (languages.name)
 
     def __post_init__(self):
+        if not str(self.prefix).strip():
+            raise ConfigError(
+                f"Template {self.name!r} has an empty prefix. Give it on the command line, e.g. "
+                "template=custom \"template.prefix='<input> = [<tgtlang>]:'\" (quote values with brackets)."
+            )
         if "<input>" not in self.prefix:
             raise ConfigError(
                 f"Template {self.name!r} has no '<input>' placeholder: {self.prefix!r}. "
