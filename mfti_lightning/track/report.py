@@ -5,8 +5,9 @@ table (``table.csv`` and ``table.md``: one row per run and direction, the swept 
 (``report.md``: runs, failed or incomplete runs, config differences, correlations, figures and skipped figures),
 and PNG figures drawn with matplotlib (Agg):
 
-- BLEU vs model size (mFTI and ICL lines), vs number of examples (log x), vs number of training directions,
-  vs shots; the template comparison; seen/unseen partition bars; error-type stacked bars;
+- BLEU vs model size (mFTI and ICL lines, coloured by model family when there are several), vs number of examples (log x), vs number of training directions,
+  vs shots; the template comparison; the template design space (templates with a ``template.factor``, ordered by
+  score with 95 % intervals over seeds, named by the factor they change); seen/unseen partition bars; error-type stacked bars;
 - per-language BLEU against XGLM pretraining tokens (``languages.py``) and against similarity to English
   (``assets/lang_similarity.json``, URIEL via lang2vec), with Pearson and Spearman correlations.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.core.config import flatten
+from mfti_lightning.core.families import FAMILIES
 from mfti_lightning.core.languages import DIRECTION_PATTERN, LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
@@ -98,17 +100,19 @@ def collect(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
 
 
 # ---- per-run values -----------------------------------------------------------------------------------------
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([mb])$", re.I)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([mb])(\d*)$", re.I)  # 564m, 1.7b, and BLOOM's 1b7 / 7b1
 
 
 def params_of(rec: dict) -> float | None:
-    """Parameter count: measured (``throughput.params_total``), else read off the model name (xglm-564m)."""
+    """Parameter count: measured (``throughput.params_total``), else read off the model name (xglm-564m,
+    qwen2.5-1.5b, bloom-7b1)."""
     tp = rec.get("throughput") or {}
     if tp.get("params_total"):
         return float(tp["params_total"])
     m = _SIZE.search(str(rec.get("swept", {}).get("model", "")))
     if m:
-        return float(m.group(1)) * (1e6 if m.group(2).lower() == "m" else 1e9)
+        number = float(f"{m.group(1)}.{m.group(3)}" if m.group(3) and "." not in m.group(1) else m.group(1))
+        return number * (1e6 if m.group(2).lower() == "m" else 1e9)
     return None
 
 
@@ -116,6 +120,31 @@ def bleu_metric(records: list[dict], split: str = "test", choice: str = "auto") 
     if choice != "auto":
         return choice
     return "spbleu" if any(f"{split}/spbleu/avg" in r.get("metrics", {}) for r in records) else "bleu"
+
+
+def family_of(rec: dict) -> str:
+    """The model family's label (core/families.py); runs from before families existed were all XGLM."""
+    name = ((rec.get("config") or {}).get("model") or {}).get("family") or "xglm"
+    return FAMILIES[name].label if name in FAMILIES else str(name)
+
+
+def template_factor(rec: dict) -> str:
+    """What a template of sweeps/template_space.yaml varies (``template.factor``), "" for the others."""
+    return str(((rec.get("config") or {}).get("template") or {}).get("factor") or "")
+
+
+# two-sided 95 % Student t quantiles by degrees of freedom (n seeds - 1); the normal 1.96 beyond the table
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t interval (0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
 def _short_template(rec: dict) -> str:
@@ -315,9 +344,19 @@ class Figures:
         return plt
 
     def line(
-        self, name: str, title: str, xlabel: str, xfn, select=lambda r: True, logx: bool = False, reference=None
+        self,
+        name: str,
+        title: str,
+        xlabel: str,
+        xfn,
+        select=lambda r: True,
+        logx: bool = False,
+        reference=None,
+        colour_by=None,
     ) -> dict | None:
-        """Mean over seeds of the average score per (series, x); series labelled by method and varying values."""
+        """Mean over seeds of the average score per (series, x); series labelled by method and varying values.
+        ``colour_by(rec)``: a group (the model family) that splits the series and picks their colour when runs
+        of two or more groups are drawn; the method then picks the line style (mFTI solid, ICL dashed)."""
         pts = [(r, xfn(r), self._avg(r)) for r in self.records if select(r)]
         pts = [(r, x, y) for r, x, y in pts if x is not None and y is not None and (not logx or x > 0)]
         xs = {x for _, x, _ in pts}
@@ -329,8 +368,14 @@ class Figures:
         x_key = name_key.get(name, "")
         vary = _varying([r for r, _, _ in pts], exclude=(x_key,))
         acc: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        groups = sorted({colour_by(r) for r, _, _ in pts}) if colour_by else []
+        group_of: dict[str, str] = {}
         for r, x, y in pts:
-            acc[run_label(r, vary, x_key)][x].append(y)
+            lab = run_label(r, vary, x_key)
+            if len(groups) > 1:
+                lab = f"{lab} {colour_by(r)}"
+                group_of[lab] = colour_by(r)
+            acc[lab][x].append(y)
         series = {lab: sorted((x, sum(v) / len(v)) for x, v in d.items()) for lab, d in sorted(acc.items())}
         refs = {}
         if reference:
@@ -341,8 +386,12 @@ class Figures:
             refs = {lab: sum(v) / len(v) for lab, v in racc.items()}
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        palette = plt.get_cmap("tab10")
         for lab, s in series.items():
-            ax.plot([x for x, _ in s], [y for _, y in s], marker="o", label=lab)
+            style = {}
+            if lab in group_of:
+                style = {"color": palette(groups.index(group_of[lab]) % 10), "linestyle": "--" if "ICL" in lab else "-"}
+            ax.plot([x for x, _ in s], [y for _, y in s], marker="o", label=lab, **style)
         for lab, y in refs.items():
             ax.axhline(y, linestyle="--", color="grey", linewidth=1)
             ax.annotate(
@@ -355,7 +404,7 @@ class Figures:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        data = {"series": series, "reference": refs}
+        data = {"series": series, "reference": refs, **({"groups": group_of} if group_of else {})}
         self._save(fig, name, data)
         return data
 
@@ -381,6 +430,40 @@ class Figures:
         ax.set_title("Template comparison")
         ax.legend(fontsize=8)
         data = {"series": series}
+        self._save(fig, name, data)
+        return data
+
+    def template_space(self) -> dict | None:
+        """Templates of the design space (runs whose template names a ``factor``) ordered by mean score, with
+        95 % t intervals over seeds, each labelled with the factor it changes and coloured by that factor."""
+        name = "template_space"
+        recs = [r for r in self.records if self._avg(r) is not None and template_factor(r)]
+        by: dict[tuple[str, str], list[float]] = defaultdict(list)
+        vary = _varying(recs, exclude=("template", "seed"))
+        for r in recs:
+            by[(run_label(r, vary), _short_template(r))].append(self._avg(r))
+        if len({t for _, t in by}) < 2:
+            self.skipped[name] = f"needs runs of 2 or more templates with a template.factor; found {len(by)}"
+            return None
+        factor = {_short_template(r): template_factor(r) for r in recs}
+        rows = sorted(((lab, t, *mean_interval(v), len(v)) for (lab, t), v in by.items()), key=lambda x: x[2])
+        kinds = sorted({factor[t].split(":")[0] for _, t, *_ in rows})
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.5))
+        palette = plt.get_cmap("tab10")
+        many = len({lab for lab, *_ in rows}) > 1
+        for i, (_, t, mean, half, n) in enumerate(rows):
+            colour = palette(kinds.index(factor[t].split(":")[0]) % 10)
+            ax.barh(i, mean, xerr=half if n > 1 else None, color=colour, capsize=3)
+        ax.set_yticks(
+            range(len(rows)), [f"{f'{lab} ' if many else ''}{t}: {factor[t]} (n={n})" for lab, t, _, _, n in rows]
+        )
+        ax.set_xlabel(f"{self.split} {self.metric} (avg over directions; mean and 95% interval over seeds)")
+        ax.set_title("Template design space, ordered by score")
+        ax.grid(alpha=0.3, axis="x")
+        order = [{"label": lab, "template": t, "factor": factor[t], "mean": m, "interval": h, "n": n}
+                 for lab, t, m, h, n in rows]  # fmt: skip
+        data = {"order": order}
         self._save(fig, name, data)
         return data
 
@@ -523,7 +606,7 @@ class Figures:
     def all(self) -> None:
         mfti = lambda r: method_of(r.get("swept", {})) == "mFTI"  # noqa: E731
         icl = lambda r: method_of(r.get("swept", {})) == "ICL"  # noqa: E731
-        self.line("bleu_vs_model_size", "Model size", "parameters", params_of, logx=True)
+        self.line("bleu_vs_model_size", "Model size", "parameters", params_of, logx=True, colour_by=family_of)
         self.line(
             "bleu_vs_num_examples",
             "Training examples per direction",
@@ -543,6 +626,7 @@ class Figures:
         )
         self.line("bleu_vs_shots", "In-context demonstrations", "shots", lambda r: r.get("swept", {}).get("shots"))
         self.templates()
+        self.template_space()
         self.partitions()
         self.errors()
         tokens = {c: float(lang.cc100xl_tokens) for c, lang in LANGUAGES.items() if lang.cc100xl_tokens}
