@@ -145,8 +145,11 @@ def _fake_inputs(root: Path) -> dict:
     corpora.mkdir(parents=True)
     for a, b in itertools.combinations(sorted(PAPER_LANGUAGES), 2):
         (corpora / f"WikiMatrix.{a}-{b}.tsv.gz").write_bytes(gzip.compress(b"1.2\tx\ty\n"))
-    for size in ("564M", "1.7B", "2.9B", "4.5B", "7.5B"):
-        snap = root / "hf" / "hub" / f"models--facebook--xglm-{size}"
+    hub = [f"facebook--xglm-{size}" for size in ("564M", "1.7B", "2.9B", "4.5B", "7.5B")]
+    hub += ["bigscience--bloom-560m", "bigscience--bloom-1b7", "bigscience--bloom-7b1", "ai-forever--mGPT"]
+    hub += [f"Qwen--Qwen2.5-{size}" for size in ("0.5B", "1.5B", "7B")]  # sweeps/architectures.yaml
+    for name in hub:
+        snap = root / "hf" / "hub" / f"models--{name}"
         (snap / "refs").mkdir(parents=True)
         (snap / "refs" / "main").write_text("0" * 40)
         (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
@@ -174,7 +177,7 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)},
     )
-    assert "HEAVY []" in p.stderr and "RC [0, 0, 0, 0, 0, 0, 0]" in p.stderr, p.stderr[-3000:]
+    assert "HEAVY []" in p.stderr and f"RC {[0] * len(_sweep_files())}" in p.stderr, p.stderr[-3000:]
     jobs = [json.loads(line) for line in p.stdout.splitlines()]
     by_sweep = {}
     for j in jobs:
@@ -187,9 +190,11 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         "unseen": 2,
         "templates": 6,
         "shots": 5,
+        "architectures": 20,
+        "template_space": 33,
     }
     for j in jobs:
-        assert j["gpu_hours"] > 0 and j["params"] > 5e8
+        assert j["gpu_hours"] > 0 and j["params"] > 4e8  # Qwen2.5-0.5B: 0.49B matmul parameters
     mfti = next(j for j in by_sweep["main_comparison"] if j["overrides"] == ["experiment=main_mfti"])
     assert (mfti["devices"], mfti["nodes"], mfti["train_directions"], mfti["eval_directions"]) == (8, 1, 156, 156)
     assert round(mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
