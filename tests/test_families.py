@@ -222,3 +222,14 @@ def test_plan_template_space_lists_templates_that_vary_one_factor(tmp_path, monk
     assert len({(t.prefix, t.lang_names) for t in temps.values()}) == len(names)  # all different
     assert all(cfgs[n].factor for n in names) and len({c.factor.split(":")[0] for c in cfgs.values()}) >= 5
     assert {t.lang_names for t in temps.values()} == {"english", "native", "code"}
+
+
+def test_eos_is_learned_when_pad_equals_eos():
+    """Qwen2.5's tokenizer has pad = EOS = <|endoftext|>: padding is masked by position, so the EOS ending every
+    training sequence keeps its label (a pad-id mask would silently stop the model from learning to stop)."""
+    from mfti_lightning.data.datamodule import Collator, Encoded
+
+    eos = 7
+    batch = Collator(pad_id=eos)([Encoded([1, 2, eos], [1, 2, eos]), Encoded([1, eos], [-100, eos])])
+    assert batch["labels"].tolist() == [[1, 2, eos], [-100, eos, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
