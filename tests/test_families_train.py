@@ -1,6 +1,6 @@
 """Every non-XGLM family end to end on CPU through the console entry points, like tests/test_demo.py and
 tests/test_train_dist.py do for the tiny XGLM: mfti-train (results.json), an interrupted run resumed to the same
-weights, mfti-export, mfti-eval of the export, and trainer=fsdp2 on two CPU processes."""
+weights, mfti-export, mfti-eval of the export, and trainer=fsdp2 and trainer=ddp_cpu on two CPU processes."""
 
 from __future__ import annotations
 
@@ -97,3 +97,16 @@ def test_fsdp2_two_cpu_processes(tmp_path, family):
     hf = AutoModelForCausalLM.from_pretrained(run_dir / "hf")
     shared = [k for k in hf.state_dict() if k in state]
     assert len(shared) > 10 and all(torch.equal(hf.state_dict()[k], state[k]) for k in shared)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_ddp_two_cpu_processes(tmp_path, family):
+    """trainer=ddp_cpu (ddp_fork, gloo) with each family: both ranks train, the batch is split over them."""
+    args = [f"model={FAMILIES[family]}", "trainer=ddp_cpu", "trainer.devices=2", "optim.global_batch_size=16",
+            "optim.micro_batch_size=8", "optim.max_steps=2", "checkpoint.every_n_steps=2",
+            "eval.val_every_n_steps=2", "eval.score_before_training=false"]  # fmt: skip
+    run_dir, r, _ = _train(tmp_path, args)
+    assert r["status"] == "completed" and r["training"]["steps"] == 2
+    assert r["batch"] == {"world_size": 2, "micro_batch_size": 8, "accumulate": 1, "global_batch_size": 16}
+    assert (run_dir / "checkpoints" / "periodic" / "step000002.ckpt").is_file()
