@@ -102,6 +102,20 @@ def significance_summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def direction_table(rows: list[dict]) -> list[dict]:
+    """report.md's compact form of the significance rows: one row per (pair, direction), per metric the
+    difference, its interval and p per matched seed (``;`` between seeds)."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        row = out.setdefault((r["system"], r["baseline"], r["direction"]), {"pair": f"{r['system']} vs {r['baseline']}",
+                                                                             "direction": r["direction"]})  # fmt: skip
+        cell = f"{r['diff']:+.2f} [{r['diff_low']:+.2f}, {r['diff_high']:+.2f}] p={r['p_value']:.3f}"
+        cell += {"system": " ▲", "baseline": " ▼"}.get(r["better"] or "", "")
+        key = f"{r['metric']} (seed {r['seed']})" if r["seed"] == r["baseline_seed"] else f"{r['metric']}"
+        row[key] = f"{row[key]}; {cell}" if key in row else cell
+    return list(out.values())
+
+
 @dataclass
 class Aggregate:
     groups: list[SeedGroup]

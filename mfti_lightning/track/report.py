@@ -30,7 +30,7 @@ from mfti_lightning.core.languages import DIRECTION_PATTERN, LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
-from mfti_lightning.track.aggregate import aggregate, summary_section
+from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
 from mfti_lightning.track.stat_figures import draw_fit, errorbar_series
 from mfti_lightning.track.stats import fit_line, grouped_rows, interval, metrics_by_direction
 from mfti_lightning.track.tracking import method_of
@@ -290,7 +290,7 @@ class Figures:
         self.skipped: dict[str, str] = {}
         self.correlations: list[dict] = []
         self.trends: list[dict] = []  # least-squares slopes per series and direction (stats.fit_line)
-        self.used: dict[str, list[dict]] = {}  # the runs each figure compares (for the config-difference warnings)
+        self.used: dict[str, list[list[dict]]] = {}  # per figure, the runs of each series (averaged or joined)
 
     def _avg(self, rec: dict) -> float | None:
         return rec.get("metrics", {}).get(f"{self.split}/{self.metric}/avg")
@@ -338,7 +338,7 @@ class Figures:
         for r, x, y in pts:
             acc[run_label(r, vary, x_key)][x].append(y)
             runs_of[run_label(r, vary, x_key)].append((r, x))
-        self.used[name] = [r for r, _, _ in pts]
+        self.used[name] = [[r for r, _ in runs] for runs in runs_of.values()]
         series = {lab: sorted((x, sum(v) / len(v)) for x, v in d.items()) for lab, d in sorted(acc.items())}
         refs = {}
         if reference:
@@ -404,7 +404,7 @@ class Figures:
         vary = _varying(recs, exclude=("template",))
         for r in recs:
             by[run_label(r, vary)][_short_template(r)].append(self._avg(r))
-        self.used[name] = recs
+        self.used[name] = [[r for r in recs if run_label(r, vary) == lab] for lab in by]
         series = {lab: {t: sum(v) / len(v) for t, v in d.items()} for lab, d in sorted(by.items())}
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -676,23 +676,8 @@ def statistics_markdown(agg, grouped, figs, metric: str, split: str) -> list[str
             markdown_table(agg.summary),
             "\n`diff` = system - baseline; 95% interval from the bootstrap resamples; p-value from "
             f"sacrebleu.significance (signature {agg.significance[0]['signature']}); also in significance.csv.\n\n",
-            markdown_table(
-                agg.significance,
-                [
-                    "system",
-                    "baseline",
-                    "seed",
-                    "direction",
-                    "metric",
-                    "baseline_score",
-                    "system_score",
-                    "diff",
-                    "diff_low",
-                    "diff_high",
-                    "p_value",
-                    "better",
-                ],
-            ),
+            markdown_table(direction_table(agg.significance)),
+            "\n▲: the system (first of the pair) significantly better (p < 0.05), ▼: the baseline.\n",
         ]
     else:
         md.append("_(no mFTI group with an ICL or zero-shot group of the same model and template)_\n")
@@ -704,11 +689,13 @@ def statistics_markdown(agg, grouped, figs, metric: str, split: str) -> list[str
 
 
 def figure_differences(figs) -> dict[str, dict]:
-    """Non-swept config differences among the runs each figure compares (not among unrelated runs)."""
-    out = {}
-    for name, used in figs.used.items():
-        if name in figs.drawn and (d := config_differences(used)):
-            out[name] = d
+    """Non-swept config differences among the runs that one series of a figure averages or joins into a line
+    (not among unrelated runs, nor between series, whose labels name what differs)."""
+    out: dict[str, dict] = {}
+    for name, series in figs.used.items():
+        for runs in series if name in figs.drawn else []:
+            for k, values in config_differences(runs).items():
+                out.setdefault(name, {}).setdefault(k, {}).update(values)
     return out
 
 
@@ -788,4 +775,5 @@ def make_report(
         "skipped": figs.skipped,
         "correlations": figs.correlations,
         "num_runs": len(done),
+        "records": done,
     }

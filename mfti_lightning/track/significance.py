@@ -65,8 +65,8 @@ def paired_bootstrap(
     n_samples: int = SAMPLES,
     seed: int = SEED,
 ) -> dict[str, dict]:
-    """``{metric: {baseline_score, system_score, diff, diff_low, diff_high, p_value, better, signature}}`` for one
-    direction;
+    """``{metric: {baseline_score, system_score, diff, diff_low, diff_high, p_value, better, signature,
+    system_bootstrap_mean, system_bootstrap_ci}}`` for one direction (the last two: sacrebleu's own);
     ``better`` is ``system``/``baseline`` when p < 0.05, else None."""
     from sacrebleu.significance import PairedTest
 
@@ -91,6 +91,7 @@ def paired_bootstrap(
         out[name] = {
             "baseline_score": bl.score, "system_score": sy.score, "diff": diff, "diff_low": low, "diff_high": high,
             "p_value": sy.p_value, "better": better, "signature": str(sigs[score_name]),
+            "system_bootstrap_mean": sy.mean, "system_bootstrap_ci": sy.ci,
         }  # fmt: skip
     return out
 

@@ -84,16 +84,20 @@ def direction_map(
     if diverging:
         lim = max([abs(v) for v in finite] + [1e-9])
         kw = {"cmap": "RdBu", "vmin": -lim, "vmax": lim}
+    ax.set_facecolor("#e8e8e8")  # not evaluated (and the diagonal): grey
     im = ax.imshow(grid, **kw)
     fig.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.04)
+    digits = 1 if max([abs(v) for v in finite] + [0]) >= 10 else 2
     for i, s in enumerate(langs):
         for j, t in enumerate(langs):
             v = grid[i][j]
             if math.isnan(v):
                 continue
             mark = (marks or {}).get(f"{s}-{t}", "")
-            ax.text(j, i, f"{v:.1f}" + (f"\n{mark}" if mark else ""), ha="center", va="center", fontsize=7,
-                    color="white" if not diverging else "black")  # fmt: skip
+            r, g, b, _ = im.cmap(im.norm(v))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            ax.text(j, i, f"{v:.{digits}f}" + (f"\n{mark}" if mark else ""), ha="center", va="center", fontsize=7,
+                    color=ink)  # fmt: skip
             if f"{s}-{t}" in trained:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
     ax.set_xticks(range(n), langs)
