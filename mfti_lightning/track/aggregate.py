@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfti_lightning.core.languages import DIRECTION_PATTERN
 from mfti_lightning.track.significance import compare_runs
 from mfti_lightning.track.stat_figures import PARTITION_MARKS, direction_map
 from mfti_lightning.track.stats import Interval, SeedGroup, seed_groups, welch
@@ -56,7 +57,9 @@ def matched_runs(system: SeedGroup, baseline: SeedGroup) -> tuple[list[tuple[dic
 
 def _directions(rec: dict, split: str, metric: str) -> list[str]:
     pre = f"{split}/{metric}/"
-    return sorted(k[len(pre) :] for k in rec.get("metrics", {}) if k.startswith(pre) and "-" in k[len(pre) :])
+    return sorted(
+        k[len(pre) :] for k in rec.get("metrics", {}) if k.startswith(pre) and DIRECTION_PATTERN.match(k[len(pre) :])
+    )
 
 
 def significance(pairs, metrics: list[str], split: str, n_samples: int, seed: int) -> tuple[list[dict], list[str]]:

@@ -695,21 +695,31 @@ def figure_differences(figs) -> dict[str, dict]:
     for name, series in figs.used.items():
         for runs in series if name in figs.drawn else []:
             for k, values in config_differences(runs).items():
-                out.setdefault(name, {}).setdefault(k, {}).update(values)
+                for v, names in values.items():
+                    merged = out.setdefault(name, {}).setdefault(k, {}).setdefault(v, [])
+                    merged += [n for n in names if n not in merged]
     return out
 
 
-def make_report(
-    paths: list[str | Path],
-    out_dir: str | Path,
-    metric: str = "auto",
-    split: str = "test",
-    similarity: str | None = None,
-    bootstrap_samples: int = 1000,
-    bootstrap_seed: int = 12345,
-) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def warn_differences(fig_diffs: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """Log each figure's non-swept differences; returns them merged over figures ``{key: {value: [runs]}}``."""
+    diffs: dict[str, dict[str, list[str]]] = {}
+    for name, d in fig_diffs.items():
+        for k, values in d.items():
+            log.warning(
+                "%s compares runs that differ in the non-swept config value %s: %s",
+                name,
+                k,
+                "; ".join(f"{v} in {', '.join(names)}" for v, names in values.items()),
+            )
+            for v, names in values.items():
+                merged = diffs.setdefault(k, {}).setdefault(v, [])
+                merged += [n for n in names if n not in merged]
+    return diffs
+
+
+def load_runs(paths) -> tuple[list[dict], list[dict], list[str]]:
+    """Completed runs, the other runs, and the problems found (all logged); SystemExit when there is nothing."""
     records, problems = collect(paths)
     for p in problems:
         log.warning("%s", p)
@@ -723,6 +733,21 @@ def make_report(
     not_done = [r for r in records if r.get("status") != "completed"]
     for r in not_done:
         log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    return done, not_done, problems
+
+
+def make_report(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    metric: str = "auto",
+    split: str = "test",
+    similarity: str | None = None,
+    bootstrap_samples: int = 1000,
+    bootstrap_seed: int = 12345,
+) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done, not_done, problems = load_runs(paths)
     metric = bleu_metric(done, split, metric)
     rows = tidy_rows(done, split)
     write_csv(rows, out / "table.csv")
@@ -730,16 +755,7 @@ def make_report(
     figs = Figures(out, done, metric, split, similarity)
     figs.all()
     fig_diffs = figure_differences(figs)
-    diffs: dict[str, dict[str, list[str]]] = {}
-    for name, d in fig_diffs.items():
-        for k, values in d.items():
-            log.warning(
-                "%s compares runs that differ in the non-swept config value %s: %s",
-                name,
-                k,
-                "; ".join(f"{v} in {', '.join(names)}" for v, names in values.items()),
-            )
-            diffs.setdefault(k, {}).update(values)
+    diffs = warn_differences(fig_diffs)
     agg = aggregate(done, out, split, metric, bootstrap_samples, bootstrap_seed)
     grouped = grouped_rows(agg.groups, split, _group_base)
     write_csv(grouped, out / "table_grouped.csv")
