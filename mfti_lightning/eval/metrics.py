@@ -159,14 +159,15 @@ CORPUS_METRICS = ("bleu", "spbleu", "spbleu200", "bleu-<tokenizer>", "chrf", "ch
 def metric_for(name: str, tgt_lang: str):
     """The sacrebleu metric object behind a metric name of the results format, for one target language:
     ``bleu`` (per-language default tokenizer), ``spbleu``/``spbleu200`` (FLORES SentencePiece, needs its model),
-    ``bleu-<tok>``, ``chrf`` (chrF2), ``chrf++`` (chrF2++), ``ter``. The same objects :func:`score` uses, so a
+    ``bleu-<tok>``, ``chrf`` (chrF2), ``chrf++`` (chrF2++), ``ter`` (with sacrebleu's Asian support for zh, ja,
+    ko targets). The same objects :func:`score` uses, so a
     re-scored or bootstrapped number carries the signature of the original one."""
     from sacrebleu.metrics import BLEU, CHRF, TER
 
     if name in ("chrf", "chrf++"):
         return CHRF(word_order=2 if name == "chrf++" else 0)
     if name == "ter":
-        return TER()
+        return TER(asian_support=tgt_lang in _LANG_DEFAULT)  # zh, ja, ko: split CJK characters (sig: asian:yes)
     if name == "bleu":
         return BLEU(tokenize=language_default_tokenizer(tgt_lang))
     if name in ("spbleu", "spbleu200"):

@@ -53,7 +53,8 @@ def report_summary(rep: dict) -> dict:
         out.update({"report/headline": f"{system.label} - {baseline.label}", "report/headline_diff": diff.mean})
         if diff.low is not None:
             out.update({"report/headline_ci_low": diff.low, "report/headline_ci_high": diff.high})
-    for s in rep.get("significance_summary", []):
+    headline = rep["headline"][0].label if rep.get("headline") else None
+    for s in (x for x in rep.get("significance_summary", []) if x["system"] == headline):  # the headline pair
         out[f"report/significant/{s['metric']}/system_better"] = s["system_better"]
         out[f"report/significant/{s['metric']}/baseline_better"] = s["baseline_better"]
     return out

@@ -677,7 +677,9 @@ def statistics_markdown(agg, grouped, figs, metric: str, split: str) -> list[str
             "\n`diff` = system - baseline; 95% interval from the bootstrap resamples; p-value from "
             f"sacrebleu.significance (signature {agg.significance[0]['signature']}); also in significance.csv.\n\n",
             markdown_table(direction_table(agg.significance)),
-            "\n▲: the system (first of the pair) significantly better (p < 0.05), ▼: the baseline.\n",
+            "\n▲: the system (first of the pair) significantly better (p < 0.05), ▼: the baseline. The interval is "
+            "the percentile interval of the resampled differences, the p-value sacrebleu's test: two conventions that "
+            "can disagree near the threshold; identical outputs are never counted (sacrebleu then prints p = 0.001).\n",
         ]
     else:
         md.append("_(no mFTI group with an ICL or zero-shot group of the same model and template)_\n")
