@@ -126,3 +126,19 @@ def test_bad_metrics_fail_before_anything_is_written(tmp_path):
         p = cli(run, *args)
         assert p.returncode == 2 and msg in p.stderr, (args, p.stderr)
     assert (run / "results.json").read_bytes() == before
+
+
+def test_metric_for_scores_as_the_evaluation_does():
+    from mfti_lightning.eval.metrics import metric_for
+    from mfti_lightning.eval.metrics import score as evaluation_score
+
+    refs = (FLORES / "zho_simpl.devtest").read_text(encoding="utf-8").splitlines()[:20]
+    hyps = [r[: len(r) // 2] for r in refs]
+    done = evaluation_score(hyps, refs, "zh", "lang_default")
+    for name in ("bleu", "chrf", "chrf++"):
+        m = metric_for(name, "zh")
+        assert (m.corpus_score(hyps, [refs]).score, str(m.get_signature())) == done[name]
+    assert "tok:zh" in done["bleu"][1]
+    ter = metric_for("ter", "zh")
+    ter.corpus_score(hyps, [refs])
+    assert "asian:yes" in str(ter.get_signature())
