@@ -210,3 +210,13 @@ def test_report_as_an_offline_wandb_run(rep):
     assert run.summary["report/best"] == "xglm-1.7b|custom|t1|k0|n1000"
     assert run.summary["report/significant/bleu/system_better"] == 6
     assert run.summary["report/headline_diff"] == pytest.approx(rep["headline"][2].mean)
+
+
+def test_a_pair_evaluated_differently_is_noted_even_without_the_bootstrap(tmp_path):
+    make_run(tmp_path, "xglm-564m", 1000, 0, 1, 6)
+    make_run(tmp_path, "xglm-564m", 0, 8, 1, 2, beams=1)
+    rep = report.make_report([tmp_path], tmp_path / "report", bootstrap_samples=0)
+    assert rep["significance"] == [] and rep["headline"] is not None
+    md = (tmp_path / "report" / "report.md").read_text()
+    summary = md[md.index("## Summary") : md.index("## Runs grouped")]
+    assert "differ in eval.num_beams: 4 vs 1" in summary and "n=1: no interval" in summary

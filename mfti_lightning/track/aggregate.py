@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfti_lightning.core.identity import changed, identity, matches
 from mfti_lightning.core.languages import DIRECTION_PATTERN
 from mfti_lightning.track.significance import compare_runs
 from mfti_lightning.track.stat_figures import PARTITION_MARKS, direction_map
@@ -53,6 +54,17 @@ def matched_runs(system: SeedGroup, baseline: SeedGroup) -> tuple[list[tuple[dic
         return common, ""
     pairs = list(zip(system.records, baseline.records))
     return pairs, f"{system.label} and {baseline.label} share no seed: runs matched in seed order"
+
+
+def evaluation_differences(system: SeedGroup, baseline: SeedGroup) -> list[str]:
+    """The evaluation settings (beams, tokens, test sets, tokenizer...) in which a pair's runs differ, other than
+    the shots that make the baseline ICL: a difference here is a confound of the comparison."""
+    a, b = (identity(g.first.get("config") or {})["evaluation"] for g in (system, baseline))
+    return [
+        f"{system.label} vs {baseline.label} differ in {k}: {x!r} vs {y!r}"
+        for k, x, y in changed(a, b)
+        if not matches(k, ("shots",))
+    ]
 
 
 def _directions(rec: dict, split: str, metric: str) -> list[str]:
@@ -183,8 +195,10 @@ def aggregate(records: list[dict], out: Path, split: str, metric: str, n_samples
     if scored:
         agg.best, agg.best_value = max(scored, key=lambda t: t[1].mean)
     metrics = [metric] + (["chrf"] if metric != "chrf" else [])
+    agg.notes = [n for system, baseline in agg.pairs for n in evaluation_differences(system, baseline)]
     if n_samples > 0:
-        agg.significance, agg.notes = significance(agg.pairs, metrics, split, n_samples, seed)
+        agg.significance, notes = significance(agg.pairs, metrics, split, n_samples, seed)
+        agg.notes += notes
     agg.summary = significance_summary(agg.significance)
     if agg.pairs:
         system, baseline = max(
