@@ -126,6 +126,8 @@ def test_scaling_figures_have_error_bars_and_fits(rep, sweep):
     per_dir = {t["direction"] for t in rep["trends"] if t["figure"] == "bleu_vs_model_size"}
     assert per_dir == {"avg", *DIRS}  # a slope per direction
     assert rep["figures"]["bleu_vs_num_examples"]["intervals"]["mFTI xglm-564m"][0][3] == 2
+    ref = rep["figures"]["bleu_vs_num_examples"]["intervals"]["reference: ICL k8"]  # the ICL line's band
+    assert ref[0][3] == 2 and ref[0][1] == pytest.approx(avg(runs[("icl", 0, 1)]))  # both seeds score the same
     assert (Path(rep["out_dir"]) / "trends.csv").exists()
 
 

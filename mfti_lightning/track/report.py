@@ -358,6 +358,10 @@ class Figures:
                     draw_fit(ax, fit, [x for _, x in runs_of[lab]], logx, ax.lines[-1].get_color())
         for lab, y in refs.items():
             ax.axhline(y, linestyle="--", color="grey", linewidth=1)
+            riv = interval(racc[lab])  # the baseline's 95% interval over seeds as a band
+            if riv is not None and riv.low is not None:
+                ax.axhspan(riv.low, riv.high, color="grey", alpha=0.12)
+                intervals[f"reference: {lab}"] = [(None, riv.low, riv.high, riv.n)]
             ax.annotate(
                 f"{lab} ({y:.1f})", (0.01, y), xycoords=("axes fraction", "data"), fontsize=8, va="bottom", color="grey"
             )
