@@ -29,15 +29,41 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="syntactic (default) | phonological | inventory | featural | genetic (lang_similarity.json)",
     )
+    ap.add_argument(
+        "--bootstrap-samples",
+        type=int,
+        default=1000,
+        help="paired bootstrap resamples per direction (sacrebleu --paired-bs-n; 0 = no significance tests)",
+    )
+    ap.add_argument(
+        "--bootstrap-seed", type=int, default=12345, help="the bootstrap's seed (sacrebleu's SACREBLEU_SEED)"
+    )
+    ap.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the tables and figures as a W&B run of the sweep's group (job type report)",
+    )
+    ap.add_argument(
+        "--wandb-mode",
+        default="auto",
+        help="auto (as every run: offline without an API key or a reachable server) | online | offline",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = args.out or str(Path(args.paths[0]) / "report")
-    rep = make_report(args.paths, out, args.metric, args.split, args.similarity)
+    rep = make_report(
+        args.paths, out, args.metric, args.split, args.similarity, args.bootstrap_samples, args.bootstrap_seed
+    )
     print(
         f"mfti-report: {rep['num_runs']} runs, {len(rep['failed'])} failed/incomplete, "
         f"{len(rep['problems'])} without results.json -> {rep['out_dir']}/report.md, table.csv, "
         f"{len(rep['figures'])} figures ({len(rep['skipped'])} skipped: {', '.join(rep['skipped']) or '-'})"
     )
+    if args.wandb:
+        from mfti_lightning.track.publish import log_report
+
+        info = log_report(rep, rep["records"], args.wandb_mode)
+        print(f"mfti-report: W&B {info['mode']} ({info['reason']}): group {info['group']}, {info.get('dir', '')}")
     return 0
 
 

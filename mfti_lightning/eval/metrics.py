@@ -151,3 +151,33 @@ def comet_scores(
     data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hypotheses, references)]
     out = model.predict(data, batch_size=batch_size, gpus=gpus, progress_bar=False)
     return {"system": float(out.system_score), "segments": [float(x) for x in out.scores]}
+
+
+CORPUS_METRICS = ("bleu", "spbleu", "spbleu200", "bleu-<tokenizer>", "chrf", "chrf++", "ter")
+
+
+def metric_for(name: str, tgt_lang: str):
+    """The sacrebleu metric object behind a metric name of the results format, for one target language:
+    ``bleu`` (per-language default tokenizer), ``spbleu``/``spbleu200`` (FLORES SentencePiece, needs its model),
+    ``bleu-<tok>``, ``chrf`` (chrF2), ``chrf++`` (chrF2++), ``ter`` (with sacrebleu's Asian support for zh, ja,
+    ko targets). The same objects :func:`score` uses, so a
+    re-scored or bootstrapped number carries the signature of the original one."""
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    if name in ("chrf", "chrf++"):
+        return CHRF(word_order=2 if name == "chrf++" else 0)
+    if name == "ter":
+        return TER(asian_support=tgt_lang in _LANG_DEFAULT)  # zh, ja, ko: split CJK characters (sig: asian:yes)
+    if name == "bleu":
+        return BLEU(tokenize=language_default_tokenizer(tgt_lang))
+    if name in ("spbleu", "spbleu200"):
+        tok = "flores101" if name == "spbleu" else "flores200"
+        if not spm_available(tok):
+            raise ConfigError(
+                f"{name} needs sacrebleu's {tok} SentencePiece model at {spm_path(tok)}; run `mfti-prefetch` on a "
+                "machine with network (same SACREBLEU dir), or score bleu instead."
+            )
+        return BLEU(tokenize=tok)
+    if name.startswith("bleu-") and name[5:] in BLEU.TOKENIZERS:
+        return BLEU(tokenize=name[5:])
+    raise ConfigError(f"unknown metric {name!r}; known: {', '.join(CORPUS_METRICS)}, comet.")

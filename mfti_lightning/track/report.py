@@ -32,6 +32,9 @@ from mfti_lightning.core.languages import DIRECTION_PATTERN, LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
+from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
+from mfti_lightning.track.stat_figures import draw_fit, errorbar_series
+from mfti_lightning.track.stats import fit_line, grouped_rows, interval, metrics_by_direction
 from mfti_lightning.track.tracking import method_of
 
 log = logging.getLogger("mfti_lightning.track.report")
@@ -315,6 +318,8 @@ class Figures:
         self.drawn: dict[str, dict] = {}
         self.skipped: dict[str, str] = {}
         self.correlations: list[dict] = []
+        self.trends: list[dict] = []  # least-squares slopes per series and direction (stats.fit_line)
+        self.used: dict[str, list[list[dict]]] = {}  # per figure, the runs of each series (averaged or joined)
 
     def _avg(self, rec: dict) -> float | None:
         return rec.get("metrics", {}).get(f"{self.split}/{self.metric}/avg")
@@ -370,12 +375,15 @@ class Figures:
         acc: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
         groups = sorted({colour_by(r) for r, _, _ in pts}) if colour_by else []
         group_of: dict[str, str] = {}
+        runs_of: dict[str, list[tuple[dict, float]]] = defaultdict(list)
         for r, x, y in pts:
             lab = run_label(r, vary, x_key)
             if len(groups) > 1:
                 lab = f"{lab} {colour_by(r)}"
                 group_of[lab] = colour_by(r)
             acc[lab][x].append(y)
+            runs_of[lab].append((r, x))
+        self.used[name] = [[r for r, _ in runs] for runs in runs_of.values()]
         series = {lab: sorted((x, sum(v) / len(v)) for x, v in d.items()) for lab, d in sorted(acc.items())}
         refs = {}
         if reference:
@@ -387,13 +395,22 @@ class Figures:
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         palette = plt.get_cmap("tab10")
-        for lab, s in series.items():
+        intervals = {}
+        for lab in series:  # mean over seeds with its 95% t-interval; a fitted trend on the scaling axes
             style = {}
             if lab in group_of:
                 style = {"color": palette(groups.index(group_of[lab]) % 10), "linestyle": "--" if "ICL" in lab else "-"}
-            ax.plot([x for x, _ in s], [y for _, y in s], marker="o", label=lab, **style)
+            intervals[lab] = [(x, iv.low, iv.high, iv.n) for x, iv in errorbar_series(ax, lab, acc[lab], **style)]
+            if name in FITTED:
+                fit = self._trends(name, lab, runs_of[lab], logx)
+                if fit is not None:
+                    draw_fit(ax, fit, [x for _, x in runs_of[lab]], logx, ax.lines[-1].get_color())
         for lab, y in refs.items():
             ax.axhline(y, linestyle="--", color="grey", linewidth=1)
+            riv = interval(racc[lab])  # the baseline's 95% interval over seeds as a band
+            if riv is not None and riv.low is not None:
+                ax.axhspan(riv.low, riv.high, color="grey", alpha=0.12)
+                intervals[f"reference: {lab}"] = [(None, riv.low, riv.high, riv.n)]
             ax.annotate(
                 f"{lab} ({y:.1f})", (0.01, y), xycoords=("axes fraction", "data"), fontsize=8, va="bottom", color="grey"
             )
@@ -404,9 +421,35 @@ class Figures:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        data = {"series": series, "reference": refs, **({"groups": group_of} if group_of else {})}
+        data = {
+            "series": series,
+            "reference": refs,
+            "intervals": intervals,
+            **({"groups": group_of} if group_of else {}),
+        }
         self._save(fig, name, data)
         return data
+
+    def _trends(self, name: str, label: str, runs: list[tuple[dict, float]], logx: bool):
+        """Least squares of the score on (log10) x over every run of a series, per direction and for the
+        average; the slopes go to ``self.trends`` (trends.csv), the average's fit is returned to be drawn."""
+        per_dir: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r, x in runs:
+            for d, m in metrics_by_direction(r, self.split).items():
+                if self.metric in m:
+                    per_dir[d].append((math.log10(x) if logx else x, m[self.metric]))
+        avg_fit = None
+        for d in sorted(per_dir, key=lambda d: (d != "avg", d)):
+            fit = fit_line([x for x, _ in per_dir[d]], [y for _, y in per_dir[d]])
+            if fit is None:
+                continue
+            avg_fit = fit if d == "avg" else avg_fit
+            self.trends.append(
+                {"figure": name, "series": label, "direction": d, "x": ("log10 " if logx else "") + FITTED[name],
+                 "n_runs": fit.n, "slope": fit.slope, "slope_ci_low": fit.slope_low, "slope_ci_high": fit.slope_high,
+                 "intercept": fit.intercept, "r2": fit.r2}
+            )  # fmt: skip
+        return avg_fit
 
     def templates(self) -> dict | None:
         name = "template_comparison"
@@ -419,12 +462,17 @@ class Figures:
         vary = _varying(recs, exclude=("template",))
         for r in recs:
             by[run_label(r, vary)][_short_template(r)].append(self._avg(r))
+        self.used[name] = [[r for r in recs if run_label(r, vary) == lab] for lab in by]
         series = {lab: {t: sum(v) / len(v) for t, v in d.items()} for lab, d in sorted(by.items())}
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         width = 0.8 / max(1, len(series))
         for i, (lab, d) in enumerate(series.items()):
-            ax.bar([temps.index(t) + i * width for t in d], list(d.values()), width=width, label=lab)
+            ivs = [interval(by[lab][t]) for t in d]  # error bars: 95% t-interval over seeds
+            yerr = [[iv.mean - iv.low if iv.low is not None else 0 for iv in ivs] for _ in (0, 1)]
+            ns = "/".join(str(iv.n) for iv in ivs)
+            ax.bar([temps.index(t) + i * width for t in d], list(d.values()), width=width, label=f"{lab} (n={ns})",
+                   yerr=yerr, capsize=4)  # fmt: skip
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(temps))], temps)
         ax.set_ylabel(f"{self.split} {self.metric} (avg)")
         ax.set_title("Template comparison")
@@ -637,6 +685,7 @@ class Figures:
         )
 
 
+FITTED = {"bleu_vs_model_size": "parameters", "bleu_vs_num_examples": "examples per direction"}
 name_key = {
     "bleu_vs_model_size": "model",
     "bleu_vs_num_examples": "num_examples",
@@ -650,9 +699,13 @@ def _fmt_corr(v) -> str:
 
 
 # ---- the report ------------------------------------------------------------------------------------------
-def summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, n_done) -> list[str]:
-    """report.md: the runs' averages, failed runs, directories without results, non-swept differences,
-    correlations and figures."""
+def summary_markdown(
+    rows, failed_rows, problems, diffs, figs, metric, split, similarity, n_done, extra=None
+) -> list[str]:
+    """report.md: the summary (best configuration, mFTI - ICL, significant directions), the seed groups, the
+    paired significance, the trends and the figures first; then the runs' averages, failed runs, directories
+    without results, non-swept differences of runs compared in one figure, and correlations."""
+    extra = extra or {}
     summary_rows = [row for row in rows if row["direction"] == "avg"]
     cols = ["run", "method", *SWEPT, "params", "num_train_directions"] + sorted(
         {c for r in summary_rows for c in r if c.startswith(f"{split}/")}
@@ -660,18 +713,22 @@ def summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, si
     md = [
         "# mfti-report\n",
         f"Metric: **{split} {metric}** (averages over directions). Runs: {n_done} completed, "
-        f"{len(failed_rows)} failed or incomplete, {len(problems)} directories without a results.json.\n",
+        f"{len(failed_rows)} failed or incomplete, {len(problems)} directories without a results.json.\n\n",
+    ]
+    md += extra.get("head", [])
+    md += [
         "## Runs\n",
         markdown_table(summary_rows, cols),
         "\n## Failed or incomplete runs\n",
         markdown_table(failed_rows) if failed_rows else "_(none)_\n",
         "\n## Directories without results.json\n",
         "".join(f"- {p}\n" for p in problems) or "_(none)_\n",
-        "\n## Config values that differ between runs (not swept)\n",
+        "\n## Config values that differ between runs compared in one figure (not swept)\n",
     ]
     md += [
-        f"- `{k}`: " + "; ".join(f"`{v}` in {', '.join(n)}" for v, n in vals.items()) + "\n"
-        for k, vals in diffs.items()
+        f"- {fig}: `{k}`: " + "; ".join(f"`{v}` in {', '.join(n)}" for v, n in vals.items()) + "\n"
+        for fig, fd in (extra.get("figure_differences") or {"all runs": diffs} if diffs else {}).items()
+        for k, vals in fd.items()
     ] or ["_(none)_\n"]
     md += [
         "\n## Correlations (per-language scores)\n",
@@ -689,15 +746,75 @@ def summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, si
     return md
 
 
-def make_report(
-    paths: list[str | Path],
-    out_dir: str | Path,
-    metric: str = "auto",
-    split: str = "test",
-    similarity: str | None = None,
-) -> dict:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _group_base(rec: dict) -> dict:
+    sw = rec.get("swept", {})
+    return {"method": method_of(sw), **{k: sw.get(k) for k in SWEPT if k != "seed"}, "params": params_of(rec)}
+
+
+def statistics_markdown(agg, grouped, figs, metric: str, split: str) -> list[str]:
+    """The sections that follow the summary: seed groups, paired significance, trends, direction maps."""
+    metrics = [metric] + (["chrf"] if metric != "chrf" else [])
+    stat_cols = [f"{split}/{m}{s}" for m in metrics for s in ("", "_std", "_ci_low", "_ci_high")]
+    avg_rows = [r for r in grouped if r["direction"] == "avg"]
+    base = ["group", "method", *(k for k in SWEPT if k != "seed"), "n_seeds", "seeds"]
+    md = [
+        "## Runs grouped over seeds\n",
+        "Mean over the seeds of each group (runs that differ only in `seed`), sample standard deviation and "
+        "95% t-interval of the mean; per direction in table_grouped.csv.\n\n",
+        markdown_table(avg_rows, base + [c for c in stat_cols if any(c in r for r in avg_rows)]),
+        "\n## Paired significance per direction (sacrebleu paired bootstrap)\n",
+    ]
+    if agg.significance:
+        md += [
+            markdown_table(agg.summary),
+            "\n`diff` = system - baseline; 95% interval from the bootstrap resamples; p-value from "
+            f"sacrebleu.significance (signature {agg.significance[0]['signature']}); also in significance.csv.\n\n",
+            markdown_table(direction_table(agg.significance)),
+            "\n▲: the system (first of the pair) significantly better (p < 0.05), ▼: the baseline. The interval is "
+            "the percentile interval of the resampled differences, the p-value sacrebleu's test: two conventions that "
+            "can disagree near the threshold; identical outputs are never counted (sacrebleu then prints p = 0.001).\n",
+        ]
+    else:
+        md.append("_(no mFTI group with an ICL or zero-shot group of the same model and template)_\n")
+    md += ["\n## Fitted trends (least squares on log10 x, 95% interval of the slope)\n"]
+    trend_avg = [t for t in figs.trends if t["direction"] == "avg"]
+    md.append(markdown_table(trend_avg) + "\nPer direction: trends.csv.\n" if trend_avg else "_(none)_\n")
+    md += ["\n## Direction maps\n"] + [f"- {n}: ![{n}]({Path(d['path']).name})\n" for n, d in agg.maps.items()]
+    return md + (["_(none)_\n"] if not agg.maps else []) + ["\n"]
+
+
+def figure_differences(figs) -> dict[str, dict]:
+    """Non-swept config differences among the runs that one series of a figure averages or joins into a line
+    (not among unrelated runs, nor between series, whose labels name what differs)."""
+    out: dict[str, dict] = {}
+    for name, series in figs.used.items():
+        for runs in series if name in figs.drawn else []:
+            for k, values in config_differences(runs).items():
+                for v, names in values.items():
+                    merged = out.setdefault(name, {}).setdefault(k, {}).setdefault(v, [])
+                    merged += [n for n in names if n not in merged]
+    return out
+
+
+def warn_differences(fig_diffs: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """Log each figure's non-swept differences; returns them merged over figures ``{key: {value: [runs]}}``."""
+    diffs: dict[str, dict[str, list[str]]] = {}
+    for name, d in fig_diffs.items():
+        for k, values in d.items():
+            log.warning(
+                "%s compares runs that differ in the non-swept config value %s: %s",
+                name,
+                k,
+                "; ".join(f"{v} in {', '.join(names)}" for v, names in values.items()),
+            )
+            for v, names in values.items():
+                merged = diffs.setdefault(k, {}).setdefault(v, [])
+                merged += [n for n in names if n not in merged]
+    return diffs
+
+
+def load_runs(paths) -> tuple[list[dict], list[dict], list[str]]:
+    """Completed runs, the other runs, and the problems found (all logged); SystemExit when there is nothing."""
     records, problems = collect(paths)
     for p in problems:
         log.warning("%s", p)
@@ -711,34 +828,63 @@ def make_report(
     not_done = [r for r in records if r.get("status") != "completed"]
     for r in not_done:
         log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    return done, not_done, problems
+
+
+def make_report(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    metric: str = "auto",
+    split: str = "test",
+    similarity: str | None = None,
+    bootstrap_samples: int = 1000,
+    bootstrap_seed: int = 12345,
+) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done, not_done, problems = load_runs(paths)
     metric = bleu_metric(done, split, metric)
-    diffs = config_differences(done)
-    for k, values in diffs.items():
-        log.warning(
-            "runs differ in the non-swept config value %s: %s",
-            k,
-            "; ".join(f"{v} in {', '.join(names)}" for v, names in values.items()),
-        )
     rows = tidy_rows(done, split)
     write_csv(rows, out / "table.csv")
     (out / "table.md").write_text(markdown_table(rows), encoding="utf-8")
     figs = Figures(out, done, metric, split, similarity)
     figs.all()
+    fig_diffs = figure_differences(figs)
+    diffs = warn_differences(fig_diffs)
+    agg = aggregate(done, out, split, metric, bootstrap_samples, bootstrap_seed)
+    grouped = grouped_rows(agg.groups, split, _group_base)
+    write_csv(grouped, out / "table_grouped.csv")
+    (out / "table_grouped.md").write_text(markdown_table(grouped), encoding="utf-8")
+    for name, table in (("significance", agg.significance), ("trends", figs.trends)):
+        if table:
+            write_csv(table, out / f"{name}.csv")
     failed_rows = [
         {"run": r.get("run_name"), "status": r.get("status"), "error": (r.get("error") or "")[:200], "run_dir": r["_dir"]}
         for r in not_done
     ]  # fmt: skip
-    md = summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, len(done))
+    head = summary_section(agg, split, metric) + statistics_markdown(agg, grouped, figs, metric, split)
+    extra = {"head": head, "figure_differences": fig_diffs}
+    md = summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, len(done), extra)
     (out / "report.md").write_text("".join(md), encoding="utf-8")
     return {
         "out_dir": str(out),
         "metric": metric,
         "rows": rows,
+        "grouped_rows": grouped,
+        "groups": agg.groups,
+        "significance": agg.significance,
+        "significance_summary": agg.summary,
+        "headline": agg.headline,
+        "best": agg.best,
+        "maps": agg.maps,
+        "trends": figs.trends,
         "failed": failed_rows,
         "problems": problems,
         "config_differences": diffs,
+        "figure_differences": fig_diffs,
         "figures": figs.drawn,
         "skipped": figs.skipped,
         "correlations": figs.correlations,
         "num_runs": len(done),
+        "records": done,
     }
