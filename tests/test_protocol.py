@@ -134,11 +134,20 @@ def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
     assert p.returncode == 0 and _labels(run).count("off_target") < len(SPANISH_FOR_CATALAN)
 
 
-def test_reference_rule_counts_an_empty_half_as_off_target():
-    from mfti_lightning.eval.analysis import LanguageIdentifier, classify_direction
+def test_reference_rule_judges_an_empty_half_as_fasttext_does():
+    """The reference's fastText lid.176 labels empty text English (measured: scripts/measure_off_target_agreement.py):
+    an empty hypothesis is then 'in the source language' of en-ca, and off-target for ca-fr; a one-word Catalan
+    hypothesis (halves "" and "gat") is neither all English nor all Catalan."""
+    from mfti_lightning.eval.analysis import EMPTY_TEXT_LANGUAGE, LanguageIdentifier, classify_direction
 
+    class Catalan(LanguageIdentifier):  # a detector that calls every non-empty text Catalan
+        def identify(self, texts):
+            return ["ca" if t else None for t in texts]
+
+    assert EMPTY_TEXT_LANGUAGE == "en"
     src, ref, _ = SPANISH_FOR_CATALAN[0]
     rows = [{"source": src, "reference": ref, "hypothesis": h} for h in ("", "gat")]
-    lid = LanguageIdentifier(["en", "ca"], "run", "low")
-    assert classify_direction(rows, "en", "ca", lid, "reference") == ["off_target", "off_target"]
+    lid = Catalan(["en", "ca", "fr"], "run", "low")
+    assert classify_direction(rows, "en", "ca", lid, "reference") == ["under_translation", "off_target"]
+    assert classify_direction(rows, "ca", "fr", lid, "reference")[0] == "off_target"
     assert "off_target" not in classify_direction(rows, "en", "ca", lid, "project")

@@ -286,7 +286,7 @@ class TrainEvalConfig:
     extraction: str = opt("clean", choices=EXTRACTION_MODES)  # hypothesis: reference (up to EOS) | clean (cut)
     lid_languages: str = opt("all", choices=LID_SCOPES)  # off-target language ID over all lingua languages | run's
     lid_accuracy: str = opt("low", choices=LID_ACCURACY)  # lingua mode: high (1.3 GB for all languages) | low
-    off_target_rule: str = opt("project", choices=OFF_TARGET_RULES)  # reference: empty half = off-target
+    off_target_rule: str = opt("project", choices=OFF_TARGET_RULES)  # reference: the reference's halves (empty = "en")
     select: str = opt("mean", choices=SELECT_MODES)  # checkpoint choice: reference (beam, first dev, pooled) | mean
     monitor: Optional[str] = None  # metric that picks the best checkpoint; null = the one eval.select names
     score_before_training: bool = True  # also score the model before finetuning
