@@ -113,13 +113,30 @@ def constructed_rows(n: int) -> dict[str, list[dict]]:
     return out
 
 
+class FastTextIdentifier:
+    """fastText in the project's LanguageIdentifier interface: the project's rules with the reference's detector
+    separate a difference of the rules from a difference of the detectors."""
+
+    def __init__(self, model):
+        from mfti_lightning.core.languages import LANGUAGES
+
+        self.model, self.supported = model, frozenset(LANGUAGES)
+
+    def identify(self, texts):
+        return [ref_lang(self.model, t) for t in texts]
+
+
 def compare(rows_by_dir: dict[str, list[dict]], model, lid) -> dict:
     from mfti_lightning.eval.analysis import classify_direction
 
-    pairs = []
+    pairs, same_detector = [], 0
     for d, rows in sorted(rows_by_dir.items()):
         src, tgt = d.split("-")
         ours = classify_direction(rows, src, tgt, lid, rule="reference")
+        same_detector += sum(
+            a == reference_label(model, r["source"], r["reference"], r["hypothesis"], src, tgt)
+            for a, r in zip(classify_direction(rows, src, tgt, FastTextIdentifier(model), rule="reference"), rows)
+        )
         theirs = [reference_label(model, r["source"], r["reference"], r["hypothesis"], src, tgt) for r in rows]
         pairs += [(a, b, d, r["hypothesis"], r.get("kind", d)) for a, b, r in zip(ours, theirs, rows)]
     same = sum(a == b for a, b, *_ in pairs)
@@ -131,6 +148,7 @@ def compare(rows_by_dir: dict[str, list[dict]], model, lid) -> dict:
     return {
         "n": len(pairs),
         "labels_equal": same,
+        "labels_equal_with_fasttext_in_the_project_rules": same_detector,
         "off_target_flag_equal": sum(x == y for x, y in ot),
         "off_target_project": sum(x for x, _ in ot),
         "off_target_reference": sum(y for _, y in ot),
