@@ -85,3 +85,24 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None =
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def fake_flores_dir(root: Path, extra: dict[str, str]) -> Path:
+    """A FLORES-101 directory made from the shipped copy: the 13 languages, plus each ``extra`` code's files copied
+    from the shipped files of another language (``{"es": "ca"}``: Catalan lines under Spanish's file stem)."""
+    import shutil
+
+    from mfti_lightning.core.languages import get
+    from mfti_lightning.data.corpora import FLORES101_DIR
+
+    root = Path(root)
+    for split in ("dev", "devtest"):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for f in (FLORES101_DIR / split).iterdir():
+            shutil.copy(f, root / split / f.name)
+        for code, source in extra.items():
+            shutil.copy(
+                FLORES101_DIR / split / f"{get(source).flores101}.{split}",
+                root / split / f"{get(code).flores101}.{split}",
+            )
+    return root

@@ -134,11 +134,60 @@ def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
     assert p.returncode == 0 and _labels(run).count("off_target") < len(SPANISH_FOR_CATALAN)
 
 
-def test_reference_rule_counts_an_empty_half_as_off_target():
-    from mfti_lightning.eval.analysis import LanguageIdentifier, classify_direction
+def test_reference_rule_judges_an_empty_half_as_fasttext_does():
+    """The reference's fastText lid.176 labels empty text English (measured: scripts/measure_off_target_agreement.py):
+    an empty hypothesis is then 'in the source language' of en-ca, and off-target for ca-fr; a one-word Catalan
+    hypothesis (halves "" and "gat") is neither all English nor all Catalan."""
+    from mfti_lightning.eval.analysis import EMPTY_TEXT_LANGUAGE, LanguageIdentifier, classify_direction
 
+    class Catalan(LanguageIdentifier):  # a detector that calls every non-empty text Catalan
+        def identify(self, texts):
+            return ["ca" if t else None for t in texts]
+
+    assert EMPTY_TEXT_LANGUAGE == "en"
     src, ref, _ = SPANISH_FOR_CATALAN[0]
     rows = [{"source": src, "reference": ref, "hypothesis": h} for h in ("", "gat")]
-    lid = LanguageIdentifier(["en", "ca"], "run", "low")
-    assert classify_direction(rows, "en", "ca", lid, "reference") == ["off_target", "off_target"]
+    lid = Catalan(["en", "ca", "fr"], "run", "low")
+    assert classify_direction(rows, "en", "ca", lid, "reference") == ["under_translation", "off_target"]
+    assert classify_direction(rows, "ca", "fr", lid, "reference")[0] == "off_target"
     assert "off_target" not in classify_direction(rows, "en", "ca", lid, "project")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tiny_model_taught_to_continue_the_template_reference_keeps_what_clean_cuts(tmp_path):
+    """The must-show, end to end on the tiny model. An untrained tiny model never writes the marker, so mfti-train
+    first teaches it what 8-shot XGLM does: every target is followed by the next turn (``Translation: [German]:``;
+    150 steps, loss on the target). Then mfti-eval with eval.extraction=reference keeps that marker text, clean cuts it, on the same prompts."""
+    from mfti_lightning.data.corpora import read_flores
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    german = read_flores(None, "dev", "de")
+    (corpus / "icl.de-en.de").write_text("\n".join(german) + "\n")
+    (corpus / "icl.de-en.en").write_text("\n".join(["Yes. Translation: [German]:"] * len(german)) + "\n")
+    pairs = ["lang_pairs=custom", "lang_pairs.train=[de-en]", "lang_pairs.eval=[de-en]"]
+    train = ["mfti_lightning.cli.train", "logger=none", "data=pairs", f"data.corpora.0.path='{corpus}/icl.{{pair}}'",
+             "data.filters.exclude_eval=false", "data.filters.max_len_ratio=null", "data.loss_on=target", *pairs,
+             "num_examples.n=400", "optim.max_steps=150", "eval.val_every_n_steps=1000",
+             "eval.score_before_training=false", "lang_pairs.test_size=1", "lang_pairs.val_size=1",
+             "eval.max_new_tokens=4", "checkpoint.every_n_steps=150"]  # fmt: skip
+    p = run_cli(train, cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    runs = {}
+    for mode in ("reference", "clean"):
+        args = ["mfti_lightning.cli.eval", "logger=none", f"ckpt_path={run_dir / 'hf'}", *pairs, "lang_pairs.test_size=6",
+                "eval.num_beams=1", "eval.max_new_tokens=40", f"eval.extraction={mode}", "eval.error_analysis=false"]  # fmt: skip
+        p = run_cli(args, cwd=tmp_path, timeout=280)
+        assert p.returncode == 0, p.stderr[-3000:]
+    for d in (tmp_path / "outputs" / "eval" / "runs").iterdir():
+        runs[json.loads((d / "results.json").read_text())["extraction"]] = _translations(d)["de-en"]
+    ref, clean = runs["reference"], runs["clean"]
+    marker = "Translation: ["
+    for a, b in zip(ref, clean, strict=True):
+        assert a["prompt"] == b["prompt"]
+        assert len(a["hypothesis"]) >= len(b["hypothesis"])  # never shorter than clean
+        assert a["hypothesis_clean"] == b["hypothesis"]  # greedy: the cut after the fact is the clean decode
+        assert marker not in b["hypothesis"]
+    assert any(marker in a["hypothesis"] for a in ref), [a["hypothesis"] for a in ref]

@@ -175,6 +175,7 @@ def test_every_figure_is_drawn_with_the_expected_series(rep):
         "bleu_vs_shots",
         "template_comparison",
         "partitions",
+        "pivot",
         "error_types",
         "per_language_vs_pretraining_tokens",
         "per_language_vs_similarity",

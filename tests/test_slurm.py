@@ -157,7 +157,14 @@ def _fake_inputs(root: Path) -> dict:
     spm = root / "sacrebleu" / "models" / "sacrebleu_tokenizer_spm.model"
     spm.parent.mkdir(parents=True)
     spm.write_bytes(b"stand-in")
-    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf"), "SACREBLEU": str(root / "sacrebleu")}
+    from conftest import fake_flores_dir
+
+    from mfti_lightning.core.languages import LANGUAGES
+
+    extra = {c: "en" for c, lang in LANGUAGES.items() if lang.flores101 and c not in PAPER_LANGUAGES}
+    flores = fake_flores_dir(root / "flores101", extra)  # sweeps/more_languages.yaml: a full FLORES-101 copy
+    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf"), "SACREBLEU": str(root / "sacrebleu"),
+            "MFTI_FLORES_DIR": str(flores)}  # fmt: skip
 
 
 @pytest.mark.timeout(300)
@@ -192,6 +199,9 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         "shots": 5,
         "architectures": 20,
         "template_space": 33,
+        "pivot": 2,
+        "data_quality": 9,
+        "more_languages": 2,
     }
     for j in jobs:
         assert j["gpu_hours"] > 0 and j["params"] > 4e8  # Qwen2.5-0.5B: 0.49B matmul parameters
@@ -199,6 +209,9 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
     assert (mfti["devices"], mfti["nodes"], mfti["train_directions"], mfti["eval_directions"]) == (8, 1, 156, 156)
     assert round(mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
     assert sorted(j["train_directions"] for j in by_sweep["lang_pairs_scaling"]) == [12, 24, 42, 90, 156]
+    assert sorted(j["train_directions"] for j in by_sweep["pivot"]) == [24, 156]
+    assert {(j["train_directions"], j["eval_directions"]) for j in by_sweep["more_languages"]} == {(156, 52), (0, 52)}
+    assert len({j["run_dir"] for j in by_sweep["data_quality"]}) == 9
 
 
 TEMPLATES = ["--config-dir", str(REPO / "sweeps"), "--config-name", "templates", "model=tiny", "trainer=cpu"]

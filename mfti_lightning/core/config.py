@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -67,6 +68,37 @@ def batch_math(cfg) -> dict:
         "accumulate": glob // (micro * world),
         "global_batch_size": glob,
     }
+
+
+def training_length(cfg) -> dict:
+    """``{"by": "steps", "max_steps": N}`` or ``{"by": "epochs", "max_epochs": E}``: exactly one of
+    ``optim.max_steps`` and ``optim.max_epochs`` is set (an ICL run, ``num_examples.n=0``, needs neither), else a
+    clear error. Steps per epoch are known only once the examples are encoded (:func:`steps_for_epochs`)."""
+    steps, epochs = cfg.optim.get("max_steps"), cfg.optim.get("max_epochs")
+    if steps is not None and epochs is not None:
+        raise ConfigError(
+            f"optim.max_steps={steps} and optim.max_epochs={epochs:g} are both set; training length is one or the "
+            f"other. Train by epochs with optim.max_steps=null optim.max_epochs={epochs:g}, or by steps with "
+            "optim.max_epochs=null."
+        )
+    if epochs is not None:
+        return {"by": "epochs", "max_epochs": float(epochs)}
+    if steps is None and int(cfg.num_examples.n) > 0:
+        raise ConfigError(
+            "optim.max_steps and optim.max_epochs are both null: set one (e.g. optim.max_steps=2000 or "
+            "optim.max_epochs=1)."
+        )
+    return {"by": "steps", "max_steps": int(steps) if steps is not None else 0}
+
+
+def steps_for_epochs(epochs: float, micro_batches_per_epoch: int, accumulate: int) -> int:
+    """Optimizer steps of ``epochs`` passes when one pass is ``micro_batches_per_epoch`` micro batches on each rank
+    (the batch sampler's size) and a step takes ``accumulate`` of them; at least 1, a partial step rounded up."""
+    if micro_batches_per_epoch <= 0:
+        raise ConfigError(
+            "No full training micro batch: add examples (num_examples.n) or lower optim.micro_batch_size."
+        )
+    return max(1, math.ceil(epochs * micro_batches_per_epoch / accumulate - 1e-9))
 
 
 def flatten(d, prefix: str = "") -> dict:

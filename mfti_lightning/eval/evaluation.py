@@ -83,6 +83,39 @@ def score_translations(
     return result
 
 
+def add_pooled_score(result: EvalResult, sets, hyps_by_direction: dict[str, list[str]], split: str, bleu_tokenize: str):
+    """``<split>/<bleu>/pooled``: one corpus BLEU over every direction's hypotheses and references together (the
+    reference code's checkpoint choice). With spBLEU one tokenizer serves all languages; under the ``bleu`` fallback
+    the pooled score uses the English default (13a)."""
+    hyps, refs = [], []
+    for es in sets:
+        hyps += hyps_by_direction[direction_str(es.direction)]
+        refs += es.references
+    for metric, (value, sig) in mt.score(hyps, refs, "en", bleu_tokenize).items():
+        if metric not in ("chrf", "chrf++"):
+            result.metrics[f"{split}/{metric}/pooled"] = value
+            result.signatures[f"{split}/{metric}/pooled"] = sig
+
+
+def selection_metric(select: str, bleu_name: str, monitor: str | None = None) -> str:
+    """The validation metric that picks the best checkpoint: ``eval.monitor`` if set, else ``val/<bleu>/pooled``
+    (``eval.select=reference``) or ``val/<bleu>/avg``, the mean of the per-direction scores (``mean``)."""
+    return monitor or f"val/{bleu_name}/{'pooled' if select == 'reference' else 'avg'}"
+
+
+def selection_record(select: str, bleu_name: str, monitor, val_size, num_beams: int, val_beams: int) -> dict:
+    """What results.json records about the checkpoint choice."""
+    reference = select == "reference"
+    return {
+        "mode": select,
+        "metric": selection_metric(select, bleu_name, monitor),
+        "num_beams": num_beams if reference else val_beams,
+        "extraction": "reference" if reference else "clean",
+        "dev_sentences": f"{'first' if reference else 'last'} {val_size if val_size is not None else 'all'}",
+        "score": "one corpus score over all directions pooled" if reference else "mean of per-direction scores",
+    }
+
+
 def add_clean_scores(result: EvalResult, sets, prompts, cut: list[str], split: str, bleu_tokenize: str) -> None:
     """The ``reference`` hypotheses cut after the fact (first newline, a new template turn): rows get
     ``hypothesis_clean``, metrics ``<split>_clean/<metric>/...``. One decode, both numbers."""

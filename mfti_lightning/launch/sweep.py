@@ -8,6 +8,7 @@ whose ``results.json`` already says ``completed``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,11 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
     lp = job_cfg.lang_pairs
     train_dirs = train_directions(lp) if n_train else []
     eval_dirs = eval_directions(lp)
-    steps = int(job_cfg.optim.max_steps) if n_train else 0
+    steps = 0
+    if n_train:  # by epochs: the sampled pairs over the global batch (an estimate: filtering and max_length drop some)
+        epochs = job_cfg.optim.get("max_epochs")
+        per_epoch = len(train_dirs) * n_train / int(job_cfg.optim.global_batch_size)
+        steps = int(job_cfg.optim.max_steps) if epochs is None else max(1, math.ceil(float(epochs) * per_epoch))
     train_tokens = steps * int(job_cfg.optim.global_batch_size) * cost.tokens_per_example
     train_flops = 6 * n_params * train_tokens
 

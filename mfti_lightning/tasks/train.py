@@ -23,7 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mfti_lightning.core import layout
-from mfti_lightning.core.config import batch_math
+from mfti_lightning.core.config import batch_math, steps_for_epochs, training_length
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError
@@ -124,6 +124,7 @@ def build_module(job: TrainingJob) -> None:
     from hydra.utils import instantiate
 
     from mfti_lightning.data.datamodule import encode_examples
+    from mfti_lightning.eval.evaluation import selection_record
     from mfti_lightning.model.modeling import load_tokenizer, peft_settings
     from mfti_lightning.train.module import MFTIModule
 
@@ -144,7 +145,14 @@ def build_module(job: TrainingJob) -> None:
         "batch_tokens": int(cfg.eval.batch_tokens),
         "bleu_tokenize": cfg.eval.bleu_tokenize,
         "score_before_training": bool(cfg.eval.score_before_training),
+        "select": str(cfg.eval.select),
+        "num_beams": int(cfg.eval.num_beams),
     }
+    if job.n_train:
+        job.record["selection"] = selection_record(
+            str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor"), cfg.lang_pairs.get("val_size"),
+            int(cfg.eval.num_beams), int(cfg.eval.val_num_beams),
+        )  # fmt: skip
     job.module = MFTIModule(
         model_path=job.model_path,
         template=job.template.to_dict(),
@@ -167,11 +175,13 @@ def fit(job: TrainingJob):
     """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
     The Trainer is left on ``job.trainer`` for tests and benchmarks."""
     from mfti_lightning.data.datamodule import MFTIDataModule
+    from mfti_lightning.eval.evaluation import selection_metric
     from mfti_lightning.model.checkpoints import newest_checkpoint
     from mfti_lightning.train.trainer import build_trainer
 
     cfg, bm = job.cfg, job.batch
     n_val = sum(len(s.sources) for s in job.val_sets)
+    steps = planned_steps(job)
     dm = MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
@@ -180,16 +190,37 @@ def fit(job: TrainingJob):
         int(cfg.data.length_group_chunk),
         int(cfg.data.num_workers),
         n_val_prompts=n_val,
-        total_micro_batches=int(cfg.optim.max_steps) * bm["accumulate"],
+        total_micro_batches=steps * bm["accumulate"],
     )
-    monitor = (cfg.eval.get("monitor") or f"val/{job.bleu_name}/avg") if n_val else None
-    trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path)
+    monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
+    trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     job.trainer = trainer
     resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
     if resume_from:
         log.info("Resuming from %s", resume_from)
     trainer.fit(job.module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
     return (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(job.run_dir) or "")
+
+
+def planned_steps(job: TrainingJob) -> int:
+    """The run's optimizer steps: ``optim.max_steps``, or ``optim.max_epochs`` passes of the batch sampler (full
+    micro batches of the encoded examples on each rank) over the gradient accumulation. Recorded as
+    ``results.json["training_length"]``."""
+    from mfti_lightning.data.datamodule import LengthGroupedBatches
+
+    cfg, bm = job.cfg, job.batch
+    length = training_length(cfg)
+    if length["by"] == "epochs":
+        sampler = LengthGroupedBatches(
+            [len(e.input_ids) for e in job.encoded], bm["micro_batch_size"], int(cfg.seed),
+            int(cfg.data.length_group_chunk), 0, bm["world_size"],
+        )  # fmt: skip
+        per_epoch = len(sampler.epoch_batches(0))
+        length["micro_batches_per_epoch_per_rank"] = per_epoch
+        length["steps_per_epoch"] = per_epoch / bm["accumulate"]
+        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm["accumulate"])
+    job.record["training_length"] = length
+    return int(length["max_steps"])
 
 
 def collect_training(run_dir: Path, record: dict) -> None:

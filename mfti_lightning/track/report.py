@@ -7,11 +7,14 @@ and PNG figures drawn with matplotlib (Agg):
 
 - BLEU vs model size (mFTI and ICL lines, coloured by model family when there are several), vs number of examples (log x), vs number of training directions,
   vs shots; the template comparison; the template design space (templates with a ``template.factor``, ordered by
-  score with 95 % intervals over seeds, named by the factor they change); seen/unseen partition bars; error-type stacked bars;
+  score with 95 % intervals over seeds, named by the factor they change); seen/unseen partition bars (mFTI and ICL
+  runs side by side); pivot alignment (English-centric vs all-direction training on the non-English directions);
+  corpus quality (WikiMatrix threshold, misaligned fraction); error-type stacked bars;
 - per-language BLEU against XGLM pretraining tokens (``languages.py``) and against similarity to English
   (``assets/lang_similarity.json``, URIEL via lang2vec), with Pearson and Spearman correlations.
 
-A figure whose data is absent is skipped with a note, never faked. Runs that failed or never finished are listed,
+A figure whose data is absent is skipped with a note, never faked. Runs scored with different ``eval.extraction``
+modes are never averaged into one series: labels carry the mode and report.md warns. Runs that failed or never finished are listed,
 not dropped silently. Works offline: W&B is not needed. No torch here.
 """
 
@@ -171,15 +174,23 @@ def run_label(rec: dict, vary: set[str], x_key: str = "") -> str:
         parts.append(str(sw.get("lang_pairs")))
     if "template" in vary:
         parts.append(_short_template(rec))
+    if "extraction" in vary:  # never one series over two extraction modes (eval.extraction)
+        parts.append(f"[extraction {extraction_of(rec)}]")
     return " ".join(parts)
 
 
+def extraction_of(rec: dict) -> str:
+    """The run's ``eval.extraction`` as results.json records it (``unknown`` for files written before it was)."""
+    return str(rec.get("extraction") or "unknown")
+
+
 def _varying(records: list[dict], exclude: tuple[str, ...]) -> set[str]:
-    return {
+    vary = {
         k
         for k in SWEPT
         if k not in exclude and k != "seed" and len({json.dumps(r.get("swept", {}).get(k)) for r in records}) > 1
     }
+    return vary | ({"extraction"} if len({extraction_of(r) for r in records}) > 1 else set())
 
 
 # ---- the tidy table ------------------------------------------------------------------------------------------
@@ -651,6 +662,100 @@ class Figures:
         self._save(fig, name, data)
         return data
 
+    def _direction_scores(self, rec: dict) -> dict[str, float]:
+        out = {}
+        for key, v in rec.get("metrics", {}).items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[:2] == [self.split, self.metric] and DIRECTION_PATTERN.match(parts[2]):
+                out[parts[2]] = v
+        return out
+
+    def pivot(self) -> dict | None:
+        """sweeps/pivot.yaml: English-centric training against all-direction training, scored on the non-English
+        directions (zero-shot for the English-centric model) and, for context, the English-centric ones."""
+        name = "pivot"
+        recs = [r for r in self.records if method_of(r.get("swept", {})) == "mFTI"]
+        vary = _varying(recs, exclude=())
+        acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        kinds = set()
+        for r in recs:
+            train = r.get("directions", {}).get("train", [])
+            scores = self._direction_scores(r)
+            non_en = [v for d, v in scores.items() if "en" not in d.split("-")]
+            en = [v for d, v in scores.items() if "en" in d.split("-")]
+            if not train or not non_en:
+                continue
+            kind = "English-centric" if all("en" in d.split("-") for d in train) else "all-direction"
+            kinds.add(kind)
+            label = f"{kind} training: {run_label(r, vary)}"  # seeds of one setting: averaged
+            acc[label]["non-English directions"].append(sum(non_en) / len(non_en))
+            if en:
+                acc[label]["English-centric directions"].append(sum(en) / len(en))
+        if kinds != {"English-centric", "all-direction"}:
+            self.skipped[name] = (
+                "needs an mFTI run trained English-centric and one trained with non-English directions, both "
+                f"scored on non-English directions; found {sorted(kinds) or 'none'}"
+            )
+            return None
+        series = {lab: {g: sum(v) / len(v) for g, v in d.items()} for lab, d in sorted(acc.items())}
+        return self._bars(name, series, "Pivot alignment: English-centric vs all-direction training")
+
+    def data_quality(self) -> dict | None:
+        """sweeps/data_quality.yaml: score against the WikiMatrix margin threshold and the misaligned fraction."""
+        name = "data_quality"
+        pts = []
+        for r in self.records:
+            cfg_data = (r.get("config") or {}).get("data") or {}
+            thr = next(
+                (c.get("min_score") for c in cfg_data.get("corpora") or [] if c.get("format") == "wikimatrix"), None
+            )
+            noise = float((cfg_data.get("noise") or {}).get("misaligned") or 0.0)
+            if method_of(r.get("swept", {})) == "mFTI" and self._avg(r) is not None:
+                pts.append((thr, noise, self._avg(r)))
+        thresholds = sorted({t for t, _, _ in pts if t is not None})
+        noises = sorted({n for _, n, _ in pts})
+        if len(thresholds) < 2 and len(noises) < 2:
+            self.skipped[name] = (
+                "needs mFTI runs at 2 or more WikiMatrix min_score thresholds or data.noise.misaligned fractions; "
+                f"found thresholds {thresholds}, fractions {noises}"
+            )
+            return None
+        by_thr, by_noise = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(list))
+        for t, n, y in pts:
+            by_noise[f"min_score {t}"][n].append(y)
+            if t is not None:
+                by_thr[f"misaligned {n:g}"][t].append(y)
+        mean = lambda d: {lab: sorted((x, sum(v) / len(v)) for x, v in xs.items()) for lab, xs in d.items()}  # noqa: E731
+        data = {"by_threshold": mean(by_thr), "by_noise": mean(by_noise)}
+        plt = self._plt()
+        fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.2))
+        for ax, (key, xlabel) in zip(axes, (("by_threshold", "WikiMatrix margin score threshold"),
+                                            ("by_noise", "fraction of misaligned targets"))):  # fmt: skip
+            for lab, s in sorted(data[key].items()):
+                ax.plot([x for x, _ in s], [y for _, y in s], marker="o", label=lab)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{self.split} {self.metric} (avg)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle("Corpus quality")
+        self._save(fig, name, data)
+        return data
+
+    def _bars(self, name: str, series: dict[str, dict[str, float]], title: str) -> dict:
+        groups = list(dict.fromkeys(g for d in series.values() for g in d))
+        plt = self._plt()
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        width = 0.8 / max(1, len(series))
+        for i, (lab, d) in enumerate(series.items()):
+            ax.bar([groups.index(g) + i * width for g in d], list(d.values()), width=width, label=lab)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups)
+        ax.set_ylabel(f"{self.split} {self.metric} (mean over directions)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        data = {"series": series}
+        self._save(fig, name, data)
+        return data
+
     def all(self) -> None:
         mfti = lambda r: method_of(r.get("swept", {})) == "mFTI"  # noqa: E731
         icl = lambda r: method_of(r.get("swept", {})) == "ICL"  # noqa: E731
@@ -676,6 +781,8 @@ class Figures:
         self.templates()
         self.template_space()
         self.partitions()
+        self.pivot()
+        self.data_quality()
         self.errors()
         tokens = {c: float(lang.cc100xl_tokens) for c, lang in LANGUAGES.items() if lang.cc100xl_tokens}
         self.per_language("per_language_vs_pretraining_tokens", tokens, "XGLM pretraining tokens (CC100-XL)", logx=True)
@@ -699,6 +806,20 @@ def _fmt_corr(v) -> str:
 
 
 # ---- the report ------------------------------------------------------------------------------------------
+def extraction_note(records: list[dict]) -> str:
+    """A warning line for report.md when the runs were scored with different ``eval.extraction`` modes."""
+    modes = defaultdict(int)
+    for r in records:
+        modes[extraction_of(r)] += 1
+    if len(modes) < 2:
+        return f"Extraction: {next(iter(modes), 'none')} (every run).\n\n"
+    counts = ", ".join(f"{m}: {n} run(s)" for m, n in sorted(modes.items()))
+    return (
+        f"**Warning: the runs use different extraction modes ({counts}).** Their scores are not comparable; every "
+        "figure labels each series with its extraction (`[extraction ...]`) instead of mixing them.\n\n"
+    )
+
+
 def summary_markdown(
     rows, failed_rows, problems, diffs, figs, metric, split, similarity, n_done, extra=None
 ) -> list[str]:
@@ -713,7 +834,8 @@ def summary_markdown(
     md = [
         "# mfti-report\n",
         f"Metric: **{split} {metric}** (averages over directions). Runs: {n_done} completed, "
-        f"{len(failed_rows)} failed or incomplete, {len(problems)} directories without a results.json.\n\n",
+        f"{len(failed_rows)} failed or incomplete, {len(problems)} directories without a results.json.\n",
+        extraction_note(figs.records),
     ]
     md += extra.get("head", [])
     md += [
@@ -844,6 +966,8 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     done, not_done, problems = load_runs(paths)
     metric = bleu_metric(done, split, metric)
+    if len({extraction_of(r) for r in done}) > 1:
+        log.warning("%s", extraction_note(done).strip().replace("**", ""))
     rows = tidy_rows(done, split)
     write_csv(rows, out / "table.csv")
     (out / "table.md").write_text(markdown_table(rows), encoding="utf-8")

@@ -97,7 +97,12 @@ class MFTIModule(pl.LightningModule):
     def on_train_start(self):
         self._t_start = time.perf_counter()
         if self.eval_settings.get("score_before_training") and self.global_step == 0 and self.val_sets:
-            result = self.run_eval(self.val_sets, "val_init", num_beams=int(self.eval_settings.get("val_num_beams", 1)))
+            result = self.run_eval(
+                self.val_sets, "val_init", num_beams=self.val_beams(), extraction=self.val_extraction()
+            )
+            if self.reference_selection():
+                hyps = {d: [row["hypothesis"] for row in rows] for d, rows in result.rows.items()}
+                evaluation.add_pooled_score(result, self.val_sets, hyps, "val_init", self.bleu_tokenize())
             for logger in self.loggers:
                 logger.log_metrics(result.metrics, step=0)
             self._write_json(layout.VAL_INIT_FILE, {"metrics": result.metrics, "signatures": result.signatures})
@@ -159,9 +164,10 @@ class MFTIModule(pl.LightningModule):
             self.tokenizer,
             self.template,
             prompts,
-            num_beams=int(self.eval_settings.get("val_num_beams", 1)),
+            num_beams=self.val_beams(),
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
             batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            extraction=self.val_extraction(),
         )
         self._val_out.update(zip(batch, hyps))
 
@@ -169,15 +175,30 @@ class MFTIModule(pl.LightningModule):
         if self.trainer.sanity_checking or not self.val_prompts:
             return
         hyps = gather_translations(self._val_out, len(self.val_prompts), self.trainer.world_size)
-        result = evaluation.score_translations(
-            self.val_sets, self.val_prompts, hyps, "val", self.eval_settings.get("bleu_tokenize", "auto")
-        )
+        result = evaluation.score_translations(self.val_sets, self.val_prompts, hyps, "val", self.bleu_tokenize())
+        if self.reference_selection():  # one corpus score over all directions pooled (eval.select=reference)
+            by_dir = {d: [row["hypothesis"] for row in rows] for d, rows in result.rows.items()}
+            evaluation.add_pooled_score(result, self.val_sets, by_dir, "val", self.bleu_tokenize())
         for k, v in result.metrics.items():  # identical on every rank: no sync needed
             self.log(k, v, on_step=False, on_epoch=True, sync_dist=False)
         self._write_json(f"val/step{self.global_step:06d}.json", {"metrics": result.metrics})
 
     # ---- helpers -------------------------------------------------------------------------------------
-    def run_eval(self, sets, split: str, num_beams: int):
+    def reference_selection(self) -> bool:
+        """``eval.select=reference``: the reference code's checkpoint choice (see conf/train.yaml)."""
+        return self.eval_settings.get("select", "mean") == "reference"
+
+    def val_beams(self) -> int:
+        key = "num_beams" if self.reference_selection() else "val_num_beams"
+        return int(self.eval_settings.get(key, 1))
+
+    def val_extraction(self) -> str:
+        return "reference" if self.reference_selection() else "clean"
+
+    def bleu_tokenize(self) -> str:
+        return self.eval_settings.get("bleu_tokenize", "auto")
+
+    def run_eval(self, sets, split: str, num_beams: int, extraction: str = "clean"):
         result = evaluation.evaluate(
             self.model,
             self.tokenizer,
@@ -189,9 +210,10 @@ class MFTIModule(pl.LightningModule):
             num_beams=num_beams,
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
             batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
-            bleu_tokenize=self.eval_settings.get("bleu_tokenize", "auto"),
+            bleu_tokenize=self.bleu_tokenize(),
             rank=self.global_rank,
             world_size=self.trainer.world_size,
+            extraction=extraction,
         )
         return result
 

@@ -39,6 +39,7 @@ RESUME_IGNORED = (
     "lang_pairs.test_size",
     "lang_pairs.eval",
     "optim.max_steps",  # extending (or shortening) a run continues the same trajectory
+    "optim.max_epochs",  # the same, counted in passes over the data
 )
 
 
@@ -177,8 +178,11 @@ def build_strategy(cfg, model_path: str):
     return strategy
 
 
-def build_trainer(cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | None, model_path: str):
-    """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``."""
+def build_trainer(
+    cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps: int | None = None
+):
+    """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``.
+    ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -218,7 +222,7 @@ def build_trainer(cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | No
         num_nodes=t.num_nodes,
         strategy=strategy,
         precision=precision,
-        max_steps=int(cfg.optim.max_steps),
+        max_steps=int(max_steps if max_steps is not None else cfg.optim.max_steps),
         accumulate_grad_batches=bm["accumulate"],
         gradient_clip_val=cfg.optim.gradient_clip_val,
         val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"],
