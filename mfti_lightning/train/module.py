@@ -15,6 +15,7 @@ from mfti_lightning.core.results import write_json_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet
 from mfti_lightning.eval import evaluation
+from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.eval.generation import gather_translations, translate
 from mfti_lightning.model.modeling import load_model
 from mfti_lightning.train import throughput
@@ -161,7 +162,7 @@ class MFTIModule(pl.LightningModule):
             prompts,
             num_beams=int(self.eval_settings.get("val_num_beams", 1)),
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
         )
         self._val_out.update(zip(batch, hyps))
 
@@ -188,7 +189,7 @@ class MFTIModule(pl.LightningModule):
             seed=int(self.eval_settings.get("seed", 0)),
             num_beams=num_beams,
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
             bleu_tokenize=self.eval_settings.get("bleu_tokenize", "auto"),
             rank=self.global_rank,
             world_size=self.trainer.world_size,
