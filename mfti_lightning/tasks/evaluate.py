@@ -148,6 +148,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     template.save(run_dir)
 
+    srun_rendezvous()
     world = launched_ranks()
     devices = world_size(cfg.trainer)
     record["world_size"] = world[2] if world else devices
@@ -163,6 +164,21 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
         for logger in make_loggers(cfg, run_dir, record):
             logger.log_metrics(result.metrics, step=0)
+
+
+def srun_rendezvous() -> None:
+    """srun started this process as one of several tasks but set no MASTER_ADDR/MASTER_PORT (Lightning derives
+    them inside ``fit``, which an evaluation-only job never calls): set them as Lightning's SLURMEnvironment does
+    (the first node of the job, a port from the job id), so that ``launched_ranks()`` sees the srun ranks."""
+    from mfti_lightning.core.distributed import srun_started_ranks
+
+    if not srun_started_ranks() or "MASTER_ADDR" in os.environ:
+        return
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    env = SLURMEnvironment(auto_requeue=False)
+    os.environ["MASTER_ADDR"] = env.main_address
+    os.environ.setdefault("MASTER_PORT", str(env.main_port))
 
 
 def _fork_and_run(cfg, run_dir, sets, template, info, split, devices: int):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,20 +247,14 @@ def eval_ranks(cfg) -> tuple[int, int]:
     import torch
     import torch.distributed as dist
 
-    from mfti_lightning.core.distributed import launched_ranks, srun_started_ranks
+    from mfti_lightning.core.distributed import launched_ranks
+    from mfti_lightning.tasks.evaluate import srun_rendezvous
 
-    if not dist.is_initialized() and (launched_ranks() or srun_started_ranks()):
+    srun_rendezvous()
+    if not dist.is_initialized() and launched_ranks():
         from datetime import timedelta
 
-        from pytorch_lightning.plugins.environments import SLURMEnvironment
-
-        if launched_ranks():
-            rank, _, world = launched_ranks()
-        else:  # srun without MASTER_ADDR: SLURM's node list names the main node
-            env = SLURMEnvironment(auto_requeue=False)
-            os.environ.setdefault("MASTER_ADDR", env.main_address)
-            os.environ.setdefault("MASTER_PORT", str(env.main_port))
-            rank, world = env.global_rank(), env.world_size()
+        rank, _, world = launched_ranks()
         gpu = cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
         dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30))
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
