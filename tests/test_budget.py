@@ -138,3 +138,25 @@ def test_schema_accepts_auto_and_positive_numbers(cfg_factory):
     for bad in ("eval.batch_tokens=0", "eval.batch_tokens=lots"):
         with pytest.raises(ConfigError, match="eval.batch_tokens=.*allowed values: auto .* or an integer > 0"):
             validate(cfg_factory(bad))
+
+
+def test_ct2_out_of_memory_is_split_too(tiny_tokenizer):
+    """CTranslate2 reports CUDA OOM as a RuntimeError ("CUDA failed with error out of memory"): same split path."""
+    from mfti_lightning.eval.ct2_engine import CT2Engine
+    from mfti_lightning.eval.generation import translate
+
+    class Engine(CT2Engine):
+        def __init__(self, limit):
+            self.limit, self.calls = limit, []
+
+        def generate_tokens(self, rows, *, num_beams, max_new_tokens):
+            self.calls.append(len(rows))
+            if len(rows) > self.limit:
+                raise RuntimeError("CUDA failed with error out of memory")
+            return [list(r[-3:]) + [tiny_tokenizer.eos_token_id] for r in rows]  # a function of the row alone
+
+    prompts = _prompts()
+    unsplit = translate(Engine(100), tiny_tokenizer, T1, prompts, num_beams=4, max_new_tokens=5, batch_tokens=10**6)
+    engine = Engine(3)
+    assert translate(engine, tiny_tokenizer, T1, prompts, num_beams=4, max_new_tokens=5, batch_tokens=10**6) == unsplit
+    assert engine.calls[0] == len(prompts) and sum(c for c in engine.calls if c <= 3) == len(prompts)
