@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-single", action="store_true", help="skip the one-by-one runs")
+    ap.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
@@ -83,7 +84,7 @@ def main():
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
           f"{args.threads}; {args.shape} ({n_params:,} params), {args.n} FLORES de-en prompts, max_new_tokens "
           f"{args.max_new_tokens}, budget {args.batch_tokens}; CTranslate2 conversion {convert_s:.1f} s")  # fmt: skip
-    for beams in (1, 4):
+    for beams in args.beams:
         kw = dict(num_beams=beams, max_new_tokens=args.max_new_tokens, extraction="reference")
         res = {}
         for name, dec in (("hf", model), ("ctranslate2", engine)):
