@@ -292,6 +292,7 @@ def test(job: TrainingJob) -> None:
 
     cfg, record = job.cfg, job.record
     rank, world = eval_ranks(cfg)
+    record["eval_world_size"] = world  # ranks that dealt the test sentences
     result = evaluate(
         test_decoder(job, rank, world),
         job.tokenizer,
