@@ -24,6 +24,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--attn", default="eager")
+    ap.add_argument("--profile", action="store_true", help="also profile one Lightning run: where its own time goes")
     args = ap.parse_args(argv)
 
     import os
@@ -105,6 +106,8 @@ def main(argv=None):
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
         return timer.elapsed
 
+    if args.profile:
+        profile_lightning(lightning, args.steps)
     res = {"plain": [], "lightning": []}
     for _ in range(args.repeats):
         res["plain"].append(plain())
@@ -114,6 +117,33 @@ def main(argv=None):
     print(f"plain loop : {args.steps / p:.2f} steps/s  (runs: {', '.join(f'{x:.2f}s' for x in res['plain'])})")
     print(f"Lightning  : {args.steps / l_:.2f} steps/s  (runs: {', '.join(f'{x:.2f}s' for x in res['lightning'])})")
     print(f"overhead   : {100 * (l_ / p - 1):+.1f}% (median)")
+
+
+def profile_lightning(run, steps: int) -> None:
+    """cProfile one Lightning run; print the time spent in Lightning's own Python code (its files' self time)
+    per step, by file and the top functions, next to the total."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    run()
+    prof.disable()
+    st = pstats.Stats(prof)
+    own = ("pytorch_lightning", "lightning_fabric", "lightning_utilities", "torchmetrics", "mfti_lightning")
+    by_pkg: dict = {}
+    rows = []
+    for (file, line, fn), (_, _, tt, _, _) in st.stats.items():
+        pkg = next((p for p in own if f"/{p}/" in file), None)
+        if pkg:
+            by_pkg[pkg] = by_pkg.get(pkg, 0.0) + tt
+            rows.append((tt, f"{file.split('/site-packages/')[-1]}:{line}({fn})"))
+    total = st.total_tt
+    print(f"profile of one Lightning run ({steps} steps, {total:.2f} s under cProfile):")
+    for pkg, tt in sorted(by_pkg.items(), key=lambda kv: -kv[1]):
+        print(f"  {pkg:20s} self time {tt:6.3f} s = {1000 * tt / steps:6.2f} ms/step ({100 * tt / total:4.1f}%)")
+    for tt, name in sorted(rows, reverse=True)[:12]:
+        print(f"    {1000 * tt / steps:6.2f} ms/step  {name}")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,46 @@ def test_throughput_math():
     assert r["padding_efficiency"] == 0.75 and r["tokens_per_s"] == 75 and r["samples_per_s"] == 1
     expected = sum(6 * t.matmul_params(shape) * n + 12 * 24 * 2048 * n * n for n in (100, 50))
     assert r["mfu"] == pytest.approx(expected / 2 / 989e12)
+
+
+@pytest.mark.timeout(120)
+def test_no_device_reads_per_micro_batch(cfg_factory, tmp_path, monkeypatch):
+    """training_step and the batch hooks read no tensor value back (no .item()/.tolist()/float()/bool(), no
+    torch.cuda.synchronize): on a GPU each would stall the host once per micro-batch. Values are read only in
+    _read_device_values, at logging intervals and at the end, and the throughput numbers stay right."""
+    import json
+    import sys
+
+    import torch
+
+    watched = {"training_step", "on_train_batch_start", "on_train_batch_end"}
+    reads: list[str] = []
+
+    def spy(name):
+        real = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, **k):
+            f = sys._getframe(1)
+            if f.f_code.co_filename.endswith("train/module.py") and f.f_code.co_name in watched | {
+                "_read_device_values"
+            }:
+                reads.append(f.f_code.co_name)
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        spy(name)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: pytest.fail("torch.cuda.synchronize called"))
+    cfg = cfg_factory(
+        "num_examples.n=16", "optim.global_batch_size=8", "optim.micro_batch_size=4", "checkpoint.every_n_steps=100",
+        "progress.mode=none", "trainer.log_every_n_steps=3",
+    )  # fmt: skip
+    module, trainer, _ = fit_tiny(cfg, tmp_path, max_steps=6)
+    assert trainer.global_step == 6
+    assert not [r for r in reads if r in watched]  # nothing read per micro-batch
+    assert 1 <= reads.count("_read_device_values") <= 6 // 3 + 2  # at logging intervals and at the end
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert [s for s, _ in summary["loss_history"]] == list(range(6))  # every optimizer step's loss, in order
+    tp = summary["throughput"]
+    assert tp["real_tokens"] == module.counter.real_tokens > 0 and tp["train_seconds"] > 0

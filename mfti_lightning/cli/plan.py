@@ -18,6 +18,8 @@ import sys
 
 from mfti_lightning.core.errors import MftiError
 
+THROUGHPUT_HINT = "run benchmarks/gpu_all.py on a GPU to write benchmarks/throughput.json"
+
 
 def _fmt_hours(h: float) -> str:
     return f"{h:,.1f}" if h >= 0.1 else f"{h * 60:.1f} min"
@@ -42,8 +44,18 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--gpu-tflops", type=float, default=d.gpu_tflops, help="peak bf16 TFLOP/s of one GPU")
     ap.add_argument("--train-mfu", type=float, default=d.train_mfu)
     ap.add_argument("--generate-mfu", type=float, default=d.generate_mfu)
+    ap.add_argument(
+        "--throughput",
+        default=None,
+        help="measured throughput JSON (default: benchmarks/throughput.json when it exists; none: assumed MFUs)",
+    )
     args = ap.parse_args(argv)
+    from mfti_lightning.launch.sweep import load_throughput
+
+    measured, path = ({}, "") if args.throughput == "none" else load_throughput(args.throughput)
     cost = CostModel(
+        measured=measured,
+        measured_path=path,
         tokens_per_example=args.tokens_per_example,
         tokens_per_sentence=args.tokens_per_sentence,
         gpu_tflops=args.gpu_tflops,
@@ -56,8 +68,8 @@ def parse_args(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     from mfti_lightning.launch.sweep import plan
 
-    args, cost = parse_args(argv)
     try:
+        args, cost = parse_args(argv)
         from mfti_lightning.core.schema import check_group_overrides
 
         check_group_overrides(args.overrides)  # shots=8: name shots=k8 / shots.k=8 before Hydra's error
@@ -98,11 +110,20 @@ def print_table(jobs: list, cost) -> None:
             f"{e['train_tokens'] / 1e6:,.1f}M train tokens, ~{_fmt_hours(e['gpu_hours'])} GPU-h "
             f"(~{_fmt_hours(e['wall_hours'])} wall)"
         )
+        if not e["train_directions"] and e["world_size"] > 1:
+            print(f"     evaluation only: {e['world_size']} ranks deal the sentences, each translated once")
     print(
         f"{len(jobs)} job(s), {todo} to run, ~{_fmt_hours(total)} GPU-hours to run. Assumptions: "
         f"{cost.tokens_per_example:g} tokens/training example, {cost.tokens_per_sentence:g} tokens/sentence, "
         f"{cost.gpu_tflops:g} TFLOP/s/GPU at {cost.train_mfu:.0%} MFU (training), {cost.generate_mfu:.0%} "
-        f"(generation); estimates, not measurements."
+        f"(generation) where nothing was measured; estimates, not measurements."
+    )
+    used = sorted({j.estimate["train_rate"] for j in jobs} | {j.estimate["generate_rate"] for j in jobs})
+    measured = [u for u in used if "measured" in u]
+    print(
+        "Throughput used: "
+        + ("; ".join(used) if used else "-")
+        + ("" if measured else f" (no measured throughput: {THROUGHPUT_HINT})")
     )
 
 

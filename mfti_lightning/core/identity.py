@@ -53,6 +53,8 @@ EVALUATION = (
     "eval.num_beams",
     "eval.max_new_tokens",
     "eval.batch_tokens",
+    "eval.engine",
+    "eval.ct2_compute_type",
     "eval.max_prompt_tokens",
     "eval.bleu_tokenize",
     "eval.extraction",

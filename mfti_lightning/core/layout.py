@@ -30,3 +30,6 @@ VAL_DIR = "val"
 TRAIN_SUMMARY_FILE = "train_summary.json"
 VAL_INIT_FILE = "metrics_val_init.json"
 PREVIOUS_RESULTS_DIR = "previous_results"
+
+# not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
+CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)

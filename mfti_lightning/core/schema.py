@@ -56,6 +56,8 @@ EVAL_SPLITS = ("devtest", "dev")  # eval_cli.SPLITS
 BLEU_SETTINGS = ("auto", "lang_default", "flores101", "spm", "flores200")  # metrics.resolve_bleu
 CORPUS_FORMATS = ("flores", "moses", "wikimatrix", "hf")  # corpora.iter_corpus
 EXTRACTION_MODES = ("reference", "clean")  # generation.translate, template.extract
+ENGINES = ("hf", "ctranslate2")  # eval.ct2_engine (ctranslate2: pip install 'mfti-lightning[ct2]')
+CT2_COMPUTE_TYPES = ("auto", "float32", "int8", "float16", "bfloat16", "int8_float16")  # model.ct2.COMPUTE_TYPES
 LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's
 LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
 SELECT_MODES = ("reference", "mean")  # train.module / tasks.train: the checkpoint choice (see TrainEvalConfig.select)
@@ -290,7 +292,9 @@ class TrainEvalConfig:
     val_num_beams: int = opt(1, gt=0)  # beams for validation
     num_beams: int = opt(4, gt=0)  # beams for the final test
     max_new_tokens: int = opt(150, gt=0)  # generated tokens per sentence
-    batch_tokens: int = opt(4096, gt=0)  # token budget of a generation batch
+    batch_tokens: Any = "auto"  # token budget of a generation batch: a number > 0, or auto (eval.budget)
+    engine: str = opt("hf", choices=ENGINES)  # decoder of the final test / mfti-eval: hf | ctranslate2
+    ct2_compute_type: str = opt("auto", choices=CT2_COMPUTE_TYPES)  # auto: float32 on CPU, bfloat16 on CUDA
     bleu_tokenize: str = opt("auto", choices=bleu_tokenizers)  # sacrebleu tokenizer for BLEU
     extraction: str = opt("clean", choices=EXTRACTION_MODES)  # hypothesis: reference (up to EOS) | clean (cut)
     lid_languages: str = opt("all", choices=LID_SCOPES)  # off-target language ID over all lingua languages | run's
@@ -530,6 +534,16 @@ def _check_devices(cfg, problems: list) -> None:
         )
 
 
+def _check_batch_tokens(cfg, problems: list) -> None:
+    value = OmegaConf.select(cfg, "eval.batch_tokens")
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return
+    problems.append(
+        f"eval.batch_tokens={value!r}: allowed values: auto (the largest budget that fits the accelerator's free "
+        "memory; the fixed 4096 on a CPU) or an integer > 0"
+    )
+
+
 def _check_directions(cfg, problems: list) -> None:
     for key in ("train", "eval"):
         spec = OmegaConf.select(cfg, f"lang_pairs.{key}", throw_on_missing=False)
@@ -567,6 +581,8 @@ def problems(cfg, keys: tuple | None = None) -> list[str]:
             check_attention(cfg.model.family, cfg.model.attn_implementation)
         except ConfigError as e:
             found.append(str(e))
+    if "eval" in cfg:
+        _check_batch_tokens(cfg, found)
     return found
 
 

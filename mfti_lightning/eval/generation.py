@@ -17,12 +17,17 @@ translated by exactly one rank; :func:`gather_translations` collects them on eve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
 from mfti_lightning.core.schema import EXTRACTION_MODES
 from mfti_lightning.core.template import Template
+from mfti_lightning.eval.budget import DEFAULT_BATCH_TOKENS, resolve_batch_tokens
+from mfti_lightning.eval.ct2_engine import is_engine
+
+log = logging.getLogger(__name__)
 
 _TAIL_TOKENS = 12  # tokens decoded per row and step to look for a newline or a stop marker
 
@@ -174,7 +179,7 @@ def translate(
     *,
     num_beams: int = 1,
     max_new_tokens: int = 150,
-    batch_tokens: int = 4096,
+    batch_tokens: int | str = DEFAULT_BATCH_TOKENS,
     max_prompt_tokens: int | None = None,
     rank: int = 0,
     world_size: int = 1,
@@ -186,6 +191,9 @@ def translate(
     With ``world_size == 1`` (default): a list in input order. With ``world_size > 1``: this rank's share as
     ``{prompt index: translation}`` (every prompt on exactly one rank; pass it to :func:`gather_translations`).
     ``synced_gpus=None`` detects FSDP-sharded parameters. ``extraction``: ``reference`` or ``clean`` (module doc).
+    ``model``: a Hugging Face model or a :class:`~mfti_lightning.eval.ct2_engine.CT2Engine`. ``batch_tokens``: a
+    number, or ``auto`` (:func:`resolve_batch_tokens`). A batch that runs out of accelerator memory is split in
+    half and retried (:func:`decode_splitting`).
     """
     if extraction not in EXTRACTION_MODES:
         raise ValueError(f"extraction={extraction!r}: use one of {EXTRACTION_MODES}")
@@ -193,30 +201,62 @@ def translate(
     model.eval()
     encoded = encode_prompts(tokenizer, prompts, max_prompt_tokens)
     if synced_gpus is None:
-        synced_gpus = needs_synced_gpus(model, world_size)
+        synced_gpus = False if is_engine(model) else needs_synced_gpus(model, world_size)
+    budget = resolve_batch_tokens(batch_tokens, model, max_new_tokens, world_size)
+    decode = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus, extraction=extraction)
     out: dict[int, str] = {}
     try:
-        for batch in plan_batches([len(e) for e in encoded], batch_tokens, max_new_tokens, num_beams, rank, world_size):
+        for batch in plan_batches([len(e) for e in encoded], budget, max_new_tokens, num_beams, rank, world_size):
             if not batch and not synced_gpus:
                 continue  # nothing collective happens in generate: a rank without work can skip
             # an empty batch of a sharded model: one dummy row, so that this rank joins the collective forwards
             rows = [encoded[i] for i in batch] or [encoded[0] if encoded else [tokenizer.eos_token_id]]
-            texts = generate_batch(
-                model,
-                tokenizer,
-                template,
-                rows,
-                num_beams=num_beams,
-                max_new_tokens=max_new_tokens,
-                synced_gpus=synced_gpus,
-                extraction=extraction,
-            )
+            texts = decode_splitting(model, tokenizer, template, rows, can_split=not synced_gpus, **decode)
             out.update(zip(batch, texts))  # a dummy row's output is thrown away
     finally:
         model.train(was_training)
     if world_size == 1:
         return [out[i] for i in range(len(prompts))]
     return out
+
+
+def decode_rows(model, tokenizer, template: Template, rows: list[list[int]], **decode) -> list[str]:
+    """One batch through the engine: Hugging Face ``generate`` (:func:`generate_batch`) or CTranslate2."""
+    if is_engine(model):
+        new = model.generate_tokens(rows, num_beams=decode["num_beams"], max_new_tokens=decode["max_new_tokens"])
+        return [template.extract(t, tokenizer, decode["extraction"]) for t in new]
+    return generate_batch(model, tokenizer, template, rows, **decode)
+
+
+def decode_splitting(model, tokenizer, template, rows, *, can_split: bool = True, **decode) -> list[str]:
+    """:func:`decode_rows`, and on an out-of-memory error the batch split in half and each half retried (again
+    and again down to one row); the halves' outputs, in order, are the batch's. A sharded model (``synced_gpus``)
+    cannot split: its ranks must run the same number of forwards, so the error is raised with what to set."""
+    try:
+        return decode_rows(model, tokenizer, template, rows, **decode)
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_oom(e):
+            raise
+        if len(rows) <= 1 or not can_split:
+            raise RuntimeError(
+                f"out of memory generating a batch of {len(rows)} row(s) ({e}); set a smaller eval.batch_tokens"
+                + ("" if can_split else " (a sharded model cannot split a batch on one rank only)")
+            ) from e
+    empty_cache()
+    half = len(rows) // 2
+    log.warning("out of memory on a batch of %d rows: retrying as %d + %d", len(rows), half, len(rows) - half)
+    first = decode_splitting(model, tokenizer, template, rows[:half], can_split=can_split, **decode)
+    return first + decode_splitting(model, tokenizer, template, rows[half:], can_split=can_split, **decode)
+
+
+def is_oom(error: BaseException) -> bool:
+    """torch's OutOfMemoryError, or a runtime error that says so (CTranslate2: ``CUDA failed ... out of memory``)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def gather_translations(local: dict[int, str], n: int, world_size: int) -> list[str]:

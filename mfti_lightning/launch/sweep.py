@@ -180,6 +180,59 @@ class CostModel:
     generate_mfu: float = 0.02  # generation is memory-bound: a few % of peak
     flores_devtest: int = 1012
     flores_dev: int = 997
+    # measured throughput (benchmarks/throughput.json, written by benchmarks/gpu_all.py on a GPU): replaces the
+    # assumed MFUs above for the models and engines it has numbers for (see :func:`rates`)
+    measured: dict = field(default_factory=dict)
+    measured_path: str = ""
+
+
+THROUGHPUT_FILE = "benchmarks/throughput.json"  # relative to the repository root (conf/..)
+
+
+def load_throughput(path: str | Path | None = None) -> tuple[dict, str]:
+    """The measured-throughput JSON and its path (``path``, else :data:`THROUGHPUT_FILE` of the repository), or
+    ``({}, "")`` when there is none. A file that does not parse is an error naming it."""
+    import json
+
+    from mfti_lightning.core.config import conf_dir
+
+    p = Path(path) if path else conf_dir().parent / THROUGHPUT_FILE
+    if not p.is_file():
+        if path:
+            raise ConfigError(f"--throughput {path}: no such file (or use --throughput none for the assumed MFUs)")
+        return {}, ""
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ConfigError(f"{p}: not valid JSON ({e}); rerun benchmarks/gpu_all.py or remove the file") from None
+    return data, str(p)
+
+
+def rates(job_cfg: DictConfig, cost: CostModel) -> dict:
+    """FLOP/s of one GPU for training and for generation, and where each comes from: the measured MFU of this
+    model (``model.name``) and this engine (``eval.engine``; ``batch_tokens``: the job's setting, else any
+    measured one) on the measured card, else the assumed MFUs of :class:`CostModel`."""
+    name = str(OmegaConf.select(job_cfg, "model.name") or "")
+    engine = str(OmegaConf.select(job_cfg, "eval.engine") or "hf")
+    budget = str(OmegaConf.select(job_cfg, "eval.batch_tokens") or "auto")
+    m = cost.measured or {}
+    peak = float(m.get("peak_tflops") or cost.gpu_tflops) * 1e12
+    where = f"measured on {m.get('device', '?')} ({cost.measured_path})"
+    out = {
+        "train_flops_s": cost.gpu_tflops * 1e12 * cost.train_mfu,
+        "train_source": f"assumed {cost.train_mfu:.0%} MFU",
+    }
+    train = (m.get("train") or {}).get(name)
+    if train and train.get("mfu"):
+        out.update(train_flops_s=peak * float(train["mfu"]), train_source=f"{float(train['mfu']):.1%} MFU {where}")
+    out.update(
+        gen_flops_s=cost.gpu_tflops * 1e12 * cost.generate_mfu, gen_source=f"assumed {cost.generate_mfu:.0%} MFU"
+    )
+    runs = ((m.get("generate") or {}).get(name) or {}).get(engine) or {}
+    gen = runs.get(budget) or (next(iter(runs.values())) if runs else None)
+    if gen and gen.get("mfu"):
+        out.update(gen_flops_s=peak * float(gen["mfu"]), gen_source=f"{float(gen['mfu']):.1%} MFU ({engine}) {where}")
+    return out
 
 
 def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
@@ -216,8 +269,8 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
     val_tokens = n_val * len(train_dirs or eval_dirs) * val_size * (prompt + int(job_cfg.eval.val_num_beams) * new)
     gen_flops = 2 * n_params * (test_tokens + val_tokens)
 
-    peak = cost.gpu_tflops * 1e12
-    gpu_s = train_flops / (peak * cost.train_mfu) + gen_flops / (peak * cost.generate_mfu)
+    r = rates(job_cfg, cost)
+    gpu_s = train_flops / r["train_flops_s"] + gen_flops / r["gen_flops_s"]
     world = world_size(job_cfg.trainer)
     return {
         "params": n_params,
@@ -229,6 +282,8 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
         "gpu_hours": gpu_s / 3600,
         "wall_hours": gpu_s / 3600 / max(world, 1),
         "world_size": world,
+        "train_rate": r["train_source"],
+        "generate_rate": r["gen_source"],
     }
 
 

@@ -13,6 +13,21 @@ from mfti_lightning.data.prepare import check_languages
 from mfti_lightning.tasks.inputs import require_inputs
 
 
+def check_engine(cfg: DictConfig) -> None:
+    """``eval.engine=ctranslate2``: the package is installed and ``eval.ct2_compute_type`` fits the accelerator
+    (ConfigError naming ``pip install 'mfti-lightning[ct2]'`` / the allowed types), before any model is loaded."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.select(cfg, "eval.engine") != "ctranslate2":
+        return
+    from mfti_lightning.model.ct2 import require_ctranslate2, resolve_compute_type
+
+    require_ctranslate2()
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")
+    if accelerator != "auto":  # auto: checked once the device is known
+        resolve_compute_type(str(cfg.eval.ct2_compute_type), "cuda" if accelerator in ("gpu", "cuda") else "cpu")
+
+
 def check_before_loading(cfg: DictConfig):
     """Torch-free checks of a training job, most relevant first: types and allowed values (schema.validate),
     strategy vs accelerator, languages, template, batch math, and every input it reads (mfti_lightning.tasks.inputs).
@@ -24,6 +39,7 @@ def check_before_loading(cfg: DictConfig):
             "trainer=fsdp needs GPUs (Lightning's FSDPStrategy refuses CPUs). On CPU use "
             "trainer=fsdp2 trainer.accelerator=cpu, or run on a GPU node."
         )
+    check_engine(cfg)
     check_languages(cfg)
     template = template_from_config(cfg.template)
     bm = batch_math(cfg)

@@ -22,6 +22,7 @@ from mfti_lightning.core import schema
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank, launched_ranks
 from mfti_lightning.core.layout import TOKENIZER_DIR
+from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.model.checkpoints import check_state_dict, model_state_of_file, run_dir_of_checkpoint
 
 log = logging.getLogger("mfti_lightning")
@@ -121,8 +122,10 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.core.template import from_config as template_from_config
     from mfti_lightning.data.prepare import check_languages, eval_sets
     from mfti_lightning.eval.metrics import bleu_metric_name
+    from mfti_lightning.tasks.checks import check_engine
 
     schema.validate(cfg)  # types, allowed values and ranges first (torch-free)
+    check_engine(cfg)  # eval.engine=ctranslate2 without the package: the install command, now
     check_languages(cfg)
     split = metric_split(cfg)
     template = template_from_config(cfg.template)
@@ -145,6 +148,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     template.save(run_dir)
 
+    srun_rendezvous()
     world = launched_ranks()
     devices = world_size(cfg.trainer)
     record["world_size"] = world[2] if world else devices
@@ -160,6 +164,21 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
         for logger in make_loggers(cfg, run_dir, record):
             logger.log_metrics(result.metrics, step=0)
+
+
+def srun_rendezvous() -> None:
+    """srun started this process as one of several tasks but set no MASTER_ADDR/MASTER_PORT (Lightning derives
+    them inside ``fit``, which an evaluation-only job never calls): set them as Lightning's SLURMEnvironment does
+    (the first node of the job, a port from the job id), so that ``launched_ranks()`` sees the srun ranks."""
+    from mfti_lightning.core.distributed import srun_started_ranks
+
+    if not srun_started_ranks() or "MASTER_ADDR" in os.environ:
+        return
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    env = SLURMEnvironment(auto_requeue=False)
+    os.environ["MASTER_ADDR"] = env.main_address
+    os.environ.setdefault("MASTER_PORT", str(env.main_port))
 
 
 def _fork_and_run(cfg, run_dir, sets, template, info, split, devices: int):
@@ -218,7 +237,7 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
     device = torch.device(f"cuda:{local_rank}" if gpu else "cpu")
     if gpu:
         torch.cuda.set_device(device)
-    model, tokenizer = load_for_eval(cfg, info, device)
+    model, tokenizer = load_decoder(cfg, info, device, rank, world_size)
     from mfti_lightning.eval.analysis import analysis_options
     from mfti_lightning.eval.evaluation import evaluate
 
@@ -233,20 +252,74 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
         seed=int(cfg.seed),
         num_beams=int(e.num_beams),
         max_new_tokens=int(e.max_new_tokens),
-        batch_tokens=int(e.batch_tokens),
+        batch_tokens=batch_tokens_setting(e.batch_tokens),
         bleu_tokenize=e.bleu_tokenize,
         max_prompt_tokens=e.get("max_prompt_tokens"),
         rank=rank,
         world_size=world_size,
         out_dir=run_dir,
         analyze_errors=analysis_options(e),
-        settings={"model": info["model_path"], "ckpt": info.get("ckpt_file")},
+        settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
         comet_model=e.get("comet_model"),
         extraction=str(e.extraction),
     )
     if world_size > 1:
         dist.barrier()
     return result
+
+
+def engine_id(cfg) -> str:
+    """The decoder as the saved per-direction state records it (a resumed evaluation with another engine redoes
+    the directions): ``hf`` or ``ctranslate2:<compute type>``."""
+    engine = str(cfg.eval.get("engine", "hf"))
+    return engine if engine == "hf" else f"{engine}:{cfg.eval.get('ct2_compute_type', 'auto')}"
+
+
+def load_decoder(cfg, info: dict, device, rank: int = 0, world_size: int = 1):
+    """What translates (``eval.engine``): the Hugging Face model on ``device``, or a CTranslate2 engine converted
+    from the same weights (once per checkpoint; a Lightning checkpoint is loaded into the base model on the CPU
+    only when the conversion cache has no copy yet)."""
+    if cfg.eval.get("engine", "hf") != "ctranslate2":
+        return load_for_eval(cfg, info, device)
+    from mfti_lightning.model.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(info["tokenizer_path"])
+    model = None
+    if info.get("ckpt_file"):
+
+        def model():
+            import torch
+
+            return load_for_eval(cfg, info, torch.device("cpu"))[0]
+
+    engine = ct2_decoder(cfg, info["model_path"], tokenizer, device, rank, world_size, info.get("ckpt_file"), model)
+    return engine, tokenizer
+
+
+def ct2_decoder(cfg, model_path, tokenizer, device, rank, world_size, ckpt_file=None, model=None):
+    """A :class:`~mfti_lightning.eval.ct2_engine.CT2Engine` for ``model_path`` (+ ``ckpt_file``'s weights, given
+    as ``model``, a loaded model or a function that loads one); rank 0 converts, the other ranks wait for it."""
+    import torch
+
+    from mfti_lightning.eval.ct2_engine import load_engine
+
+    barrier = None
+    if world_size > 1:
+        import torch.distributed as dist
+
+        barrier = dist.barrier if dist.is_initialized() else None
+    return load_engine(
+        str(model_path),
+        tokenizer,
+        cache_dir=str(cfg.paths.cache_dir),
+        device=device,
+        compute_type=str(cfg.eval.get("ct2_compute_type", "auto")),
+        ckpt_file=ckpt_file,
+        model=model,
+        threads=torch.get_num_threads() if device.type == "cpu" else 0,
+        is_first_rank=rank == 0,
+        barrier=barrier,
+    )
 
 
 def load_for_eval(cfg, info: dict, device):

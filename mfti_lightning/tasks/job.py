@@ -73,6 +73,7 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
         "sweep_name": cfg.sweep_name,
         "swept": swept_values(cfg),
         "extraction": OmegaConf.select(cfg, "eval.extraction"),  # how hypotheses were cut (eval.extraction)
+        "engine": OmegaConf.select(cfg, "eval.engine") or "hf",  # what decoded them (eval.engine)
         "metrics": {},
         "signatures": {},
         "config": resolved_container(cfg),

@@ -29,7 +29,9 @@ from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.tasks.checks import check_before_loading
+from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import run_task
 from mfti_lightning.track.tracking import check_logger, make_loggers
 
@@ -142,7 +144,7 @@ def build_module(job: TrainingJob) -> None:
         "seed": int(cfg.seed),
         "val_num_beams": int(cfg.eval.val_num_beams),
         "max_new_tokens": int(cfg.eval.max_new_tokens),
-        "batch_tokens": int(cfg.eval.batch_tokens),
+        "batch_tokens": batch_tokens_setting(cfg.eval.batch_tokens),
         "bleu_tokenize": cfg.eval.bleu_tokenize,
         "score_before_training": bool(cfg.eval.score_before_training),
         "select": str(cfg.eval.select),
@@ -269,19 +271,61 @@ def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
         module.model.to(torch.device("cuda", local_rank()))
 
 
+def eval_ranks(cfg) -> tuple[int, int]:
+    """``(rank, world size)`` of the final test. After fit the ranks of training; an evaluation-only job (n0, the
+    ICL baseline) started as several ranks by srun / torchrun joins them into a process group here, so its ranks
+    deal the sentences (each translated once) instead of each translating everything."""
+    import torch
+    import torch.distributed as dist
+
+    from mfti_lightning.core.distributed import launched_ranks
+    from mfti_lightning.tasks.evaluate import srun_rendezvous
+
+    srun_rendezvous()
+    if not dist.is_initialized() and launched_ranks():
+        from datetime import timedelta
+
+        rank, _, world = launched_ranks()
+        gpu = cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
+        dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30))
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def test_decoder(job: TrainingJob, rank: int, world: int):
+    """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
+    (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
+    model = job.module.model
+    if job.cfg.eval.get("engine", "hf") != "ctranslate2":
+        return model
+    import copy
+
+    import torch
+
+    from mfti_lightning.tasks.evaluate import ct2_decoder
+
+    best = job.record.get("best_checkpoint")
+    export = job.record.get("export_dir")
+    source = export or job.model_path
+    device = next(model.parameters()).device
+    in_memory = (lambda: copy.deepcopy(model).to(torch.device("cpu"))) if best and not export else None
+    engine = ct2_decoder(job.cfg, source, job.tokenizer, device, rank, world, None if export else best, in_memory)
+    job.module.model = model.to(torch.device("cpu"))  # the torch copy leaves the accelerator to the engine
+    return engine
+
+
 def test(job: TrainingJob) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
-    import torch.distributed as dist
 
     from mfti_lightning.eval.analysis import analysis_options
     from mfti_lightning.eval.evaluation import evaluate, record_result
     from mfti_lightning.eval.partitions import partition_directions
 
     cfg, record = job.cfg, job.record
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    rank, world = eval_ranks(cfg)
+    record["eval_world_size"] = world  # ranks that dealt the test sentences
     result = evaluate(
-        job.module.model,
+        test_decoder(job, rank, world),
         job.tokenizer,
         job.template,
         job.test_sets,
@@ -290,13 +334,13 @@ def test(job: TrainingJob) -> None:
         seed=int(cfg.seed),
         num_beams=int(cfg.eval.num_beams),
         max_new_tokens=int(cfg.eval.max_new_tokens),
-        batch_tokens=int(cfg.eval.batch_tokens),
+        batch_tokens=batch_tokens_setting(cfg.eval.batch_tokens),
         bleu_tokenize=cfg.eval.bleu_tokenize,
         rank=rank,
         world_size=world,
         out_dir=job.run_dir,
         analyze_errors=analysis_options(cfg.eval),
-        settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path)},
+        settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path), "engine": engine_id(cfg)},
         extraction=str(cfg.eval.extraction),
     )
     # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or

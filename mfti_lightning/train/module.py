@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,11 +16,15 @@ from mfti_lightning.core.results import write_json_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet
 from mfti_lightning.eval import evaluation
+from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.eval.generation import gather_translations, translate
 from mfti_lightning.model.modeling import load_model
 from mfti_lightning.train import throughput
 
 log = logging.getLogger(__name__)
+# MFTIModule.on_before_batch_transfer counts tokens on the CPU batch; the datamodule has no such hook, so Lightning's
+# notice that the module's hook is used is expected
+warnings.filterwarnings("ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`")
 
 
 class MFTIModule(pl.LightningModule):
@@ -55,10 +60,12 @@ class MFTIModule(pl.LightningModule):
         self._val_out: dict[int, str] = {}
         self.tokenizer = None
         self.loss_history: list[tuple[int, float]] = []
+        self._pending_losses: list = []  # (step, loss tensor on the device): read at logging intervals
         self._tokens_seen = 0
         self._t_start = None
         self.counter = throughput.Counter(shape)
-        self._t_batch = None
+        self.timer = throughput.BatchTimer()
+        self._batch_stats: dict = {}
 
     # ---- model ---------------------------------------------------------------------------------------
     def configure_model(self):
@@ -108,37 +115,55 @@ class MFTIModule(pl.LightningModule):
             self._write_json(layout.VAL_INIT_FILE, {"metrics": result.metrics, "signatures": result.signatures})
             self._t_start = time.perf_counter()
 
+    # No host synchronisation per micro-batch: token counts and the padding pattern are read from the batch's
+    # CPU tensors before it moves to the accelerator, batch time is measured by CUDA events read at logging
+    # intervals, and losses stay on the device until then.
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        if (
+            self._trainer is not None
+            and self.trainer.training
+            and isinstance(batch, dict)
+            and "attention_mask" in batch
+        ):
+            mask = batch["attention_mask"]
+            lengths = mask.sum(dim=1)
+            self.counter.add_lengths(lengths, mask.shape[1])
+            real = int(lengths.sum())
+            self._tokens_seen += real
+            self._batch_stats = {"padding_efficiency": real / mask.numel(), "right_padded": bool(_right_padded(mask))}
+        return batch
+
     def on_train_batch_start(self, batch, batch_idx):
-        self._sync()
-        self._t_batch = time.perf_counter()
+        self.timer.start(self.device)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self._sync()
-        if self._t_batch is not None:
-            self.counter.seconds += time.perf_counter() - self._t_batch
+        self.timer.stop(self.device)
+        every = max(int(getattr(self.trainer, "log_every_n_steps", 50) or 50), 1)
+        if self.trainer.is_last_batch or (self.global_step % every == 0 and self._pending_losses):
+            self._read_device_values()
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    def _read_device_values(self) -> None:
+        """The one wait for the device: pending batch times and losses, read together."""
+        self.counter.seconds = self.timer.fold()
+        if self._pending_losses:
+            values = torch.stack([v for _, v in self._pending_losses]).float().cpu().tolist()
+            self.loss_history += [(step, v) for (step, _), v in zip(self._pending_losses, values)]
+            self._pending_losses = []
 
     def training_step(self, batch, batch_idx):
         mask = batch["attention_mask"]
-        lengths = mask.sum(dim=1)
         inputs = batch
-        if self.hparams.attn_implementation == "sdpa" and bool(_right_padded(mask)):
+        if self.hparams.attn_implementation == "sdpa" and self._batch_stats.get("right_padded"):
             # right padding under a causal mask: no real token sees a pad, so the plain causal pattern gives the
             # same loss (pads carry label -100) and lets SDPA use its fused causal kernels
             inputs = {k: v for k, v in batch.items() if k != "attention_mask"}
         out = self.model(**inputs)
         loss = out.loss
-        lengths = lengths.tolist()
-        real = sum(lengths)
-        self._tokens_seen += real
-        self.counter.add_batch(lengths, mask.shape[1])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=mask.shape[0])
-        self.log("train/padding_efficiency", real / mask.numel(), on_step=True, on_epoch=False)
+        if "padding_efficiency" in self._batch_stats:
+            self.log("train/padding_efficiency", self._batch_stats["padding_efficiency"], on_step=True, on_epoch=False)
         if self.trainer.is_last_batch or (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:
-            self.loss_history.append((self.global_step, float(loss.detach())))
+            self._pending_losses.append((self.global_step, loss.detach()))
         return loss
 
     def configure_optimizers(self):
@@ -149,6 +174,7 @@ class MFTIModule(pl.LightningModule):
 
     # ---- validation: greedy translation of a small dev subset --------------------------------------------
     def on_save_checkpoint(self, checkpoint):
+        self._read_device_values()
         checkpoint["mfti_loss_history"] = list(self.loss_history)  # a resumed run reports the whole curve
 
     def on_load_checkpoint(self, checkpoint):
@@ -166,7 +192,7 @@ class MFTIModule(pl.LightningModule):
             prompts,
             num_beams=self.val_beams(),
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
             extraction=self.val_extraction(),
         )
         self._val_out.update(zip(batch, hyps))
@@ -209,7 +235,7 @@ class MFTIModule(pl.LightningModule):
             seed=int(self.eval_settings.get("seed", 0)),
             num_beams=num_beams,
             max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=int(self.eval_settings.get("batch_tokens", 4096)),
+            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
             bleu_tokenize=self.bleu_tokenize(),
             rank=self.global_rank,
             world_size=self.trainer.world_size,
@@ -218,6 +244,7 @@ class MFTIModule(pl.LightningModule):
         return result
 
     def on_train_end(self):
+        self._read_device_values()
         elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
         tp = self.throughput_report()
         losses = [loss for _, loss in self.loss_history]

@@ -60,8 +60,67 @@ class Counter:
         if self.shape:
             self.flops += sum(train_flops_per_sequence(self.shape, n) for n in lengths)
 
+    def add_lengths(self, lengths, width: int) -> None:
+        """:meth:`add_batch` for a tensor of row lengths, summed in one pass (sum of n and of n squared give the
+        FLOPs of :func:`train_flops_per_sequence` exactly). Called with the batch's CPU tensor before it moves
+        to the accelerator, so counting never waits for the device."""
+        n = int(lengths.numel())
+        s1 = int(lengths.sum())
+        self.samples += n
+        self.real_tokens += s1
+        self.padded_tokens += n * int(width)
+        if self.shape:
+            s2 = float((lengths.double() ** 2).sum())
+            L, d = int(self.shape["num_layers"]), int(self.shape["d_model"])
+            self.flops += 6.0 * matmul_params(self.shape) * s1 + 12.0 * L * d * s2
+
     def as_list(self) -> list[float]:
         return [self.samples, self.real_tokens, self.padded_tokens, self.flops, self.seconds]
+
+
+class BatchTimer:
+    """Time spent inside training batches without a host synchronisation per batch: on CUDA a pair of events
+    per batch, read (one wait on the newest event) only when :meth:`fold` is called, at logging intervals and at
+    the end; elsewhere ``time.perf_counter``."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._pending: list = []  # (start, end) CUDA event pairs not read yet
+        self._start = None
+        self._t = None
+
+    def start(self, device) -> None:
+        import time
+
+        if getattr(device, "type", None) == "cuda":
+            import torch
+
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._t = time.perf_counter()
+
+    def stop(self, device) -> None:
+        import time
+
+        if getattr(device, "type", None) == "cuda" and self._start is not None:
+            import torch
+
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._pending.append((self._start, end))
+            self._start = None
+        elif self._t is not None:
+            self.seconds += time.perf_counter() - self._t
+            self._t = None
+
+    def fold(self) -> float:
+        """Add the pending CUDA intervals (waiting once, for the newest event); the total seconds."""
+        if self._pending:
+            self._pending[-1][1].synchronize()
+            self.seconds += sum(s.elapsed_time(e) for s, e in self._pending) / 1000.0
+            self._pending = []
+        return self.seconds
 
 
 def report(
