@@ -54,7 +54,10 @@ def test_srun_ranks_without_master_addr_get_it_from_slurm(monkeypatch):
     from mfti_lightning.tasks.evaluate import srun_rendezvous
 
     for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
-        monkeypatch.delenv(k, raising=False)
+        # set then delete: monkeypatch then restores the key's original state (absent) after the test, so the
+        # MASTER_ADDR that srun_rendezvous writes does not leak into later tests' subprocesses
+        monkeypatch.setenv(k, "unset")
+        monkeypatch.delenv(k)
     slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODELIST": "gpu[07-08]",
              "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "mfti", "SLURM_NTASKS_PER_NODE": "4"}  # fmt: skip
     for k, v in slurm.items():
