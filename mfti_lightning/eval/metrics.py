@@ -111,9 +111,8 @@ def bleu_metric_name(setting: str) -> str:
 
 
 def score(hypotheses: list[str], references: list[str], tgt_lang: str, bleu_tokenize: str = "auto") -> dict:
-    """Corpus scores for one direction: ``{metric: (score, signature)}``."""
-    from sacrebleu.metrics import BLEU, CHRF
-
+    """Corpus scores for one direction: ``{metric: (score, signature)}``, from the metric objects of
+    :func:`metric_for`."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     name, tok = resolve_bleu(bleu_tokenize, tgt_lang)
@@ -124,11 +123,9 @@ def score(hypotheses: list[str], references: list[str], tgt_lang: str, bleu_toke
             "or use eval.bleu_tokenize=auto."
         )
     out = {}
-    bleu = BLEU(tokenize=tok)
-    out[name] = (bleu.corpus_score(hypotheses, [references]).score, str(bleu.get_signature()))
-    for metric, order in (("chrf", 0), ("chrf++", 2)):
-        chrf = CHRF(word_order=order)
-        out[metric] = (chrf.corpus_score(hypotheses, [references]).score, str(chrf.get_signature()))
+    for metric in (name, "chrf", "chrf++"):
+        m = metric_for(metric, tgt_lang)
+        out[metric] = (m.corpus_score(hypotheses, [references]).score, str(m.get_signature()))
     return out
 
 
@@ -143,11 +140,22 @@ def comet_scores(
     """Optional COMET (``pip install 'mfti-lightning[comet]'``, a GPU recommended): ``{"system": float,
     "segments": [float]}``. Not used by the tests; the model must be in the HF cache on offline nodes
     (``mfti-prefetch eval.comet_model=...``)."""
+    comet = import_comet()
+    model = comet.load_from_checkpoint(comet.download_model(model_name))
+    return comet_predict(model, sources, hypotheses, references, batch_size=batch_size, gpus=gpus)
+
+
+def import_comet():
+    """The ``comet`` package (unbabel-comet), or a ConfigError naming the extra that installs it."""
     try:
-        from comet import download_model, load_from_checkpoint
+        import comet
     except ImportError as e:
         raise ConfigError("COMET needs the unbabel-comet package: pip install 'mfti-lightning[comet]'.") from e
-    model = load_from_checkpoint(download_model(model_name))
+    return comet
+
+
+def comet_predict(model, sources, hypotheses, references, batch_size: int = 32, gpus: int = 1) -> dict:
+    """A loaded COMET model's ``{"system": float, "segments": [float]}`` for one set of translations."""
     data = [{"src": s, "mt": h, "ref": r} for s, h, r in zip(sources, hypotheses, references)]
     out = model.predict(data, batch_size=batch_size, gpus=gpus, progress_bar=False)
     return {"system": float(out.system_score), "segments": [float(x) for x in out.scores]}

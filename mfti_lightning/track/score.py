@@ -21,7 +21,7 @@ from pathlib import Path
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.layout import EVAL_STATE_DIR, RESULTS_FILE, TRANSLATIONS_DIR
 from mfti_lightning.core.results import read_jsonl, write_json_atomic
-from mfti_lightning.eval.metrics import metric_for
+from mfti_lightning.eval.metrics import comet_predict, import_comet, metric_for
 from mfti_lightning.eval.partitions import partition_metrics
 from mfti_lightning.track.report import collect
 
@@ -49,11 +49,7 @@ def load_comet(path: str | None):
         raise ConfigError(
             f"--comet-model {path}: no COMET checkpoint there (expected a .ckpt or <dir>/checkpoints/model.ckpt)"
         )
-    try:
-        from comet import load_from_checkpoint
-    except ImportError as e:
-        raise ConfigError("COMET needs the unbabel-comet package: pip install 'mfti-lightning[comet]'.") from e
-    return load_from_checkpoint(str(ckpt)), f"comet:{p.name}"
+    return import_comet().load_from_checkpoint(str(ckpt)), f"comet:{p.name}"
 
 
 def saved_splits(run_dir: Path, record: dict) -> list[tuple[str, str]]:
@@ -71,8 +67,7 @@ def _score_one(metric: str, rows: list[dict], field: str, tgt: str, comet) -> tu
     hyps, refs = [r.get(field) or "" for r in rows], [r["reference"] for r in rows]
     if metric == "comet":
         model, sig = comet
-        data = [{"src": r["source"], "mt": h, "ref": ref} for r, h, ref in zip(rows, hyps, refs)]
-        return float(model.predict(data, batch_size=32, gpus=0, progress_bar=False).system_score), sig
+        return comet_predict(model, [r["source"] for r in rows], hyps, refs, gpus=0)["system"], sig
     m = metric_for(metric, tgt)
     return m.corpus_score(hyps, [refs]).score, str(m.get_signature())
 
