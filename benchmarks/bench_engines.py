@@ -72,10 +72,9 @@ def main():
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     model, tok, path = models(args.shape, work)
-    shape = None if args.shape == "tiny" else BODY_564M
     t0 = time.perf_counter()
     engine = load_engine(path, tok, cache_dir=str(work / "cache"), device="cpu", threads=args.threads,
-                         model=None if args.shape == "tiny" else model, shape=shape)  # fmt: skip
+                         model=None if args.shape == "tiny" else model)  # fmt: skip
     convert_s = time.perf_counter() - t0
     t = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
     de = (FLORES101_DIR / "devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[: args.n]

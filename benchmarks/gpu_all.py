@@ -181,7 +181,7 @@ def ct2_for(model, name: str, device, workdir: Path, tok):
     try:
         t0 = time.perf_counter()
         engine = load_engine(str(model_dir), tok, cache_dir=str(workdir / "cache"), device=device,
-                             model=model, shape=SHAPES[name], threads=0 if device.type == "cuda" else 2)  # fmt: skip
+                             model=model, threads=0 if device.type == "cuda" else 2)  # fmt: skip
         print(f"  {name}: converted for CTranslate2 in {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
         model.to(on)

@@ -198,3 +198,16 @@ def test_mfti_eval_ct2_greedy_equals_hf(sharp_model_dir, tmp_path):
     same = sum(a == b for a, b in zip(hyps["hf"], hyps["ctranslate2"])) / len(hyps["hf"])
     assert same >= 0.95, same
     assert rec["ctranslate2"]["metrics"].keys() == rec["hf"]["metrics"].keys()  # the same results format
+
+
+def test_engine_kv_cache_figures_come_from_the_model_config(engine, sharp_model_dir):
+    """eval.batch_tokens=auto sizes CTranslate2 batches from the converted model's own config: key + value
+    entries per token over all layers, times the compute type's bytes (float32 here)."""
+    from transformers import AutoConfig
+
+    from mfti_lightning.eval.budget import kv_bytes_per_token
+
+    eng, _, _ = engine
+    config = AutoConfig.from_pretrained(str(sharp_model_dir))
+    assert eng.kv_bytes_per_token() == kv_bytes_per_token(config, 4) == 2 * config.num_layers * config.d_model * 4
+    assert eng.vocab_size == config.vocab_size

@@ -68,7 +68,7 @@ def model_memory_figures(model) -> dict | None:
         import torch
 
         device = torch.device("cuda", model.device_index)
-        return {"device": device, "kv": model.kv_bytes_per_token(), "vocab": int(model.shape.get("vocab_size", 0))}
+        return {"device": device, "kv": model.kv_bytes_per_token(), "vocab": model.vocab_size}
     param = next(model.parameters())
     if param.device.type != "cuda":
         return None

@@ -30,14 +30,16 @@ class CT2Engine:
     training = False  # what translate() saves and restores on a torch model
 
     def __init__(self, model_dir: str | Path, tokenizer, *, device: str = "cpu", device_index: int = 0,
-                 compute_type: str = "float32", threads: int = 0, shape: dict | None = None):  # fmt: skip
+                 compute_type: str = "float32", threads: int = 0, kv_values_per_token: int | None = None,
+                 vocab_size: int = 0):  # fmt: skip
         ct2 = require_ctranslate2()
         self.model_dir = Path(model_dir)
         self.tokenizer = tokenizer
         self.device_type = "cuda" if device in ("cuda", "gpu") else "cpu"
         self.device_index = int(device_index)
         self.compute_type = compute_type
-        self.shape = dict(shape or {})
+        self.kv_values_per_token = kv_values_per_token  # key + value entries of one token over all layers
+        self.vocab_size = int(vocab_size)
         self.generator = ct2.Generator(
             str(self.model_dir),
             device=self.device_type,
@@ -54,9 +56,9 @@ class CT2Engine:
 
     def kv_bytes_per_token(self) -> int | None:
         """Key + value cache bytes of one token over all layers (for ``eval.batch_tokens=auto``)."""
-        if not self.shape:
+        if not self.kv_values_per_token:
             return None
-        return 2 * int(self.shape["num_layers"]) * int(self.shape["d_model"]) * DTYPE_BYTES.get(self.compute_type, 4)
+        return self.kv_values_per_token * DTYPE_BYTES.get(self.compute_type, 4)
 
     def generate_tokens(self, rows: list[list[int]], *, num_beams: int, max_new_tokens: int) -> list[list[int]]:
         """The ids generated after each prompt, EOS included when the row ended with it (as Hugging Face's
@@ -74,7 +76,7 @@ class CT2Engine:
 
 
 def load_engine(model_path: str, tokenizer, *, cache_dir: str, device, compute_type: str = "auto",
-                ckpt_file: str | None = None, model=None, shape: dict | None = None, threads: int = 0,
+                ckpt_file: str | None = None, model=None, threads: int = 0,
                 is_first_rank: bool = True, barrier=None) -> CT2Engine:  # fmt: skip
     """Convert (once, cached; rank 0 first, then ``barrier()`` lets the other ranks load it) and load.
     ``model``: a loaded torch model to convert instead of ``model_path``'s weights (a Lightning checkpoint)."""
@@ -87,22 +89,23 @@ def load_engine(model_path: str, tokenizer, *, cache_dir: str, device, compute_t
     if out is None:
         out = convert_cached(model_path, cache_dir, compute_type, **kwargs)  # found in the cache rank 0 filled
     index = device.index if hasattr(device, "type") and device.index is not None else 0
-    if shape is None:
-        shape = model_shape(model_path)
+    kv_values, vocab = kv_figures(model, model_path)
     log.info("eval.engine=ctranslate2: %s on %s (%s)", out, device_type, compute_type)
     return CT2Engine(out, tokenizer, device=device_type, device_index=index, compute_type=compute_type,
-                     threads=threads, shape=shape)  # fmt: skip
+                     threads=threads, kv_values_per_token=kv_values, vocab_size=vocab)  # fmt: skip
 
 
-def model_shape(model_path: str) -> dict:
-    """Layers, width and vocabulary from the model's Hugging Face config (for the KV-cache estimate)."""
-    from transformers import AutoConfig
-
+def kv_figures(model, model_path: str) -> tuple[int, int]:
+    """``(key + value entries per token over all layers, vocabulary size)`` from the Hugging Face config of
+    ``model`` (a loaded model) or else of ``model_path``, for the KV-cache estimate of ``eval.batch_tokens=auto``."""
     from mfti_lightning.eval.budget import kv_bytes_per_token
 
-    config = AutoConfig.from_pretrained(str(model_path))
-    # kv_bytes_per_token at one byte per value = 2 x layers x (kv) width
-    return {"num_layers": 1, "d_model": kv_bytes_per_token(config, 1) // 2, "vocab_size": config.vocab_size}
+    config = getattr(model, "config", None)
+    if config is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(model_path))
+    return kv_bytes_per_token(config, 1), int(getattr(config, "vocab_size", 0) or 0)
 
 
 def is_engine(model) -> bool:
