@@ -31,7 +31,7 @@ from pathlib import Path
 from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.families import FAMILIES
-from mfti_lightning.core.languages import DIRECTION_PATTERN, LANGUAGES
+from mfti_lightning.core.languages import LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
@@ -199,14 +199,9 @@ def tidy_rows(records: list[dict], split: str = "test") -> list[dict]:
     rows = []
     for rec in records:
         sw = rec.get("swept", {})
-        m = rec.get("metrics", {})
         trained = set(rec.get("directions", {}).get("train", []))
         part_of = {d: n for n, ds in (rec.get("partitions") or {}).items() for d in ds}
-        by_dir: dict[str, dict] = defaultdict(dict)
-        for key, value in m.items():
-            parts = key.split("/")
-            if len(parts) == 3 and parts[0] == split and (DIRECTION_PATTERN.match(parts[2]) or parts[2] == "avg"):
-                by_dir[parts[2]][parts[1]] = value
+        by_dir = metrics_by_direction(rec, split)
         base = {
             "run": rec.get("run_name"),
             "status": rec.get("status"),
@@ -604,17 +599,10 @@ class Figures:
         for r in recs:
             lab = run_label(r, vary)
             per: dict[tuple[str, str], list[float]] = defaultdict(list)
-            for key, v in r.get("metrics", {}).items():
-                parts = key.split("/")
-                if (
-                    len(parts) == 3
-                    and parts[0] == self.split
-                    and parts[1] == self.metric
-                    and DIRECTION_PATTERN.match(parts[2])
-                ):
-                    s, t = parts[2].split("-")
-                    per[("into", t)].append(v)
-                    per[("from", s)].append(v)
+            for d, v in self._direction_scores(r).items():
+                s, t = d.split("-")
+                per[("into", t)].append(v)
+                per[("from", s)].append(v)
             for (side, lang), vals in per.items():
                 acc[f"{lab} | {side} language"][lang].append(sum(vals) / len(vals))
         series = {}
@@ -663,12 +651,9 @@ class Figures:
         return data
 
     def _direction_scores(self, rec: dict) -> dict[str, float]:
-        out = {}
-        for key, v in rec.get("metrics", {}).items():
-            parts = key.split("/")
-            if len(parts) == 3 and parts[:2] == [self.split, self.metric] and DIRECTION_PATTERN.match(parts[2]):
-                out[parts[2]] = v
-        return out
+        """``{direction: score}`` of the figure's split and metric (no ``avg``)."""
+        by_dir = metrics_by_direction(rec, self.split)
+        return {d: m[self.metric] for d, m in by_dir.items() if d != "avg" and self.metric in m}
 
     def pivot(self) -> dict | None:
         """sweeps/pivot.yaml: English-centric training against all-direction training, scored on the non-English
