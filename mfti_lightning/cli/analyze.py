@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.schema import LID_ACCURACY, LID_SCOPES, OFF_TARGET_RULES
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="mfti-analyze",
         description=(
@@ -42,6 +43,11 @@ def main(argv=None) -> int:
     for d, e in errors.items():
         print(f"{d:<10} " + " ".join(f"{e['counts'][c] / max(e['n'], 1):>12.3f}" for c in CATEGORIES))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mfti-analyze``: :func:`run`, ending as :mod:`mfti_lightning.cli.exits` says (errors: one line, exit status 2)."""
+    return report_errors("mfti-analyze", run, argv)
 
 
 if __name__ == "__main__":

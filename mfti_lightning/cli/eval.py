@@ -8,6 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core import schema
 from mfti_lightning.core.config import conf_dir
 
@@ -19,7 +20,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """The Hydra task function of mfti-eval."""
     from mfti_lightning.tasks.evaluate import evaluate_task
 
-    return evaluate_task(cfg)
+    return report_errors("mfti-eval", evaluate_task, cfg)
 
 
 def main() -> float | None:

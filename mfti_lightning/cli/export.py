@@ -11,13 +11,14 @@ import logging
 import sys
 from pathlib import Path
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.layout import HF_DIR
 from mfti_lightning.model import export as export_module
 from mfti_lightning.model.checkpoints import pick_checkpoint, run_dir_of_checkpoint
 from mfti_lightning.model.export import export
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mfti-export", description=export_module.__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="a .ckpt file or directory, or a run directory (best checkpoint)")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: <run dir>/hf)")
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     export(ckpt, out, args.tokenizer)
     print(out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mfti-export``: :func:`run`, ending as :mod:`mfti_lightning.cli.exits` says (errors: one line, exit status 2)."""
+    return report_errors("mfti-export", run, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.compose import compose
 from mfti_lightning.launch.sweep import expand
 
@@ -131,7 +132,7 @@ def safe_extract(tar: tarfile.TarFile, dest: str | Path) -> None:
     tar.extractall(root)  # every member was checked above
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mfti-prefetch", description=__doc__.split("\n\n")[0])
     ap.add_argument("overrides", nargs="*", help="the Hydra overrides of the run or sweep (a=x,y sweeps)")
     ap.add_argument("--config-name", default="train", choices=["train", "eval"])
@@ -145,6 +146,11 @@ def main(argv=None) -> int:
             fetch(a)
     print(f"{len(assets)} asset(s){' (dry run)' if args.dry_run else ' in place'}.")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mfti-prefetch``: :func:`run`, ending as :mod:`mfti_lightning.cli.exits` says (errors: one line, exit status 2)."""
+    return report_errors("mfti-prefetch", run, argv)
 
 
 if __name__ == "__main__":

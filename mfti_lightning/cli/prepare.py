@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core import schema
 from mfti_lightning.core.config import conf_dir
 from mfti_lightning.core.results import write_json_atomic
@@ -66,7 +67,7 @@ schema.register()  # before Hydra composes: conf/train.yaml's defaults list star
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
 def _main(cfg: DictConfig) -> None:
-    prepare(cfg)
+    report_errors("mfti-prepare", prepare, cfg)
 
 
 def main() -> None:

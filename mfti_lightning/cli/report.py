@@ -8,11 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.track import report
 from mfti_lightning.track.report import make_report
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="mfti-report",
         description=report.__doc__.split("\n\n")[0],
@@ -65,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         info = log_report(rep, rep["records"], args.wandb_mode)
         print(f"mfti-report: W&B {info['mode']} ({info['reason']}): group {info['group']}, {info.get('dir', '')}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mfti-report``: :func:`run`, ending as :mod:`mfti_lightning.cli.exits` says (errors: one line, exit status 2)."""
+    return report_errors("mfti-report", run, argv)
 
 
 if __name__ == "__main__":

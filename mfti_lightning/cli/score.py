@@ -8,11 +8,12 @@ import logging
 import sys
 import time
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.track import score
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="mfti-score",
         description=score.__doc__.split("\n\n")[0],
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(len(k) for k in done.values())
     print(f"mfti-score: {len(done)} runs, {total} scores added in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mfti-score``: :func:`run`, ending as :mod:`mfti_lightning.cli.exits` says (errors: one line, exit status 2)."""
+    return report_errors("mfti-score", run, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core import schema
 from mfti_lightning.core.config import conf_dir
 
@@ -22,7 +23,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """The Hydra task function (also what the SLURM launcher runs for each job)."""
     from mfti_lightning.tasks.train import train
 
-    return train(cfg)
+    return report_errors("mfti-train", train, cfg)
 
 
 def main() -> float | None:

@@ -25,3 +25,15 @@ class InputsError(DataError):
         super().__init__(
             f"{len(self.problems)} missing or unreadable input(s):\n" + "\n".join(f"  - {p}" for p in self.problems)
         )
+
+
+class JobInterrupted(SystemExit):
+    """The job stopped on a signal (SIGTERM from kill, scancel or a time limit): ``str()`` is the one line for the
+    user, the exit status 128 + the signal number (143 for SIGTERM), so SLURM never records it as completed."""
+
+    def __init__(self, message: str, signum: int = 15):
+        super().__init__(128 + signum)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

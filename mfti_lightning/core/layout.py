@@ -13,6 +13,14 @@
          train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
          metrics_val_init.json         VAL_INIT_FILE      dev scores before finetuning
          previous_results/<n>.json     PREVIOUS_RESULTS_DIR  results of earlier evaluations (tasks.job)
+         failed_attempts/<n>.json      FAILED_ATTEMPTS_DIR   a failed or interrupted attempt on a completed run
+                                                            (results.json keeps the completed result)
+         lease.json                    LEASE_FILE         who holds the run directory now (core.lease)
+         .hydra/                       HYDRA_DIR          the composed config, Hydra's, the overrides (tasks.job)
+         <task>.log                                       the job's log (tasks.job)
+
+Every path a run directory's records hold to its own files is relative to it (core.results), so a run directory
+can be moved or copied and still evaluates, resumes and reports from its own files.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ VAL_DIR = "val"
 TRAIN_SUMMARY_FILE = "train_summary.json"
 VAL_INIT_FILE = "metrics_val_init.json"
 PREVIOUS_RESULTS_DIR = "previous_results"
+FAILED_ATTEMPTS_DIR = "failed_attempts"
+LEASE_FILE = "lease.json"
+HYDRA_DIR = ".hydra"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
 CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)

@@ -19,6 +19,11 @@ Layout (``schema`` 1)::
     }
 
 Splits: ``val_init`` (dev subset before finetuning), ``val`` (dev subset, last validation), ``test`` (devtest).
+
+Paths: on disk, every path in :data:`RUN_PATHS` that lies inside the run directory is written relative to it
+(``"best_checkpoint": "checkpoints/best/step000004.ckpt"``, ``"run_dir": "."``); :func:`read_results` gives them
+back absolute, under the directory the file was read from. A moved or copied run directory therefore refers to its
+own files. Paths outside the run directory (a checkpoint evaluated by ``mfti-eval``) stay absolute.
 """
 
 from __future__ import annotations
@@ -89,11 +94,76 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_results(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / RESULTS_FILE
+# the keys of results.json that hold paths (a tuple per nested key): relative to the run directory on disk
+RUN_PATHS = (
+    ("run_dir",),
+    ("best_checkpoint",),
+    ("export_dir",),
+    ("reevaluation", "previous_results"),
+    ("reevaluation", "best_checkpoint"),
+)
+
+
+def relative_to_run(path, run_dir: str | Path):
+    """``path`` relative to ``run_dir`` (posix, ``"."`` for the directory itself) when it lies inside it, else
+    ``path`` unchanged (None stays None)."""
+    if path in (None, ""):
+        return path
+    root, p = Path(run_dir).resolve(), Path(str(path))
+    p = p.resolve() if p.is_absolute() else p
+    try:
+        return p.relative_to(root).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+def _map_paths(record: dict, fn) -> dict:
+    out = dict(record)
+    for key in RUN_PATHS:
+        node = out
+        for part in key[:-1]:
+            if not isinstance(node.get(part), dict):
+                break
+            node[part] = node = dict(node[part])
+        else:
+            if isinstance(node.get(key[-1]), str):
+                node[key[-1]] = fn(node[key[-1]])
+    return out
+
+
+def write_results(run_dir: str | Path, record: dict, path: str | Path | None = None) -> Path:
+    """Write a results record of ``run_dir`` atomically (to its results.json, or to ``path``: an archived copy
+    inside the run directory), its paths relative to the run directory."""
+    path = Path(path) if path is not None else Path(run_dir) / RESULTS_FILE
+    return write_json_atomic(path, _map_paths(record, lambda p: relative_to_run(p, run_dir)))
+
+
+def read_results(run_dir: str | Path, path: str | Path | None = None) -> dict | None:
+    """The results record of a run directory (its results.json, or an archived copy at ``path``) with its paths
+    absolute under ``run_dir`` (None when there is none; ValueError when the file does not parse)."""
+    root = Path(run_dir).resolve()
+    path = Path(path) if path is not None else root / RESULTS_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return _map_paths(record, lambda p: p if Path(p).is_absolute() else str((root / p).resolve()))
+
+
+def set_aside_unreadable(run_dir: str | Path, log) -> Path | None:
+    """A results.json that does not parse is moved aside (``results.json.unreadable-<n>``, never deleted) with a
+    warning, so that the run proceeds as one without results; returns the new path, None when it was readable."""
+    path = Path(run_dir) / RESULTS_FILE
+    try:
+        read_results(run_dir)
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        n = len(list(path.parent.glob(f"{RESULTS_FILE}.unreadable-*")))
+        aside = path.with_name(f"{RESULTS_FILE}.unreadable-{n}")
+        os.replace(path, aside)
+        log.warning("%s does not parse (%s); kept as %s. The run goes on as one without results.", path, e, aside)
+        return aside
 
 
 def git_state(start: str | Path | None = None) -> dict:

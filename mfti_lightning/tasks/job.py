@@ -1,7 +1,7 @@
-"""The job frame shared by ``mfti-train`` and ``mfti-eval``: torch-free checks first, then what to do with the run
-directory (skip, re-evaluate, refuse, run: :func:`mfti_lightning.core.identity.decide_reuse`), the task body, and
-always a ``results.json`` (completed, failed or interrupted) written atomically by rank 0, a W&B run finished, and
-a summary printed."""
+"""The job frame shared by ``mfti-train`` and ``mfti-eval`` (:func:`run_task`): torch-free checks first, the run
+directory's lease, what to do with the run directory (skip, re-evaluate, refuse, run:
+:func:`mfti_lightning.core.identity.decide_reuse`), the task body, and always a ``results.json`` (completed, failed or
+interrupted) written atomically by rank 0, a W&B run finished, and a summary printed."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from mfti_lightning.core import layout
 from mfti_lightning.core import results as res
 from mfti_lightning.core.distributed import global_rank
 from mfti_lightning.core.identity import decide_reuse
+from mfti_lightning.core.interrupt import sigterm_interrupts
+from mfti_lightning.core.lease import RunLease
 from mfti_lightning.core.schema import validate
 from mfti_lightning.track.tracking import finish_wandb, redact_secrets
 
@@ -44,26 +46,65 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> float | None:
-    """The shared job frame of mfti-train and mfti-eval: run the torch-free ``checks(cfg)`` (also for a completed
-    run: a bad value is an error, never a silent skip), decide how the run directory may be used
-    (:func:`identity.decide_reuse`: skip a completed run of the same experiment, re-evaluate one whose evaluation
-    settings changed, refuse another experiment's directory), run ``body(cfg, run_dir, record)`` and always leave
-    a results.json (completed or failed) written atomically by rank 0."""
+def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None, preflight=None) -> float | None:
+    """The shared job frame of mfti-train and mfti-eval.
+
+    1. the torch-free ``checks(cfg)`` (also for a completed run: a bad value is an error, never a silent skip);
+    2. the run directory's lease (:mod:`mfti_lightning.core.lease`; rank 0 only): a second process refuses at once;
+    3. how the run directory may be used (:func:`identity.decide_reuse`: skip a completed run of the same
+       experiment, re-evaluate one whose evaluation settings changed, refuse another experiment's directory), then
+       ``preflight(cfg, run_dir, reuse)``: the refusals that need the directory. Nothing in the directory has changed
+       yet (the lease aside): a refused or skipped invocation leaves it byte for byte as it was;
+    4. the run proceeds: ``.hydra/`` and the job's log file are written (Hydra's own writing of them is off, see
+       conf/hydra/default.yaml), then ``body(cfg, run_dir, record)``;
+    5. always a results.json (completed, failed or interrupted), written atomically by rank 0, except that a
+       completed result is never replaced by a failed or interrupted attempt (that goes to failed_attempts/)."""
     validate(cfg, keys=("resume",))  # before it decides what to do with an existing run dir
     if checks is not None:
         checks(cfg)
     run_dir = run_dir_of(cfg)
-    reuse = decide_reuse(run_dir, cfg)
+    lease = RunLease(run_dir) if global_rank() == 0 else None
+    try:
+        if lease is not None:
+            lease.acquire()
+            res.set_aside_unreadable(run_dir, log)
+        reuse = decide_reuse(run_dir, cfg)
+        if reuse.action != "skip" and preflight is not None:
+            preflight(cfg, run_dir, reuse)
+    except BaseException:
+        _give_back(lease, run_dir)
+        raise
     if reuse.action == "skip":
+        _give_back(lease, run_dir)
         log.info(
             "%s already completed (%s) with this config; nothing to do. resume=never refuses reuse.",
             run_dir,
             res.RESULTS_FILE,
         )
         return res.objective(reuse.existing.get("metrics", {}))
+    try:
+        return _proceed(cfg, body, run_dir, reuse, extra or {}, lease)
+    finally:
+        _give_back(lease, run_dir)
 
+
+def _give_back(lease: RunLease | None, run_dir: Path) -> None:
+    """Release the lease; a run directory this invocation created and left empty is removed again."""
+    if lease is None:
+        return
+    lease.release()
+    try:
+        run_dir.rmdir()  # only when empty
+    except OSError:
+        pass
+
+
+def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: RunLease | None) -> float | None:
+    """Steps 4 and 5 of :func:`run_task`."""
     t0 = time.time()
+    if global_rank() == 0:
+        write_hydra_records(cfg, run_dir)
+        log_to_file(run_dir, cfg)
     record = {
         "schema": res.SCHEMA,
         "status": "running",
@@ -78,16 +119,18 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
         "signatures": {},
         "config": resolved_container(cfg),
         "provenance": res.provenance(),
-        **(extra or {}),
+        **extra,
     }
     if reuse.action == "reevaluate":
         record["reevaluation"] = archive_previous(run_dir, reuse)
-    results_path = run_dir / res.RESULTS_FILE
+    completed_before = reuse.existing if (reuse.existing or {}).get("status") == "completed" else None
     try:
-        body(cfg, run_dir, record)
+        with sigterm_interrupts():
+            body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
-        # SystemExit: submitit requeued the job after USR2 (preemption / time limit); it resumes from its checkpoint
+        # SystemExit: interrupted (SIGTERM, Ctrl+C), or submitit requeued the job after USR2 (preemption / time
+        # limit); a requeued job resumes from its checkpoint
         record["status"] = "interrupted" if isinstance(e, (SystemExit, KeyboardInterrupt)) else "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
@@ -95,11 +138,65 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
     finally:
         record["wall_time_s"] = time.time() - t0
         if global_rank() == 0:
-            res.write_json_atomic(results_path, record)
+            write_record(run_dir, record, completed_before, lease)
         finish_wandb(record["status"] == "completed", record, run_dir)
     if global_rank() == 0:
         print_summary(record)
     return res.objective(record["metrics"])
+
+
+def write_record(run_dir: Path, record: dict, completed_before: dict | None, lease: RunLease | None) -> None:
+    """results.json, unless this attempt failed on a completed run (then ``failed_attempts/<n>.json``: reports
+    keep reading the completed result) or this process lost its lease (another process owns the directory now)."""
+    if lease is not None and lease.lost:
+        log.error("%s: not writing %s: another process holds this run directory now.", run_dir, res.RESULTS_FILE)
+        return
+    if completed_before is not None and record["status"] != "completed":
+        archive = run_dir / layout.FAILED_ATTEMPTS_DIR
+        n = len(list(archive.glob("*.json"))) if archive.is_dir() else 0
+        path = res.write_results(run_dir, record, archive / f"{n}.json")
+        log.warning(
+            "This attempt on a completed run %s (%s); the completed %s is kept, the attempt is in %s.",
+            record["status"],
+            record.get("error", ""),
+            res.RESULTS_FILE,
+            path,
+        )
+        return
+    res.write_results(run_dir, record)
+
+
+def write_hydra_records(cfg: DictConfig, run_dir: Path) -> None:
+    """``.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them, but only once the run proceeds (Hydra's own
+    writing is off: ``hydra.output_subdir: null``), so that a refused invocation changes nothing in the directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_node = HydraConfig.instance().cfg  # {"hydra": ...}, as Hydra saves it
+    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    out = run_dir / layout.HYDRA_DIR
+    for name, node in (
+        ("config.yaml", task_cfg),
+        ("hydra.yaml", hydra_node),
+        ("overrides.yaml", OmegaConf.create(list(HydraConfig.get().overrides.task))),
+    ):
+        res.atomic_write(out / name, lambda f, node=node: f.write(OmegaConf.to_yaml(node)))
+
+
+def log_to_file(run_dir: Path, cfg: DictConfig) -> None:
+    """The job's log file ``<run dir>/<job name>.log`` (what Hydra's default job logging writes), appended once the
+    run proceeds (conf/hydra/job_logging/mfti.yaml has no file handler, so a refused invocation writes none)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    name = HydraConfig.get().job.name if HydraConfig.initialized() else str(cfg.task_name)
+    path = (run_dir / f"{name}.log").resolve()
+    root = logging.getLogger()
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)
 
 
 def archive_previous(run_dir: Path, reuse) -> dict:
@@ -116,7 +213,7 @@ def archive_previous(run_dir: Path, reuse) -> dict:
     n = len(list(archive.glob("*.json"))) if archive.is_dir() else 0
     path = archive / f"{n}.json"
     if global_rank() == 0:
-        res.write_json_atomic(path, reuse.existing)
+        res.write_results(run_dir, reuse.existing, path)
     return {
         "changed": {k: {"before": a, "now": b} for k, a, b in reuse.changed},
         "previous_results": str(path),

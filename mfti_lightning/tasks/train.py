@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +27,15 @@ from mfti_lightning.core import layout
 from mfti_lightning.core.config import batch_math, steps_for_epochs, training_length
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
-from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.errors import ConfigError, JobInterrupted
+from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
+from mfti_lightning.core.results import relative_to_run
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
 from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.tasks.checks import check_before_loading
 from mfti_lightning.tasks.evaluate import engine_id
-from mfti_lightning.tasks.job import run_task
+from mfti_lightning.tasks.job import resolved_container, run_task
 from mfti_lightning.track.tracking import check_logger, make_loggers
 
 log = logging.getLogger("mfti_lightning")
@@ -40,7 +43,18 @@ log = logging.getLogger("mfti_lightning")
 
 def train(cfg: DictConfig) -> float | None:
     """Run one training job; always leaves a results.json (completed or failed) in the run directory."""
-    return run_task(cfg, run_training, checks=check_before_loading)
+    return run_task(cfg, run_training, checks=check_before_loading, preflight=preflight)
+
+
+def preflight(cfg: DictConfig, run_dir: Path, reuse) -> None:
+    """The refusals that need the run directory (torch-free), before anything in it changes: the launch, the
+    logger, and under resume=auto checkpoints of a different training config."""
+    from mfti_lightning.train.trainer import check_launch, check_resume_config
+
+    check_logger(cfg)
+    check_launch(cfg)
+    if int(cfg.num_examples.n) and reuse.action != "reevaluate":
+        check_resume_config(resolved_container(cfg), run_dir, str(cfg.resume), save=False)
 
 
 @dataclass
@@ -82,9 +96,10 @@ def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
 
 def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
-    """Phase 1 (torch-free): launch and resume checks, what the run trains and evaluates, the template saved."""
+    """Phase 1 (torch-free): what the run trains and evaluates, the training config and the template saved (the
+    launch and resume refusals ran before, in :func:`preflight`)."""
     from mfti_lightning.eval.metrics import bleu_metric_name
-    from mfti_lightning.train.trainer import check_launch, check_resume_config
+    from mfti_lightning.train.trainer import check_resume_config
 
     job = TrainingJob(
         cfg,
@@ -95,8 +110,6 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
         int(cfg.num_examples.n),
         bleu_metric_name(cfg.eval.bleu_tokenize),
     )
-    check_logger(cfg)
-    check_launch(cfg)
     record["batch"] = job.batch
     record["directions"] = {
         "train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if job.n_train else [],
@@ -200,8 +213,25 @@ def fit(job: TrainingJob):
     resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
     if resume_from:
         log.info("Resuming from %s", resume_from)
-    trainer.fit(job.module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    try:
+        with lightning_stops():
+            trainer.fit(job.module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    except SystemExit:  # Lightning's SIGTERMException (status 0) after it finished the step
+        if received() is None:
+            raise
+    if received() is not None:
+        raise interrupted_in_fit(job.run_dir, trainer.global_step) from None
     return (best_cb.best_model_path if best_cb else "") or str(newest_checkpoint(job.run_dir) or "")
+
+
+def interrupted_in_fit(run_dir: Path, step: int) -> JobInterrupted:
+    """The one line of a training interrupted by a signal: where it stopped and what a re-run resumes from."""
+    from mfti_lightning.model.checkpoints import newest_checkpoint
+
+    newest = newest_checkpoint(run_dir)
+    kept = f"it resumes from {newest.parent.name}/{newest.name}" if newest else "no checkpoint was written yet"
+    name = signal.Signals(received()).name
+    return JobInterrupted(f"interrupted by {name} at step {step} ({kept}); {RESUME_HINT}", received())
 
 
 def planned_steps(job: TrainingJob) -> int:
@@ -340,7 +370,11 @@ def test(job: TrainingJob) -> None:
         world_size=world,
         out_dir=job.run_dir,
         analyze_errors=analysis_options(cfg.eval),
-        settings={"checkpoint": record.get("best_checkpoint"), "model": str(job.model_path), "engine": engine_id(cfg)},
+        settings={
+            "checkpoint": relative_to_run(record.get("best_checkpoint"), job.run_dir),  # a moved run resumes too
+            "model": str(job.model_path),
+            "engine": engine_id(cfg),
+        },
         extraction=str(cfg.eval.extraction),
     )
     # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or

@@ -98,9 +98,9 @@ def training_config(container: dict) -> dict:
     return {k: v for k, v in flatten(container).items() if classify(k) is not None and not matches(k, RESUME_IGNORED)}
 
 
-def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
-    """Save the training config in the run dir; with ``resume=auto`` and checkpoints present, refuse a config
-    that differs in a way that changes training, showing the difference."""
+def check_resume_config(container: dict, run_dir: Path, resume: str, save: bool = True) -> None:
+    """With ``resume=auto`` and checkpoints present, refuse a config that differs in a way that changes training,
+    showing the difference; else (``save``) save the training config in the run dir."""
     path = Path(run_dir) / TRAINING_CONFIG_FILE
     current = training_config(container)
     if path.exists() and resume == "auto" and newest_checkpoint(run_dir) is not None:
@@ -113,7 +113,8 @@ def check_resume_config(container: dict, run_dir: Path, resume: str) -> None:
                 "seed or sweep), or delete the checkpoints to start over."
             )
         return
-    atomic_write(path, lambda f: f.write(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n"))
+    if save:
+        atomic_write(path, lambda f: f.write(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n"))
 
 
 def lightning_cluster_kwargs(strategy: str) -> dict:
