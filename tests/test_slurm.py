@@ -421,3 +421,112 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
     a = torch.load(run_dir / final, map_location="cpu", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "ref" / final, map_location="cpu", weights_only=False)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+
+
+# ------------------------------------------------------------------------- exit status: what sacct records
+# A fault injected into the job only (this directory goes on the job's PYTHONPATH through hydra.launcher.setup):
+# loading the training data raises an error no check foresees, as a bug or a broken node would.
+_FAULT_SITECUSTOMIZE = """
+import importlib.abc, importlib.util, sys
+
+class _Inject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "mfti_lightning.data.prepare":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+
+            def boom(*a, **k):
+                raise RuntimeError("injected fault on the node")
+
+            module.load_or_prepare = boom
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Inject())
+"""
+
+
+def _sacct_state(job: str) -> str:
+    p = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State,ExitCode"], capture_output=True, text=True)
+    return p.stdout.strip().splitlines()[0] if p.stdout.strip() else ""
+
+
+def _wait_state(job: str, timeout: float) -> str:
+    end = time.time() + timeout
+    state = ""
+    while time.time() < end:
+        state = _sacct_state(job)
+        if state and not state.startswith(("PENDING", "RUNNING", "REQUEUED", "COMPLETING")):
+            return state
+        time.sleep(1)
+    raise TimeoutError(f"job {job} still {state!r}")
+
+
+def _submit(tmp_path: Path, sweep_name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+    """Submit one job through the project's launcher; the submitting process is not waited for here."""
+    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "mfti_lightning.cli.train",
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        f"sweep_name={sweep_name}",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    return proc, tmp_path / "train" / "sweeps" / sweep_name
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_job_that_raises_is_failed_in_sacct(slurm, tiny, tmp_path):
+    fault = tmp_path / "fault"
+    fault.mkdir()
+    (fault / "sitecustomize.py").write_text(_FAULT_SITECUSTOMIZE)
+    setup = f'hydra.launcher.setup=["export PYTHONPATH={fault}:{REPO}"]'
+    proc, sweep = _submit(tmp_path, "raises", *FAST, setup)
+    try:
+        job = _job_id(sweep, 120)
+        state = _wait_state(job, 300)
+    finally:
+        proc.kill()
+    assert state.startswith("FAILED"), state  # not COMPLETED (Hydra issue 1928)
+    (rec,) = _results(sweep).values()
+    assert rec["status"] == "failed" and "injected fault on the node" in rec["error"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_scancelled_training_is_cancelled_in_sacct_and_recorded_interrupted(slurm, tiny, tmp_path):
+    args = [*FAST, "optim.max_steps=400", "checkpoint.every_n_steps=2", "eval.val_every_n_steps=200"]
+    proc, sweep = _submit(tmp_path, "cancelled", *args)
+    try:
+        job = _job_id(sweep, 120)
+        end = time.time() + 300
+        while not list(sweep.glob("*/checkpoints/periodic/step*.ckpt")):
+            assert time.time() < end, "no checkpoint before the job ended"
+            time.sleep(0.2)
+        subprocess.run(["scancel", job], check=True, timeout=30)
+        state = _wait_state(job, 120)
+    finally:
+        proc.kill()
+    assert state.startswith("CANCELLED"), state
+    (run_dir,) = [d for d in sweep.iterdir() if d.name.startswith("tiny_")]
+    end = time.time() + 60
+    while json.loads((run_dir / "results.json").read_text())["status"] == "running" and time.time() < end:
+        time.sleep(0.5)
+    rec = json.loads((run_dir / "results.json").read_text())
+    assert rec["status"] == "interrupted" and "JobInterrupted" in rec["error"], rec.get("error")
+    log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
+    assert "mfti-train: interrupted by SIGTERM at step " in log, log[-3000:]
+    assert not (run_dir / "lease.json").exists()

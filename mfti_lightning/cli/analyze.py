@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from mfti_lightning.cli.exits import report_errors
+from mfti_lightning.core.lease import RunLease
 from mfti_lightning.core.schema import LID_ACCURACY, LID_SCOPES, OFF_TARGET_RULES
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
 
@@ -37,8 +38,9 @@ def run(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, lid_scope=args.lid_languages,
-                         lid_accuracy=args.lid_accuracy, rule=args.rule)  # fmt: skip
+    with RunLease(args.run_dir):  # it rewrites the run's translations and results.json: never beside a live job
+        errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, lid_scope=args.lid_languages,
+                             lid_accuracy=args.lid_accuracy, rule=args.rule)  # fmt: skip
     print(f"{'direction':<10} " + " ".join(f"{c[:12]:>12}" for c in CATEGORIES))
     for d, e in errors.items():
         print(f"{d:<10} " + " ".join(f"{e['counts'][c] / max(e['n'], 1):>12.3f}" for c in CATEGORIES))

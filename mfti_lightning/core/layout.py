@@ -16,6 +16,7 @@
          failed_attempts/<n>.json      FAILED_ATTEMPTS_DIR   a failed or interrupted attempt on a completed run
                                                             (results.json keeps the completed result)
          lease.json                    LEASE_FILE         who holds the run directory now (core.lease)
+         progress.json                 PROGRESS_FILE      where the job stands, for mfti status (core.progress_record)
          .hydra/                       HYDRA_DIR          the composed config, Hydra's, the overrides (tasks.job)
          <task>.log                                       the job's log (tasks.job)
 
@@ -40,6 +41,7 @@ VAL_INIT_FILE = "metrics_val_init.json"
 PREVIOUS_RESULTS_DIR = "previous_results"
 FAILED_ATTEMPTS_DIR = "failed_attempts"
 LEASE_FILE = "lease.json"
+PROGRESS_FILE = "progress.json"
 HYDRA_DIR = ".hydra"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint

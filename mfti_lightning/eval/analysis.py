@@ -275,5 +275,5 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules
     record.setdefault("error_analysis", {})[split] = {"lid": use_lid, **rules}
     metrics = {k: v for k, v in record.get("metrics", {}).items() if not k.startswith(f"{split}/rate_")}
     record["metrics"] = metrics | rate_metrics
-    res.write_json_atomic(run_dir / res.RESULTS_FILE, record)
+    res.write_results(run_dir, record)
     return errors

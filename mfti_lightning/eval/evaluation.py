@@ -17,6 +17,7 @@ from pathlib import Path
 from mfti_lightning.core.languages import direction_str
 from mfti_lightning.core.layout import EVAL_STATE_DIR as STATE_DIR
 from mfti_lightning.core.layout import TRANSLATIONS_DIR
+from mfti_lightning.core.progress_record import update_progress
 from mfti_lightning.core.results import read_jsonl, write_json_atomic, write_jsonl_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet, eval_prompts
@@ -261,6 +262,9 @@ def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, 
     result = EvalResult()
     pending_flags = [load_finished(out_dir, split, direction_str(es.direction), settings) is None for es in sets]
     pending_flags = _broadcast(pending_flags, world_size)  # rank 0 decides: every rank does the same work
+    done = pending_flags.count(False)
+    if rank == 0:
+        update_progress(out_dir, phase="evaluating", directions_done=done, directions_total=len(sets))
     for es, pending in zip(sets, pending_flags):
         d = direction_str(es.direction)
         if not pending:
@@ -270,6 +274,8 @@ def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, 
         one = _evaluate_once(model, tokenizer, template, [es], split, analyze_errors if rank == 0 else False, **run)
         if rank == 0:
             save_finished(out_dir, split, d, one, settings)
+            done += 1
+            update_progress(out_dir, directions_done=done)
         one = _broadcast(one, world_size) if analyze_errors else one  # rank 0 holds the error labels
         result.rows.update(one.rows)
         result.errors.update(one.errors)

@@ -72,6 +72,17 @@ class SlurmLauncher(_PluginSlurmLauncher):
             returns[idx] = j.results()[0]
         return [returns[idx] for idx, *_ in jobs]
 
+    def __call__(self, *args, **kwargs) -> JobReturn:
+        """One job on the cluster (the plugin's path); a job that raised ends the SLURM job with a non-zero status.
+
+        Hydra's ``run_job`` turns the task's exception into a FAILED JobReturn, which submitit would pickle as a
+        result and exit 0 (SLURM: COMPLETED; Hydra issue 1928). Reading ``return_value`` of a failed job raises
+        its exception: submitit records it and the process exits 1 (SLURM: FAILED)."""
+        ret = super().__call__(*args, **kwargs)
+        if ret.status == JobStatus.FAILED:
+            ret.return_value  # noqa: B018  (raises the job's exception)
+        return ret
+
     def _checked_jobs(self, job_overrides, initial_job_idx: int) -> list[tuple]:
         """Every job composed and checked (inputs, resources, run directory); raises one report for all problems."""
         loader = self.hydra_context.config_loader

@@ -14,10 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning.core import layout
 from mfti_lightning.core import results as res
+from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank
 from mfti_lightning.core.identity import decide_reuse
 from mfti_lightning.core.interrupt import sigterm_interrupts
-from mfti_lightning.core.lease import RunLease
+from mfti_lightning.core.lease import RunLease, slurm_job
+from mfti_lightning.core.progress_record import end_attempt, start_attempt
 from mfti_lightning.core.schema import validate
 from mfti_lightning.track.tracking import finish_wandb, redact_secrets
 
@@ -104,7 +106,8 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
     t0 = time.time()
     if global_rank() == 0:
         write_hydra_records(cfg, run_dir)
-        log_to_file(run_dir, cfg)
+        log_file = log_to_file(run_dir, cfg)
+        start_attempt(run_dir, world_size(cfg.trainer), slurm_job())
     record = {
         "schema": res.SCHEMA,
         "status": "running",
@@ -139,6 +142,9 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
         record["wall_time_s"] = time.time() - t0
         if global_rank() == 0:
             write_record(run_dir, record, completed_before, lease)
+            end_attempt(run_dir, record["status"], record.get("error"))
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
         finish_wandb(record["status"] == "completed", record, run_dir)
     if global_rank() == 0:
         print_summary(record)
@@ -184,19 +190,17 @@ def write_hydra_records(cfg: DictConfig, run_dir: Path) -> None:
         res.atomic_write(out / name, lambda f, node=node: f.write(OmegaConf.to_yaml(node)))
 
 
-def log_to_file(run_dir: Path, cfg: DictConfig) -> None:
+def log_to_file(run_dir: Path, cfg: DictConfig) -> logging.Handler:
     """The job's log file ``<run dir>/<job name>.log`` (what Hydra's default job logging writes), appended once the
     run proceeds (conf/hydra/job_logging/mfti.yaml has no file handler, so a refused invocation writes none)."""
     from hydra.core.hydra_config import HydraConfig
 
     name = HydraConfig.get().job.name if HydraConfig.initialized() else str(cfg.task_name)
     path = (run_dir / f"{name}.log").resolve()
-    root = logging.getLogger()
-    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers):
-        return
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    root.addHandler(handler)
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def archive_previous(run_dir: Path, reuse) -> dict:

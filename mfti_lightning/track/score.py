@@ -13,14 +13,14 @@ signature; then ``<split>/<metric>/avg`` and the partition means are added. What
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mfti_lightning.core.errors import ConfigError
-from mfti_lightning.core.layout import EVAL_STATE_DIR, RESULTS_FILE, TRANSLATIONS_DIR
-from mfti_lightning.core.results import read_jsonl, write_json_atomic
+from mfti_lightning.core.layout import EVAL_STATE_DIR, TRANSLATIONS_DIR
+from mfti_lightning.core.lease import RunLease
+from mfti_lightning.core.results import read_jsonl, read_results, write_results
 from mfti_lightning.eval.metrics import comet_predict, import_comet, metric_for
 from mfti_lightning.eval.partitions import partition_metrics
 from mfti_lightning.track.report import collect
@@ -83,8 +83,12 @@ def _averages(record: dict, split: str, metric: str, directions: list[str]) -> N
 
 def score_run(run_dir: str | Path, metrics: list[str], comet=None) -> list[str]:
     """Add the missing ``metrics`` to one run's results.json; returns the keys added (empty: nothing written)."""
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+    with RunLease(run_dir):  # it rewrites results.json: never beside a live job of that run
+        return _score_run(Path(run_dir), metrics, comet)
+
+
+def _score_run(run_dir: Path, metrics: list[str], comet) -> list[str]:
+    record = read_results(run_dir)
     files = sorted((run_dir / TRANSLATIONS_DIR).glob("*.jsonl"))
     directions = [f.stem for f in files]
     added: list[str] = []
@@ -107,7 +111,7 @@ def score_run(run_dir: str | Path, metrics: list[str], comet=None) -> list[str]:
         record.setdefault("rescored", []).append(
             {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "keys": added}
         )
-        write_json_atomic(run_dir / RESULTS_FILE, record)
+        write_results(run_dir, record)
     return added
 
 

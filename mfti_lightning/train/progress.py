@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar
 
 log = logging.getLogger("mfti_lightning")
@@ -142,3 +143,55 @@ class PlainProgress(ProgressBar):
     def on_train_end(self, trainer, pl_module):
         elapsed = time.perf_counter() - (self._t0 or time.perf_counter())
         self._emit(trainer, f"training done: {trainer.global_step} steps in {_fmt_time(elapsed)}")
+
+
+class ProgressRecord(pl.Callback):
+    """Writes where training stands into ``<run dir>/progress.json`` (:mod:`mfti_lightning.core.progress_record`):
+    at the start, every ``every_s`` seconds of optimizer steps, after each validation and at the end (rank 0).
+    ``mfti status`` reads it instead of parsing logs."""
+
+    def __init__(self, run_dir, monitor: str | None = None, every_s: float = 30.0):
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.every_s = float(every_s)
+        self._t0 = self._last = 0.0
+        self._step0 = 0
+
+    def _write(self, trainer, **fields) -> None:
+        from mfti_lightning.core.progress_record import update_progress
+
+        if trainer.is_global_zero:
+            update_progress(self.run_dir, **fields)
+
+    def _state(self, trainer) -> dict:
+        step, total = int(trainer.global_step), int(trainer.max_steps or 0)
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self._step0) / elapsed if elapsed > 0 and step > self._step0 else None
+        loss = trainer.callback_metrics.get("train/loss")
+        return {
+            "phase": "training",
+            "step": step,
+            "max_steps": total or None,
+            "loss": float(loss) if loss is not None else None,
+            "steps_per_s": rate,
+            "eta_s": (total - step) / rate if rate and total else None,
+        }
+
+    def on_train_start(self, trainer, pl_module):
+        self._t0 = self._last = time.perf_counter()
+        self._step0 = int(trainer.global_step)
+        self._write(trainer, **self._state(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if time.perf_counter() - self._last >= self.every_s:
+            self._last = time.perf_counter()
+            self._write(trainer, **self._state(trainer))
+
+    def on_validation_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get(self.monitor) if self.monitor else None
+        if value is not None and not trainer.sanity_checking:
+            val = {"metric": self.monitor, "value": float(value), "step": int(trainer.global_step)}
+            self._write(trainer, **self._state(trainer), val=val)
+
+    def on_train_end(self, trainer, pl_module):
+        self._write(trainer, **self._state(trainer))

@@ -189,7 +189,7 @@ def build_trainer(
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from mfti_lightning.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, ResumeState
-    from mfti_lightning.train.progress import progress_callbacks
+    from mfti_lightning.train.progress import ProgressRecord, progress_callbacks
 
     strategy = build_strategy(cfg, model_path)
     if isinstance(strategy, str):
@@ -213,6 +213,7 @@ def build_trainer(
         *([LearningRateMonitor("step")] if loggers else []),
     ]
     callbacks += progress_callbacks(cfg)  # rich bar in a terminal, plain lines in batch logs (progress.mode)
+    callbacks.append(ProgressRecord(run_dir, monitor))  # progress.json, for mfti status
     t = cfg.trainer
     precision = str(t.precision)
     if str(t.accelerator) == "cpu" and precision.endswith("-mixed"):
