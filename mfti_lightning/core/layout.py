@@ -13,6 +13,12 @@
          train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
          metrics_val_init.json         VAL_INIT_FILE      dev scores before finetuning
          previous_results/<n>.json     PREVIOUS_RESULTS_DIR  results of earlier evaluations (tasks.job)
+
+A sweep directory (``hydra.sweep.dir``) holds one run directory per job (``hydra.sweep.subdir``: its run_slug) and:
+
+<sweep dir>/submissions.jsonl          SUBMISSIONS_FILE   every job of every submission, appended (launch.manifest)
+           .submitit/<job id>/                            submitit's pickles and each task's <job id>_<rank>_log.out
+           multirun.yaml                                  Hydra's primary config of the latest `mfti-train -m`
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ VAL_DIR = "val"
 TRAIN_SUMMARY_FILE = "train_summary.json"
 VAL_INIT_FILE = "metrics_val_init.json"
 PREVIOUS_RESULTS_DIR = "previous_results"
+
+SUBMISSIONS_FILE = "submissions.jsonl"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
 CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)
