@@ -313,7 +313,9 @@ def test_sweep_survives_its_submitter_rerun_submits_nothing_then_only_the_failed
     assert [r["job_id"] for r in records] == [f"{records[0]['array_job_id']}_{t}" for t in range(3)]
     assert [r["overrides"][-1] for r in records] == ["seed=1", "seed=2", "seed=3"] and all(r["wait"] for r in records)
     _wait_until(_completed(sweep, 3), 900, "the jobs to complete without their submitter")
-    assert [_sacct_state(r["job_id"]) for r in records] == ["COMPLETED"] * 3
+    # results.json is written just before the job exits: SLURM's state follows
+    states = lambda: [_sacct_state(r["job_id"]) for r in records]  # noqa: E731
+    _wait_until(lambda: states() == ["COMPLETED"] * 3, 120, "SLURM to account the jobs as completed")
     res = _results(sweep)
     assert sorted(res) == sorted(r["run_dir"] for r in records)
     # <readable slug>-<hash of the experiment>: the seeds differ, the rest of the identity is the same
@@ -518,7 +520,9 @@ def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny
     assert not any(r["status"] == "completed" for r in _results(ours).values())  # returned while the job runs
     out = p.stdout + p.stderr
     (rec,) = _manifest(ours)
-    assert rec["overrides"] == ["sweep_name=ours", *FAST, "seed=21"] and rec["wait"] is False, rec
+    # the job's overrides as Hydra's sweeper hands them over (it writes false as False)
+    assert rec["overrides"] == [o.replace("=false", "=False") for o in ["sweep_name=ours", *FAST, "seed=21"]], rec
+    assert rec["wait"] is False
     assert rec["job_id"] == rec["array_job_id"] and rec["array_task_id"] is None  # one job: not an array
     assert f"squeue -j {rec['job_id']}" in out and f"tail -f {ours / rec['log']}" in out, out[-3000:]
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
@@ -539,7 +543,7 @@ def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny
     assert oct(theirs.stat().st_mode & 0o777) == "0o750"
 
     _wait_until(_completed(ours, 1), 600, "the job to complete without its submitter")
-    assert _sacct_state(rec["job_id"]) == "COMPLETED"
+    _wait_until(lambda: _sacct_state(rec["job_id"]) == "COMPLETED", 120, "SLURM to account the job as completed")
 
 
 @pytest.mark.slurm

@@ -132,6 +132,12 @@ class SlurmLauncher(_PluginSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Check every job (one report, nothing submitted on a problem), leave out the skipped ones, submit the rest
         as one job array per set of SLURM resources, record them, then return (or wait, ``wait=true``)."""
+        try:
+            return self._launch(job_overrides, initial_job_idx)
+        except MftiError as e:  # Hydra prints a launcher's exception under a traceback; SystemExit is one message
+            raise SystemExit(f"mfti: {e}") from None
+
+    def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         self._check_sweeper()
         loader = self.hydra_context.config_loader
@@ -312,16 +318,14 @@ def _failure_table(failed: list[tuple[Submitted, Exception]], n: int) -> str:
     lines = [f"{len(failed)} of {n} submitted job(s) failed:"]
     for s, error in failed:
         state = getattr(s.slurm, "state", "?")
-        first = (str(error).strip().splitlines() or [""])[0]
-        lines.append(
-            f"  #{s.job.num} {' '.join(filter_overrides(s.job.overrides))}: SLURM job {s.record.job_id} {state}"
-        )
-        lines.append(f"      {type(error).__name__}: {first}"[:400])
+        message = " ".join(str(error).split())  # submitit's messages span lines; a job's traceback is in its log
+        overrides = " ".join(filter_overrides(s.job.overrides))
+        lines.append(f"  #{s.job.num} {overrides}: SLURM job {s.record.job_id} {state}")
+        lines.append(f"      {type(error).__name__}: {message[:300]}{' ...' if len(message) > 300 else ''}")
         folder = Path(s.slurm.paths.stdout).parent
-        logs = sorted(p for p in folder.glob(f"{s.record.job_id}_*_log.*")) if folder.exists() else []
-        lines += [f"      log: {p}" for p in logs] or [
-            f"      log: {s.slurm.paths.stdout} (not written: the job never started)"
-        ]
+        logs = sorted(folder.glob(f"{s.record.job_id}_*_log.*")) if folder.exists() else []
+        never = f"      log: {s.slurm.paths.stdout} (not written: the job never started)"
+        lines += [f"      log: {p}" for p in logs] or [never]
     lines.append(
         "Run the same command again to submit the failed jobs again: completed jobs are skipped and the others "
         "resume from their checkpoints."
