@@ -66,9 +66,9 @@ class MftiSlurmQueueConf(SlurmQueueConf):
 
 
 # settings of mfti's launcher that are not submitit's (never handed to the executor)
-OWN_KEYS = {"_target_"} | {f.name for f in dataclasses.fields(MftiSlurmQueueConf)} - {
-    f.name for f in dataclasses.fields(SlurmQueueConf)
-}
+OWN_KEYS = {"_target_"} | (
+    {f.name for f in dataclasses.fields(MftiSlurmQueueConf)} - {f.name for f in dataclasses.fields(SlurmQueueConf)}
+)
 
 
 def register_schema() -> None:
@@ -118,6 +118,9 @@ class Submitted:
 
 
 class SlurmLauncher(_PluginSlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher that checks, skips, records and (``wait=false``) does not wait: see
+    the module's docstring."""
+
     # each: (checked jobs, sweep dir) -> {job num: Skip}; the first filter that claims a job decides
     skip_filters: tuple = (skip_completed,)
 
