@@ -17,15 +17,16 @@ the file: a re-submission adds lines, so the last line of a run directory names 
     command        the command line that submitted it, and cwd its working directory
     wait           whether that command waited for the jobs (hydra.launcher.wait)
 
-Each line is written by one ``os.write`` on a descriptor opened with ``O_APPEND`` and then fsync'd: two submitters
-on one machine never interleave inside a line, and a crash leaves at most one torn last line, which
+Each line is written by one ``os.write`` on a descriptor opened with ``O_APPEND``, under an exclusive ``flock``, and
+then fsync'd: two submitters never interleave inside a line, and a crash leaves at most one torn last line, which
 :func:`read_manifest` skips (the next append starts on a new line). On NFS, appends from two machines at the same
-moment are not atomic; one submitter per sweep is the norm.
+moment are atomic only where the server honours the lock; one submitter per sweep is the norm.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import shlex
@@ -97,6 +98,7 @@ def append_submissions(sweep_dir: str | Path, records: list[Submission]) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another submitter's line is whole before we look for a torn one
         torn = _ends_without_newline(path)
         for i, record in enumerate(records):
             line = ("\n" if torn and i == 0 else "") + record.to_json() + "\n"
