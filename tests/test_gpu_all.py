@@ -33,7 +33,7 @@ def test_gpu_all_smoke_writes_the_throughput_json(tmp_path):
     # mfti-plan reads it; without an MFU (CPU) it keeps the assumed figures and says so
     from omegaconf import OmegaConf
 
-    from mfti_lightning.launch.sweep import CostModel, load_throughput, rates
+    from mfti_lightning.launch.cost import CostModel, load_throughput, rates
 
     measured, path = load_throughput(out)
     job = OmegaConf.create({"model": {"name": "tiny"}, "eval": {"engine": "ctranslate2", "batch_tokens": "auto"}})

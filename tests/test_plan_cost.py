@@ -50,7 +50,8 @@ def test_plan_table_says_which_throughput_it_used(tmp_path):
 
 def test_icl_jobs_of_the_paper_sweeps_use_the_whole_node(capsys):
     from mfti_lightning.cli.plan import print_table
-    from mfti_lightning.launch.sweep import CostModel, plan
+    from mfti_lightning.launch.cost import CostModel
+    from mfti_lightning.launch.sweep import plan
 
     jobs = plan("main_comparison", [], check=False)
     icl = next(j for j in jobs if j.overrides == ["experiment=main_icl"])

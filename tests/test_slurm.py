@@ -223,8 +223,8 @@ def _all_directions() -> list[str]:
     return [f"{a}-{b}" for a in PAPER_LANGUAGES for b in PAPER_LANGUAGES if a != b]
 
 
-def _assert_lists_every_missing_corpus(text: str) -> None:
-    assert "6 of 6 job(s) of this sweep would fail; nothing was submitted" in text, text[-3000:]
+def _assert_lists_every_missing_corpus(text: str, outcome: str = "nothing was submitted") -> None:
+    assert f"6 of 6 job(s) of this sweep would fail; {outcome}" in text, text[-3000:]
     for num in range(6):
         assert re.search(rf"job #{num} \(.*template=t{num + 1}_", text), num
     missing = set(re.findall(r"training corpus for ([a-z]+-[a-z]+): not found", text))
@@ -233,11 +233,15 @@ def _assert_lists_every_missing_corpus(text: str) -> None:
 
 @pytest.mark.timeout(200)
 def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
-    """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: exit 2, every job and
-    every missing corpus in one report."""
+    """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: every job in the table,
+    marked; exit 2, every job and every missing corpus in one report."""
     p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
-    _assert_lists_every_missing_corpus(p.stderr)
+    _assert_lists_every_missing_corpus(p.stderr, "the SLURM launcher would submit nothing")
+    assert len(re.findall(r"WOULD FAIL, 157 problem\(s\): training corpus for ", p.stdout)) == 6, p.stdout[
+        -3000:
+    ]  # 156 corpora + spBLEU
+    assert "6 job(s), 6 to run" in p.stdout
 
 
 def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
@@ -247,49 +251,102 @@ def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ real SLURM
-def _sacct_jobs() -> set[str]:
+def _sacct_jobs(name: str) -> set[str]:
+    """The jobs SLURM accounted for in the last day under this job name (the sweep name; the cluster is shared)."""
     p = subprocess.run(
-        ["sacct", "-X", "-n", "-a", "-S", "now-1days", "-o", "JobID%40"], capture_output=True, text=True, timeout=30
+        ["sacct", "-X", "-n", "-a", "-S", "now-1days", "--name", name, "-o", "JobID%40"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return {line.strip() for line in p.stdout.splitlines() if line.strip()}
 
 
+def _manifest(sweep: Path) -> list[dict]:
+    path = sweep / "submissions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_until(predicate, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        assert time.time() < end, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(1)
+
+
+def _sacct_state(job_id: str) -> str:
+    p = subprocess.run(
+        ["sacct", "-X", "-n", "-j", job_id, "-o", "State%40"], capture_output=True, text=True, timeout=30
+    )
+    return (p.stdout.split() or [""])[0]
+
+
+def _completed(sweep: Path, n: int):
+    return lambda: [r["status"] for r in _results(sweep).values()] == ["completed"] * n
+
+
+def _submit(args: list[str], out_root: Path) -> subprocess.Popen:
+    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "mfti_lightning.cli.train", *args]
+    return subprocess.Popen(cmd, cwd=out_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, tiny, tmp_path):
+@pytest.mark.timeout(1200)
+def test_sweep_survives_its_submitter_rerun_submits_nothing_then_only_the_failed_job(slurm, tiny, tmp_path):
+    """Submit and walk away: the submitting process (waiting, hydra.launcher.wait=true) is killed once the array
+    is submitted, and the jobs still finish. Then re-running submits nothing, and after a failure only that job."""
     args = ["-m", "hydra/launcher=slurm_cpu", "sweep_name=three", *FAST, "seed=1,2,3"]
-    p = _mfti(args, tmp_path, 500)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "three"
+    proc = _submit([*args, "hydra.launcher.wait=true"], tmp_path)
+    try:
+        _wait_until(lambda: len(_manifest(sweep)) == 3, 200, "the array in submissions.jsonl")
+        assert proc.poll() is None, proc.communicate()  # it is waiting for the jobs
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    records = _manifest(sweep)
+    assert [r["array_task_id"] for r in records] == [0, 1, 2] and len({r["array_job_id"] for r in records}) == 1
+    assert [r["job_id"] for r in records] == [f"{records[0]['array_job_id']}_{t}" for t in range(3)]
+    assert [r["overrides"][-1] for r in records] == ["seed=1", "seed=2", "seed=3"] and all(r["wait"] for r in records)
+    _wait_until(_completed(sweep, 3), 900, "the jobs to complete without their submitter")
+    # results.json is written just before the job exits: SLURM's state follows
+    states = lambda: [_sacct_state(r["job_id"]) for r in records]  # noqa: E731
+    _wait_until(lambda: states() == ["COMPLETED"] * 3, 120, "SLURM to account the jobs as completed")
     res = _results(sweep)
+    assert sorted(res) == sorted(r["run_dir"] for r in records)
     # <readable slug>-<hash of the experiment>: the seeds differ, the rest of the identity is the same
     assert sorted(k.rsplit("-", 1)[0] for k in res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
     assert len({k.rsplit("-", 1)[1] for k in res}) == 3
-    assert all(r["status"] == "completed" for r in res.values())
     dirs = _submitit_dirs(sweep)
     tasks = [d for d in dirs if "_" in d]
     assert len(tasks) == 3 and len({d.split("_")[0] for d in tasks}) == 1, dirs  # one array: <id>_0, <id>_1, <id>_2
 
     # re-running the finished sweep submits nothing
-    before = _sacct_jobs()
+    before = _sacct_jobs("three")
     p = _mfti(args, tmp_path, 200)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "3 already completed, 0 to submit" in p.stdout + p.stderr, p.stdout[-3000:]
-    assert _submitit_dirs(sweep) == dirs and _sacct_jobs() == before
+    assert _submitit_dirs(sweep) == dirs and _sacct_jobs("three") == before and len(_manifest(sweep)) == 3
 
-    # one failed job: only that one runs again
+    # one failed job: only that one runs again (waiting for it: the sweep then ends without a failure table)
     failed = next(sweep.glob("tiny_demo_t1_k0_n16_s2-*")) / "results.json"
     rec = json.loads(failed.read_text())
     rec.update(status="failed", error="RuntimeError: simulated node failure")
     failed.write_text(json.dumps(rec))
-    p = _mfti(args, tmp_path, 400)
+    p = _mfti([*args, "hydra.launcher.wait=true"], tmp_path, 600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     assert "2 already completed, 1 to submit" in out and "(was failed: resuming)" in out, out[-3000:]
     new = sorted(set(_submitit_dirs(sweep)) - set(dirs))
     assert len(new) == 1 and "_" not in new[0], new  # a single plain job, not an array
     assert all(r["status"] == "completed" for r in _results(sweep).values())
+    last = _manifest(sweep)[3]  # appended: the earlier lines are kept
+    assert last["job_id"] == last["array_job_id"] == new[0] and last["array_task_id"] is None
+    assert last["run_dir"] == failed.parent.name and len(_manifest(sweep)) == 4
 
 
 @pytest.mark.slurm
@@ -326,6 +383,7 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
         *FAST,
         "optim.micro_batch_size=2",
         "seed=5",
+        "hydra.launcher.wait=true",
     ]
     p = _mfti(args, tmp_path, 350)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
@@ -345,12 +403,12 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
 def test_sweep_with_missing_corpora_submits_nothing(slurm, tmp_path):
     """The templates sweep through the real SLURM launcher on a machine without WikiMatrix: one report with every
     job and every missing corpus, non-zero exit, and no job reaches SLURM."""
-    before = _sacct_jobs()
+    before = _sacct_jobs("noinputs")
     p = _mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
     assert p.returncode != 0, p.stdout[-2000:]
     _assert_lists_every_missing_corpus(p.stderr)
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
-    assert _sacct_jobs() == before
+    assert _sacct_jobs("noinputs") == before and not list(tmp_path.rglob("submissions.jsonl"))
 
 
 def _job_id(sweep: Path, timeout: float) -> str:
@@ -382,6 +440,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
             "-m",
             "hydra/launcher=slurm_cpu",
             "sweep_name=requeue",
+            "hydra.launcher.wait=true",
             *args,
         ],
         cwd=tmp_path,
@@ -468,7 +527,7 @@ def _wait_state(job: str, timeout: float) -> str:
     raise TimeoutError(f"job {job} still {state!r}")
 
 
-def _submit(tmp_path: Path, sweep_name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+def _submit_one(tmp_path: Path, sweep_name: str, *args: str) -> tuple[subprocess.Popen, Path]:
     """Submit one job through the project's launcher; the submitting process is not waited for here."""
     env = {**os.environ, "MFTI_OUTPUT_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
     cmd = [
@@ -485,6 +544,29 @@ def _submit(tmp_path: Path, sweep_name: str, *args: str) -> tuple[subprocess.Pop
     return proc, tmp_path / "train" / "sweeps" / sweep_name
 
 
+PLUGIN_PRESET = "plugin_copy"
+
+
+def _plugin_preset(conf: Path, overrides: list[str]) -> None:
+    """``hydra/launcher=plugin_copy`` under ``conf``: hydra-submitit-launcher's own ``submitit_slurm`` (the plugin's
+    launcher class) with every setting slurm_cpu resolves to for these overrides."""
+    from conftest import compose
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.to_container(compose(["hydra/launcher=slurm_cpu", *overrides]).hydra.launcher, resolve=True)
+    for own in ("_target_", "wait"):  # mfti's launcher and its own setting
+        params.pop(own)
+    (conf / "hydra" / "launcher").mkdir(parents=True)
+    preset = "defaults:\n  - submitit_slurm\n  - _self_\n" + OmegaConf.to_yaml(params)
+    (conf / "hydra" / "launcher" / f"{PLUGIN_PRESET}.yaml").write_text(preset)
+
+
+def _sbatch_script(sweep: Path, job_id: str) -> str:
+    """The job's sbatch script with what differs between two sweeps (their directory and job name) replaced."""
+    text = (sweep / ".submitit" / job_id / f"{job_id}_submission.sh").read_text()
+    return text.replace(str(sweep), "<sweep dir>").replace(f"--job-name={sweep.name}\n", "--job-name=<sweep>\n")
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(500)
@@ -493,7 +575,7 @@ def test_job_that_raises_is_failed_in_sacct(slurm, tiny, tmp_path):
     fault.mkdir()
     (fault / "sitecustomize.py").write_text(_FAULT_SITECUSTOMIZE)
     setup = f'hydra.launcher.setup=["export PYTHONPATH={fault}:{REPO}"]'
-    proc, sweep = _submit(tmp_path, "raises", *FAST, setup)
+    proc, sweep = _submit_one(tmp_path, "raises", *FAST, setup)
     try:
         job = _job_id(sweep, 120)
         state = _wait_state(job, 300)
@@ -506,10 +588,51 @@ def test_job_that_raises_is_failed_in_sacct(slurm, tiny, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny, tmp_path, monkeypatch):
+    """The default (hydra.launcher.wait=false): mfti-train -m submits, records the job, says how to follow it and
+    returns before the job has ended; the job finishes on its own. The submission is the plugin's: the same sbatch
+    script as hydra-submitit-launcher's own launcher writes for the same settings, and its hydra.sweep.mode."""
+    common = [*FAST, "seed=21", "+hydra.sweep.mode=750", "hydra.launcher.comment=same-as-plugin",
+              "hydra.launcher.signal_delay_s=77"]  # fmt: skip
+    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=ours", *common], tmp_path, 200)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    ours = tmp_path / "train" / "sweeps" / "ours"
+    assert not any(r["status"] == "completed" for r in _results(ours).values())  # returned while the job runs
+    out = p.stdout + p.stderr
+    (rec,) = _manifest(ours)
+    # the job's overrides as Hydra's sweeper hands them over (it writes false as False)
+    assert rec["overrides"] == [o.replace("=false", "=False") for o in ["sweep_name=ours", *FAST, "seed=21"]], rec
+    assert rec["wait"] is False
+    assert rec["job_id"] == rec["array_job_id"] and rec["array_task_id"] is None  # one job: not an array
+    assert f"squeue -j {rec['job_id']}" in out and f"tail -f {ours / rec['log']}" in out, out[-3000:]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    assert rec["git_commit"] == head.stdout.strip() and rec["cwd"] == str(tmp_path)
+    assert rec["command"].startswith("train.py -m hydra/launcher=slurm_cpu sweep_name=ours"), rec["command"]
+    assert oct(ours.stat().st_mode & 0o777) == "0o750"  # hydra.sweep.mode, as the plugin applies it
+
+    # hydra-submitit-launcher's own launcher, same settings (it blocks until its job has ended)
+    monkeypatch.setenv("MFTI_OUTPUT_ROOT", str(tmp_path))
+    _plugin_preset(tmp_path / "conf", ["sweep_name=plugin", *common])
+    plugin_args = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hydra/launcher={PLUGIN_PRESET}"]
+    p = _mfti(["-m", *plugin_args, "sweep_name=plugin", *common], tmp_path, 600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    theirs = tmp_path / "train" / "sweeps" / "plugin"
+    (plugin_job,) = _submitit_dirs(theirs)
+    assert _sbatch_script(ours, rec["job_id"]) == _sbatch_script(theirs, plugin_job)
+    assert "#SBATCH --comment=same-as-plugin" in _sbatch_script(theirs, plugin_job)
+    assert oct(theirs.stat().st_mode & 0o777) == "0o750"
+
+    _wait_until(_completed(ours, 1), 600, "the job to complete without its submitter")
+    _wait_until(lambda: _sacct_state(rec["job_id"]) == "COMPLETED", 120, "SLURM to account the job as completed")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.timeout(500)
 def test_scancelled_training_is_cancelled_in_sacct_and_recorded_interrupted(slurm, tiny, tmp_path):
     args = [*FAST, "optim.max_steps=400", "checkpoint.every_n_steps=2", "eval.val_every_n_steps=200"]
-    proc, sweep = _submit(tmp_path, "cancelled", *args)
+    proc, sweep = _submit_one(tmp_path, "cancelled", *args)
     try:
         job = _job_id(sweep, 120)
         end = time.time() + 300
@@ -530,3 +653,45 @@ def test_scancelled_training_is_cancelled_in_sacct_and_recorded_interrupted(slur
     log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
     assert "mfti-train: interrupted by SIGTERM at step " in log, log[-3000:]
     assert not (run_dir / "lease.json").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_wait_ends_with_a_table_of_failed_jobs_and_their_logs(slurm, tiny, tmp_path):
+    """hydra.launcher.wait=true: one job of two is cancelled while it runs; the command waits for both, then lists
+    the cancelled one with its SLURM job id and log file, and exits non-zero."""
+    sweep = tmp_path / "train" / "sweeps" / "waited"
+    proc = _submit(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.wait=true", "sweep_name=waited", *FAST,
+                    "seed=41,42"], tmp_path)  # fmt: skip
+    try:
+        _wait_until(lambda: len(_manifest(sweep)) == 2, 200, "the array in submissions.jsonl")
+        victim = _manifest(sweep)[1]
+        _wait_until(lambda: (sweep / victim["log"]).exists(), 600, "the second job to start")
+        subprocess.run(["scancel", victim["job_id"]], check=True, timeout=30)
+        out, err = proc.communicate(timeout=700)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out[-2000:] + err[-3000:]
+    text = out + err
+    assert "1 of 2 submitted job(s) failed:" in text, text[-3000:]
+    assert re.search(rf"#1 .*seed=42: SLURM job {victim['job_id']} ", text), text[-3000:]
+    assert f"log: {sweep / victim['log']}\n" in text, text[-3000:]
+    assert "Run the same command again to submit the failed jobs again" in text
+    statuses = {k.rsplit("-", 1)[0]: r["status"] for k, r in _results(sweep).items()}
+    assert statuses["tiny_demo_t1_k0_n16_s41"] == "completed", statuses
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(200)
+def test_unwritable_manifest_names_the_jobs_it_submitted(slurm, tmp_path):
+    """submissions.jsonl cannot be written after sbatch accepted the array: the error names the SLURM jobs, which
+    run regardless (cancelled here)."""
+    sweep = tmp_path / "train" / "sweeps" / "unrecorded"
+    (sweep / "submissions.jsonl").mkdir(parents=True)  # stands for a full disk: any OSError on the append
+    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=unrecorded", *FAST, "seed=51"], tmp_path, 150)
+    (job,) = _submitit_dirs(sweep)
+    subprocess.run(["scancel", job], timeout=30, check=True)
+    assert p.returncode != 0
+    assert f"SLURM job(s) {job} were submitted and will run, but {sweep / 'submissions.jsonl'}" in p.stderr, p.stderr

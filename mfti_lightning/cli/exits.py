@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mfti_lightning.core.errors import JobInterrupted, MftiError
+from mfti_lightning.core.errors import JobInterrupted, MftiError, exit_for
 
 
 def full_error() -> bool:
@@ -28,8 +28,7 @@ def report_errors(prog: str, fn, *args, **kwargs):
     except MftiError as e:
         if full_error():
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise exit_for(e, prog) from None
     except JobInterrupted as e:
         print(f"{prog}: {e}", file=sys.stderr, flush=True)
         raise

@@ -4,16 +4,21 @@
     mfti-plan main_comparison hydra/launcher=slurm_8gpu trainer=fsdp
     mfti-plan - model=tiny,xglm-564m seed=1,2    # no sweep file: the jobs `mfti-train -m <overrides>` would run
 
-For each job: its overrides, run directory, status (new / completed / failed / interrupted ...: completed jobs are
-skipped when the sweep runs again), devices x nodes, and an estimate of GPU-hours from the model shape
-(``model.shape``) and token counts; the assumptions are printed and can be changed with the options below.
-Every job is composed and checked exactly as the SLURM launcher checks it before submitting.
+The jobs are the ones ``mfti-train -m`` would run: Hydra's own sweeper expands ``hydra.sweeper.params`` and the
+command line (a key given on the command line replaces the same key of the sweep file). For each job: its
+overrides, run directory, status (new / completed / failed / interrupted ...: completed jobs are skipped when the
+sweep runs again), devices x nodes, and an estimate of GPU-hours from the model shape (``model.shape``) and token
+counts; the assumptions are printed and can be changed with the options below. Every job is composed and checked
+exactly as the SLURM launcher checks it before submitting: a job that would fail (a missing corpus, model, FLORES
+file ...) is listed and marked, the problems follow the table, and the exit status is 2 (the launcher submits
+nothing while a job of the sweep would fail).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from mfti_lightning.core.errors import MftiError
@@ -27,7 +32,7 @@ def _fmt_hours(h: float) -> str:
 
 def parse_args(argv: list[str] | None):
     """The command line: the sweep, its overrides, the cost model's assumptions."""
-    from mfti_lightning.launch.sweep import CostModel
+    from mfti_lightning.launch.cost import CostModel
 
     d = CostModel()
     ap = argparse.ArgumentParser(
@@ -50,7 +55,7 @@ def parse_args(argv: list[str] | None):
         help="measured throughput JSON (default: benchmarks/throughput.json when it exists; none: assumed MFUs)",
     )
     args = ap.parse_args(argv)
-    from mfti_lightning.launch.sweep import load_throughput
+    from mfti_lightning.launch.cost import load_throughput
 
     measured, path = ({}, "") if args.throughput == "none" else load_throughput(args.throughput)
     cost = CostModel(
@@ -66,7 +71,7 @@ def parse_args(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mfti_lightning.launch.sweep import plan
+    from mfti_lightning.launch.sweep import failure_report, plan
 
     try:
         args, cost = parse_args(argv)
@@ -83,27 +88,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         for j in jobs:
             nodes = int(j.cfg.trainer.num_nodes)
-            row = {"num": j.num, "overrides": j.overrides, "run_dir": str(j.run_dir), "status": j.status,
-                   "devices": j.estimate["world_size"] // nodes, "nodes": nodes, **j.estimate}  # fmt: skip
+            row = {"num": j.num, "overrides": j.overrides, "run_dir": str(j.run_dir), "status": status_label(j),
+                   "devices": j.estimate["world_size"] // nodes, "nodes": nodes, "problems": j.problems,
+                   **j.estimate}  # fmt: skip
             print(json.dumps(row))
-        return 0
-    print_table(jobs, cost)
+    else:
+        print_table(jobs, cost)
+    failing = [(f"{j.label}:", j.problems) for j in jobs if j.problems]
+    if failing:
+        print(f"mfti-plan: {failure_report(failing, len(jobs), outcome='the SLURM launcher would submit nothing')}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
+def status_label(job) -> str:
+    if job.action == "reevaluate":
+        return "completed, evaluation changed: re-evaluate"
+    return job.status
+
+
+def short_problem(problem: str) -> str:
+    """What is missing, without the why and the fix: the text before the first ': ' or ', ' outside parentheses."""
+    return re.split(r": |, (?![^(]*\))", problem, maxsplit=1)[0][:100]
+
+
 def print_table(jobs: list, cost) -> None:
-    """One block per job (overrides, run dir and status, devices, size, estimate), then the totals."""
+    """One block per job (overrides, run dir and status, devices, size, estimate, what would fail), then the
+    totals."""
     launcher = str(jobs[0].cfg.hydra.launcher.get("_target_", "")).rsplit(".", 2)[-2:] if jobs else ""
     print(f"sweep dir: {jobs[0].run_dir.parent if jobs else '-'}   launcher: {'.'.join(launcher)}")
     total, todo = 0.0, 0
     for j in jobs:
         e = j.estimate
         nodes = int(j.cfg.trainer.num_nodes)
-        skip = j.status == "completed" and j.cfg.resume == "auto"
+        skip = j.action == "skip"
         todo += not skip
         total += 0 if skip else e["gpu_hours"]
         print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
-        print(f"     run dir {j.run_dir}  [{j.status}{': skipped' if skip else ''}]")
+        print(f"     run dir {j.run_dir}  [{status_label(j)}{': skipped' if skip else ''}]")
         print(
             f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {e['params'] / 1e9:.2f}B params, "
             f"{e['train_directions']} train / {e['eval_directions']} eval directions, "
@@ -112,8 +135,14 @@ def print_table(jobs: list, cost) -> None:
         )
         if not e["train_directions"] and e["world_size"] > 1:
             print(f"     evaluation only: {e['world_size']} ranks deal the sentences, each translated once")
+        if j.problems:
+            shown = "; ".join(short_problem(p) for p in j.problems[:3])
+            more = f"; +{len(j.problems) - 3} more" if len(j.problems) > 3 else ""
+            print(f"     WOULD FAIL, {len(j.problems)} problem(s): {shown}{more} (all listed after the table)")
+    failing = sum(bool(j.problems) for j in jobs)
     print(
-        f"{len(jobs)} job(s), {todo} to run, ~{_fmt_hours(total)} GPU-hours to run. Assumptions: "
+        f"{len(jobs)} job(s), {todo} to run, ~{_fmt_hours(total)} GPU-hours to run"
+        f"{f', {failing} would fail (marked WOULD FAIL)' if failing else ''}. Assumptions: "
         f"{cost.tokens_per_example:g} tokens/training example, {cost.tokens_per_sentence:g} tokens/sentence, "
         f"{cost.gpu_tflops:g} TFLOP/s/GPU at {cost.train_mfu:.0%} MFU (training), {cost.generate_mfu:.0%} "
         f"(generation) where nothing was measured; estimates, not measurements."

@@ -2,13 +2,15 @@
 that jobs on offline compute nodes find them in the caches.
 
     mfti-prefetch model=xglm-564m,xglm-7.5b lang_pairs=paper13          # the same overrides as the sweep
+    mfti-prefetch --sweep architectures                                   # every job of a sweep file
     mfti-prefetch --dry-run model=xglm-7.5b data.flores_root=/data/flores101_dataset
 
 Assets: Hugging Face models and tokenizers (``huggingface_hub.snapshot_download`` into ``$HF_HOME``), the
 FLORES-101 dataset when ``data.flores_root`` points to a directory that does not exist yet (the 13 paper languages
 are shipped in the package), sacrebleu's SentencePiece models for spBLEU (``$SACREBLEU/models``: flores101 always,
-flores200 when ``eval.bleu_tokenize=flores200``), and the COMET model when ``eval.comet_model`` is set. Comma
-lists in overrides are expanded like a Hydra multirun. Run it with the same ``HF_HOME`` / ``SACREBLEU`` as the jobs.
+flores200 when ``eval.bleu_tokenize=flores200``), and the COMET model when ``eval.comet_model`` is set. The jobs are
+the ones ``mfti-train -m`` would run (Hydra's own sweeper expands the sweep file's ``hydra.sweeper.params`` and the
+comma lists of the overrides). Run it with the same ``HF_HOME`` / ``SACREBLEU`` as the jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -23,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfti_lightning.cli.exits import report_errors
-from mfti_lightning.core.compose import compose
-from mfti_lightning.launch.sweep import expand
+from mfti_lightning.launch import sweep as sw
 
 log = logging.getLogger("mfti_lightning.cli.prefetch")
 FLORES101_URL = "https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz"
@@ -67,13 +69,19 @@ def assets_for(cfg) -> list[Asset]:
     return out
 
 
-def plan(overrides: list[str], config_name: str = "train") -> list[Asset]:
+def plan(overrides: list[str], config_name: str = "train", sweep: str | None = None) -> list[Asset]:
+    """Every asset of every job of ``mfti-train -m [--config-dir sweeps --config-name <sweep>] <overrides>``."""
+    from mfti_lightning.core.compose import config_loader, search_path_overrides
+
+    config_dir, config_name = sw.sweep_source(sweep, config_name)
     seen, out = set(), []
-    for job in expand({}, overrides):
-        for a in assets_for(compose(config_name, job)):
-            if a not in seen:
-                seen.add(a)
-                out.append(a)
+    with config_loader(config_dir) as loader:
+        primary = sw.multirun_config(loader, config_name, search_path_overrides(config_dir) + list(overrides))
+        for job in sw.job_overrides(loader, primary):
+            for a in assets_for(loader.load_sweep_config(primary, job)):
+                if a not in seen:
+                    seen.add(a)
+                    out.append(a)
     return out
 
 
@@ -136,10 +144,17 @@ def run(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="mfti-prefetch", description=__doc__.split("\n\n")[0])
     ap.add_argument("overrides", nargs="*", help="the Hydra overrides of the run or sweep (a=x,y sweeps)")
     ap.add_argument("--config-name", default="train", choices=["train", "eval"])
+    ap.add_argument("--sweep", help="a sweep file in sweeps/ (name or path, as for mfti-plan): all of its jobs")
     ap.add_argument("--dry-run", action="store_true", help="list what would be fetched, fetch nothing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    assets = plan(args.overrides, args.config_name)
+    from mfti_lightning.core.errors import MftiError
+
+    try:
+        assets = plan(args.overrides, args.config_name, args.sweep)
+    except MftiError as e:
+        print(f"mfti-prefetch: {e}", file=sys.stderr)
+        return 2
     for a in assets:
         print(("would fetch  " if args.dry_run else "fetching     ") + str(a), flush=True)
         if not args.dry_run:

@@ -37,3 +37,14 @@ class JobInterrupted(SystemExit):
 
     def __str__(self) -> str:
         return self.message
+
+
+def exit_for(error: MftiError, prog: str | None = None) -> SystemExit:
+    """What a command raises for an error the user can fix: its message alone on stderr (``<prog>: error: ...``,
+    printed here) and exit status 2. ``prog``: the command (default: the program's name)."""
+    import os
+    import sys
+
+    prog = prog or os.path.basename(sys.argv[0]) or "mfti"
+    print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
+    return SystemExit(2)

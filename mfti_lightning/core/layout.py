@@ -22,6 +22,12 @@
 
 Every path a run directory's records hold to its own files is relative to it (core.results), so a run directory
 can be moved or copied and still evaluates, resumes and reports from its own files.
+
+A sweep directory (``hydra.sweep.dir``) holds one run directory per job (``hydra.sweep.subdir``: its run_slug) and:
+
+<sweep dir>/submissions.jsonl          SUBMISSIONS_FILE   every job of every submission, appended (launch.manifest)
+           .submitit/<job id>/                            submitit's pickles and each task's <job id>_<rank>_log.out
+           multirun.yaml                                  Hydra's primary config of the latest `mfti-train -m`
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ FAILED_ATTEMPTS_DIR = "failed_attempts"
 LEASE_FILE = "lease.json"
 PROGRESS_FILE = "progress.json"
 HYDRA_DIR = ".hydra"
+
+SUBMISSIONS_FILE = "submissions.jsonl"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
 CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)

@@ -1,31 +1,43 @@
-"""mfti's SLURM launcher: hydra-submitit-launcher's ``SlurmLauncher`` with checks before submission and skipping.
+"""mfti's SLURM launcher: hydra-submitit-launcher's ``SlurmLauncher`` with checks before submission, skipping, one job
+array per set of resources, a submission manifest and, by default, no waiting.
 
-Picked by the ``hydra/launcher=slurm_*`` presets (``_target_`` in conf/hydra/launcher/slurm_base.yaml). On top
-of the plugin it
+Picked by the ``hydra/launcher=slurm_*`` presets (schema :class:`MftiSlurmQueueConf`: the plugin's ``SlurmQueueConf``
+plus ``wait``). :meth:`SlurmLauncher.launch`
 
-- composes every job of the sweep and runs the torch-free checks on it (languages, template, batch math, trainer
-  devices/nodes vs SLURM tasks/GPUs/nodes, and every input: corpora, FLORES files, model, SPM model, see
-  :mod:`mfti_lightning.tasks.inputs`) before anything is submitted; one report lists every failing job with all its
-  problems;
-- leaves out jobs whose ``results.json`` already says ``completed`` (re-running a finished sweep submits nothing;
-  re-running after a failure submits only the jobs that did not complete, which resume from their checkpoints);
-- submits jobs whose resources differ (a sweep over ``trainer=...``) as separate job arrays, each with its own
-  derived ``tasks_per_node``/``gpus_per_node``/``nodes``;
-- turns an ``sbatch`` rejection (unknown partition, invalid GRES, too much memory) into an error that shows
-  SLURM's message and the jobs that caused it.
+1. composes every job as Hydra's launchers do and checks it (:func:`mfti_lightning.launch.sweep.inspect_jobs`:
+   languages, template, batch math, trainer devices/nodes vs SLURM tasks/GPUs/nodes, every input the job reads, a
+   run directory of another experiment, two jobs sharing a run directory); one report lists every failing job with
+   all its problems, and then nothing is submitted;
+2. leaves out the jobs claimed by :attr:`SlurmLauncher.skip_filters`: jobs whose ``results.json`` says
+   ``completed`` (:func:`skip_completed`). A filter for jobs already pending or running (the manifest and SLURM's
+   state, or a live run-directory lease) belongs next to it, with the same signature;
+3. submits the rest as one job array per set of SLURM resources (a sweep over ``trainer=...`` gets one array per
+   trainer, each with its own derived ``tasks_per_node``/``gpus_per_node``/``nodes``), every array before waiting
+   for any, through the plugin's own submission steps (:meth:`SlurmLauncher.submit_array`), and appends every
+   submitted job to ``<sweep dir>/submissions.jsonl`` (:mod:`mfti_lightning.launch.manifest`). An ``sbatch``
+   rejection (unknown partition, invalid GRES, too much memory) shows SLURM's message and the jobs of the array;
+4. ``hydra.launcher.wait=false`` (the default): logs the job ids and how to follow them, and returns. Nothing on the
+   submitting machine has to stay alive: each job re-composes its own config, requeues and resumes on its own.
+   ``wait=true``: waits for every job, then lists the failed ones with their log files and fails (exit 1).
 
-Requeue is owned by submitit (see :func:`mfti_lightning.train.trainer.lightning_cluster_kwargs` and the README): on USR2 submitit calls
-``checkpoint()`` (inherited: resubmit the same job), requeues the array task and exits; the requeued job composes
-the same config, finds the same run directory and resumes from ``checkpoints/periodic/step<N>.ckpt`` and the same W&B run.
+Inherited from the plugin unchanged: ``__init__`` (the launcher parameters), ``setup``, ``__call__`` (what runs in
+the job: the job's config composed again with Hydra's config loader, run by Hydra's ``run_job``) and ``checkpoint``
+(requeue). Requeue is owned by submitit (see :func:`mfti_lightning.train.trainer.lightning_cluster_kwargs` and the
+README): on USR2 submitit calls ``checkpoint()`` (resubmit the same job), requeues the array task and exits; the
+requeued job composes the same config, finds the same run directory and resumes from
+``checkpoints/periodic/step<N>.ckpt`` and the same W&B run.
 
-Nothing here imports torch or Lightning at module level.
+Nothing here imports torch or Lightning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,44 +45,121 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _PluginSlurmLauncher
-from mfti_lightning.core.errors import ConfigError, MftiError
+from mfti_lightning.core.errors import ConfigError, MftiError, exit_for
+from mfti_lightning.core.results import git_state
+from mfti_lightning.launch import manifest
 from mfti_lightning.launch import sweep as sw
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class MftiSlurmQueueConf(SlurmQueueConf):
+    """The slurm_* presets' schema: every setting of the plugin's ``SlurmQueueConf``, mfti's launcher, ``wait``."""
+
+    _target_: str = "hydra_plugins.mfti_lightning_launcher.SlurmLauncher"
+    # false: submit, print the job ids and return (nothing has to stay alive on the login node);
+    # true: wait for every job, then list the failed ones with their log files (exit 1 if any failed)
+    wait: bool = False
+
+
+# settings of mfti's launcher that are not submitit's (never handed to the executor)
+OWN_KEYS = {"_target_"} | (
+    {f.name for f in dataclasses.fields(MftiSlurmQueueConf)} - {f.name for f in dataclasses.fields(SlurmQueueConf)}
+)
+
+
+def register_schema() -> None:
+    """``hydra/launcher=mfti_slurm`` in Hydra's ConfigStore (the defaults of conf/hydra/launcher/slurm_base.yaml)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="mfti_slurm", node=MftiSlurmQueueConf, provider="mfti_lightning"
+    )
 
 
 class SlurmSubmissionError(MftiError, RuntimeError):
     """sbatch refused a job array; the message holds SLURM's words and the jobs of the array."""
 
 
+class SweepFailedError(MftiError, RuntimeError):
+    """``wait=true``: some jobs failed; the message lists them with their log files."""
+
+
+@dataclass
+class Skip:
+    """Why a checked job is not submitted (``kind``, counted in the summary) and what Hydra gets back for it."""
+
+    kind: str
+    reason: str
+    return_value: Any = None
+
+
+def skip_completed(jobs: list[sw.Job], sweep_dir: Path) -> dict[int, Skip]:
+    """Jobs whose results.json says completed, for the same experiment and evaluation settings
+    (:func:`identity.decide_reuse` says ``skip``): re-running a finished sweep submits nothing. Their value for
+    Hydra is the objective the run returned."""
+    return {
+        j.num: Skip("already completed", f"completed in {j.run_dir}", sw.completed_objective(j.run_dir))
+        for j in jobs
+        if j.action == "skip"
+    }
+
+
+@dataclass
+class Submitted:
+    """A job handed to SLURM: the checked job, submitit's job and its manifest line."""
+
+    job: sw.Job
+    slurm: Any  # submitit.Job
+    record: manifest.Submission
+
+
 class SlurmLauncher(_PluginSlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher that checks, skips, records and (``wait=false``) does not wait: see
+    the module's docstring."""
+
+    # each: (checked jobs, sweep dir) -> {job num: Skip}; the first filter that claims a job decides
+    skip_filters: tuple = (skip_completed,)
+
+    def __init__(self, wait: bool = False, **params: Any) -> None:
+        super().__init__(**params)
+        self.wait = bool(wait)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(str(self.config.hydra.sweep.dir))
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Check every job (one report, nothing submitted on a problem), skip completed ones, submit the rest as one
-        job array per set of SLURM resources, and wait for their results."""
+        """Check every job (one report, nothing submitted on a problem), leave out the skipped ones, submit the rest
+        as one job array per set of SLURM resources, record them, then return (or wait, ``wait=true``)."""
+        try:
+            return self._launch(job_overrides, initial_job_idx)
+        except MftiError as e:  # Hydra prints a launcher's exception under a traceback; SystemExit is one message
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            raise exit_for(e) from None
+
+    def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
-        jobs = self._checked_jobs(job_overrides, initial_job_idx)
-        returns: dict[int, JobReturn] = {}
-        groups: dict[str, list] = {}
-        for idx, overrides, job_cfg, params, run_dir, action in jobs:
-            if action == "skip":
-                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}  (completed in {run_dir}: skipped)")
-                returns[idx] = JobReturn(
-                    overrides=overrides, cfg=job_cfg, working_dir=str(run_dir), task_name=job_cfg.hydra.job.name,
-                    status=JobStatus.COMPLETED,
-                )  # fmt: skip
-                returns[idx].return_value = sw.completed_objective(run_dir)
-                continue
-            status = sw.job_status(run_dir) if action != "reevaluate" else "completed, evaluation changed"
-            groups.setdefault(json.dumps(params, sort_keys=True, default=str), []).append((idx, overrides, status))
-        log.info(
-            f"Sweep dir {self.config.hydra.sweep.dir}: {len(jobs)} job(s), {len(returns)} already completed, "
-            f"{len(jobs) - len(returns)} to submit"
-        )
-        pending = [p for key, members in groups.items() for p in self._submit_array(json.loads(key), members)]
-        for idx, j in pending:
-            returns[idx] = j.results()[0]
-        return [returns[idx] for idx, *_ in jobs]
+        self._check_sweeper()
+        loader = self.hydra_context.config_loader
+        jobs = sw.inspect_jobs(loader, self.config, [list(o) for o in job_overrides], initial_job_idx)
+        sw.refuse_failing(jobs)
+        skips = self._skips(jobs)
+        todo = [j for j in jobs if j.num not in skips]
+        by_num = {j.num: j for j in jobs}
+        returns = {num: self._job_return(by_num[num], s.return_value) for num, s in skips.items()}
+        submitted = self._submit_all(todo)
+        if self.wait:
+            returns.update(self._wait_for(submitted))
+        else:
+            self._log_how_to_follow(submitted)
+            # Hydra's sweeper reads each JobReturn's value; a submitted job's value is its manifest record
+            returns.update({s.job.num: self._job_return(s.job, s.record) for s in submitted})
+        return [returns[j.num] for j in jobs]
 
     def __call__(self, *args, **kwargs) -> JobReturn:
         """One job on the cluster (the plugin's path); a job that raised ends the SLURM job with a non-zero status.
@@ -83,99 +172,201 @@ class SlurmLauncher(_PluginSlurmLauncher):
             ret.return_value  # noqa: B018  (raises the job's exception)
         return ret
 
-    def _checked_jobs(self, job_overrides, initial_job_idx: int) -> list[tuple]:
-        """Every job composed and checked (inputs, resources, run directory); raises one report for all problems."""
-        loader = self.hydra_context.config_loader
-        jobs, errors = [], []
-        for i, overrides in enumerate(job_overrides):
-            idx = initial_job_idx + i
-            job_cfg = loader.load_sweep_config(self.config, list(overrides))
-            params = OmegaConf.to_container(job_cfg.hydra.launcher, resolve=True)
-            params.pop("_target_", None)
-            run_dir = sw.job_run_dir(job_cfg)
-            action = "new"
-            try:
-                sw.check_job(job_cfg, params)
-                action = sw.job_action(job_cfg, run_dir)
-            except MftiError as e:  # every problem of every job goes into one report
-                label = f"job #{idx} ({' '.join(filter_overrides(overrides)) or 'no overrides'}):"
-                errors.append((label, sw.problems_of(e)))
-            jobs.append((idx, list(overrides), job_cfg, params, run_dir, action))
-        sweep_errors = []
-        try:
-            sw.check_unique_run_dirs([(idx, filter_overrides(ov), rd) for idx, ov, _, _, rd, _ in jobs])
-        except ConfigError as e:
-            sweep_errors.append(str(e))
-        if errors or sweep_errors:
-            raise ConfigError(sw.failure_report(errors, len(jobs), sweep_errors))
-        return jobs
+    def _check_sweeper(self) -> None:
+        target = str(OmegaConf.select(self.config, "hydra.sweeper._target_") or "")
+        if not self.wait and not target.endswith(".BasicSweeper"):
+            raise ConfigError(
+                f"hydra.sweeper is {target}: a sweeper that picks jobs from the results of earlier ones needs them, "
+                "and hydra.launcher.wait=false returns once the jobs are submitted. Add hydra.launcher.wait=true."
+            )
 
-    def _submit_array(self, params: dict, members: list) -> list:
-        """One job array for jobs with the same resources; ``[(job index, submitit job)]``."""
-        import submitit
-
-        executor = self._executor(submitit, params)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        job_params = []
-        for idx, overrides, status in members:
-            note = "" if status == "new" else f"  (was {status}: resuming)"
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}{note}")
-            job_params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", self._singleton_state()))
-        try:
-            submitted = executor.map_array(self, *zip(*job_params))
-        except Exception as e:  # sbatch said no: show SLURM's message and the jobs
-            raise SlurmSubmissionError(_submission_message(e, members, params)) from None
-        ids = ", ".join(j.job_id for j in submitted)
-        log.info(
-            f"Submitted {len(submitted)} job(s) as SLURM job(s) {ids} "
-            f"(tasks_per_node={params.get('tasks_per_node')}, nodes={params.get('nodes')}, "
-            f"gpus_per_node={params.get('gpus_per_node')})"
-        )
-        return [(idx, j) for (idx, _, _), j in zip(members, submitted)]
+    def _skips(self, jobs: list[sw.Job]) -> dict[int, Skip]:
+        """The jobs :attr:`skip_filters` leave out, logged with a summary of the sweep."""
+        skips: dict[int, Skip] = {}
+        for skip_filter in self.skip_filters:
+            left = [j for j in jobs if j.num not in skips]
+            skips.update({n: s for n, s in skip_filter(left, self.sweep_dir).items() if n not in skips})
+        for j in jobs:
+            if j.num in skips:
+                log.info(f"\t#{j.num} : {' '.join(filter_overrides(j.overrides))}  ({skips[j.num].reason}: skipped)")
+        kinds = [s.kind for s in skips.values()]
+        counts = ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) or "0 already completed"
+        log.info(f"Sweep dir {self.sweep_dir}: {len(jobs)} job(s), {counts}, {len(jobs) - len(skips)} to submit")
+        return skips
 
     @staticmethod
-    def _singleton_state():
+    def _job_return(job: sw.Job, value: Any) -> JobReturn:
+        ret = JobReturn(overrides=job.overrides, cfg=job.cfg, working_dir=str(job.run_dir), status=JobStatus.COMPLETED)
+        ret.task_name = job.cfg.hydra.job.name
+        ret.return_value = value
+        return ret
+
+    def _submit_all(self, jobs: list[sw.Job]) -> list[Submitted]:
+        """Every job array submitted (one per set of resources) and recorded, before anything waits."""
+        groups: dict[str, list[sw.Job]] = {}
+        for j in jobs:
+            params = {k: v for k, v in j.launcher.items() if k not in OWN_KEYS}
+            groups.setdefault(json.dumps(params, sort_keys=True, default=str), []).append(j)
+        submitted: list[Submitted] = []
+        provenance = {**git_state(), "command": manifest.command_line(), "cwd": os.getcwd(), "wait": self.wait}
+        for key, members in groups.items():
+            params = json.loads(key)
+            for j in members:
+                note = "" if j.status == "new" else f"  (was {self._was(j)}: resuming)"
+                log.info(f"\t#{j.num} : {' '.join(filter_overrides(j.overrides))}{note}")
+            try:
+                slurm_jobs = self.submit_array(params, members)
+            except Exception as e:  # sbatch said no: show SLURM's message and the jobs
+                raise SlurmSubmissionError(_submission_message(e, members, params, submitted)) from None
+            new = [Submitted(j, s, self._record(j, s, provenance)) for j, s in zip(members, slurm_jobs)]
+            submitted += new
+            self._append_to_manifest(new, submitted)
+            log.info(
+                f"Submitted {len(new)} job(s) as SLURM job(s) {', '.join(s.job_id for s in slurm_jobs)} "
+                f"(tasks_per_node={params.get('tasks_per_node')}, nodes={params.get('nodes')}, "
+                f"gpus_per_node={params.get('gpus_per_node')})"
+            )
+        return submitted
+
+    def _append_to_manifest(self, new: list[Submitted], submitted: list[Submitted]) -> None:
+        try:
+            manifest.append_submissions(self.sweep_dir, [s.record for s in new])
+        except OSError as e:  # a full disk: the jobs run regardless, say which they are
+            ids = ", ".join(s.record.job_id for s in submitted)
+            raise MftiError(
+                f"SLURM job(s) {ids} were submitted and will run, but {manifest.manifest_path(self.sweep_dir)} "
+                f"could not be written ({e}), so they are not recorded; no further job array was submitted. Free "
+                "the space, and re-run the command only once these jobs have ended."
+            ) from None
+
+    @staticmethod
+    def _was(job: sw.Job) -> str:
+        return "completed, evaluation changed" if job.action == "reevaluate" else job.status
+
+    def submit_array(self, params: dict, jobs: list[sw.Job]) -> list:
+        """One job array: the submission steps of the plugin's ``BaseSubmititLauncher.launch``
+        (hydra-submitit-launcher 1.2.0) for one set of resources, without its final wait on every result (which
+        ``launch`` cannot skip, and which would submit the next array only after this one ended): the executor
+        built from the parameters as the plugin builds it, the sweep directory created with ``hydra.sweep.mode``,
+        and ``executor.map_array(self, ...)`` with the arguments of the inherited ``__call__``.
+        tests/test_slurm.py compares the sbatch script with the one the plugin's own launcher writes."""
+        import submitit
         from hydra.core.singleton import Singleton
 
-        return Singleton.get_state()
+        executor = self._executor(submitit, params)
+        self._make_sweep_dir()
+        job_params = [
+            (j.overrides, "hydra.sweep.dir", j.num, f"job_id_for_{j.num}", Singleton.get_state()) for j in jobs
+        ]
+        return executor.map_array(self, *zip(*job_params))
 
     def _executor(self, submitit, params: dict):
-        """An executor as the plugin builds one, from one group's resolved parameters."""
-        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-        init = {"folder": params.pop("submitit_folder"), "slurm_max_num_timeout": params.pop("max_num_timeout")}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        """``submitit.AutoExecutor`` exactly as ``BaseSubmititLauncher.launch`` builds it, from one group's
+        resolved parameters instead of the primary config's."""
+        init_keys = {"max_num_timeout"}
+        init = {f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k in init_keys}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"], **init)
         base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        rest = {k: v for k, v in params.items() if k not in init_keys | {"submitit_folder"}}
+        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in rest.items()})
         return executor
 
+    def _make_sweep_dir(self) -> None:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:  # the plugin's permissions for the sweep directory (octal string)
+            os.chmod(self.sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
 
-def _submission_message(error: Exception, members: list, params: dict) -> str:
+    def _record(self, job: sw.Job, slurm_job, provenance: dict) -> manifest.Submission:
+        array_id, task = manifest.split_job_id(slurm_job.job_id)
+        return manifest.Submission(
+            run_dir=_relative(job.run_dir, self.sweep_dir),
+            num=job.num,
+            overrides=list(job.overrides),
+            job_id=str(slurm_job.job_id),
+            array_job_id=array_id,
+            array_task_id=task,
+            log=_relative(Path(slurm_job.paths.stdout), self.sweep_dir),
+            submitted_at=manifest.submitted_now(),
+            **provenance,
+        )
+
+    def _log_how_to_follow(self, submitted: list[Submitted]) -> None:
+        if not submitted:
+            return
+        ids = ",".join(dict.fromkeys(s.record.array_job_id for s in submitted))
+        first = self.sweep_dir / submitted[0].record.log
+        log.info(
+            f"{len(submitted)} job(s) submitted as SLURM job(s) {ids}. Nothing here has to keep running "
+            "(hydra.launcher.wait=false): the jobs requeue and resume on their own.\n"
+            f"  follow: squeue -j {ids}   |   sacct -X -j {ids} -o JobID,JobName%30,State,Elapsed,NodeList\n"
+            f"  logs:   {self.sweep_dir}/.submitit/<job id>/<job id>_0_log.out, e.g. tail -f {first}\n"
+            f"  record: {manifest.manifest_path(self.sweep_dir)} (one line per job and submission)\n"
+            "Once they have ended, the same command skips the completed jobs and submits the others again."
+        )
+
+    def _wait_for(self, submitted: list[Submitted]) -> dict[int, JobReturn]:
+        """``wait=true``: every job's JobReturn; raises SweepFailedError with a table of the failed jobs."""
+        if submitted:
+            log.info(
+                f"Waiting for {len(submitted)} job(s) (hydra.launcher.wait=true; stopping this stops only the wait)"
+            )
+        returns, failed = {}, []
+        for s in submitted:
+            try:
+                ret = s.slurm.results()[0]
+                _ = ret.return_value  # raises the job's exception when it failed, as Hydra's sweeper does
+                returns[s.job.num] = ret
+            except Exception as e:  # the task raised, or SLURM ended the job (cancelled, out of time, node failure)
+                failed.append((s, e))
+        if failed:
+            raise SweepFailedError(_failure_table(failed, len(submitted)))
+        return returns
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _failure_table(failed: list[tuple[Submitted, Exception]], n: int) -> str:
+    lines = [f"{len(failed)} of {n} submitted job(s) failed:"]
+    for s, error in failed:
+        state = getattr(s.slurm, "state", "?")
+        message = " ".join(str(error).split())  # submitit's messages span lines; a job's traceback is in its log
+        overrides = " ".join(filter_overrides(s.job.overrides))
+        lines.append(f"  #{s.job.num} {overrides}: SLURM job {s.record.job_id} {state}")
+        lines.append(f"      {type(error).__name__}: {message[:300]}{' ...' if len(message) > 300 else ''}")
+        folder = Path(s.slurm.paths.stdout).parent
+        logs = sorted(folder.glob(f"{s.record.job_id}_*_log.*")) if folder.exists() else []
+        never = f"      log: {s.slurm.paths.stdout} (not written: the job never started)"
+        lines += [f"      log: {p}" for p in logs] or [never]
+    lines.append(
+        "Run the same command again to submit the failed jobs again: completed jobs are skipped and the others "
+        "resume from their checkpoints."
+    )
+    return "\n".join(lines)
+
+
+def _submission_message(error: Exception, jobs: list[sw.Job], params: dict, earlier: list[Submitted]) -> str:
     text = str(error).strip()
     # submitit wraps sbatch's stderr; keep SLURM's own lines ("sbatch: error: ...") in front
     slurm_lines = [ln.strip() for ln in text.splitlines() if "sbatch:" in ln or "error" in ln.lower()]
-    jobs = "\n".join(f"  job #{idx}: {' '.join(filter_overrides(ov)) or '(no overrides)'}" for idx, ov, _ in members)
-    res = {
-        k: params.get(k)
-        for k in (
-            "partition",
-            "account",
-            "qos",
-            "constraint",
-            "nodes",
-            "tasks_per_node",
-            "gpus_per_node",
-            "gres",
-            "cpus_per_task",
-            "mem_gb",
-            "timeout_min",
-        )
-        if params.get(k) is not None
-    }
+    listed = "\n".join(f"  job #{j.num}: {' '.join(filter_overrides(j.overrides)) or '(no overrides)'}" for j in jobs)
+    keys = ("partition", "account", "qos", "constraint", "nodes", "tasks_per_node", "gpus_per_node", "gres",
+            "cpus_per_task", "mem_gb", "timeout_min")  # fmt: skip
+    res = {k: params.get(k) for k in keys if params.get(k) is not None}
+    before = (
+        f"\n{len(earlier)} job(s) of other arrays were submitted before it (SLURM job(s) "
+        f"{', '.join(s.record.job_id for s in earlier)}, recorded in submissions.jsonl)."
+        if earlier
+        else ""
+    )
     return (
         "SLURM refused the job array (nothing of it was submitted):\n  "
         + ("\n  ".join(dict.fromkeys(slurm_lines)) or text)
-        + f"\nrequested: {res}\njobs of this array:\n{jobs}\n"
+        + f"\nrequested: {res}\njobs of this array:\n{listed}{before}\n"
         "Fix the partition/account/QOS in conf/local/default.yaml (cluster:), or the resources "
         "(trainer.devices, trainer.num_nodes, hydra.launcher.mem_gb, ...)."
     )

@@ -1,14 +1,13 @@
-"""Sweeps without torch: expand a sweep into jobs, find their run directories and status, check each job before
-anything is submitted, and estimate GPU-hours from the model shape and token counts.
+"""Sweeps without torch: expand a sweep into jobs exactly as ``mfti-train -m`` does (Hydra's own sweeper and config
+loader), find their run directories and status, and check each job before anything is submitted.
 
-Used by ``mfti-plan`` (list a sweep's jobs on a login node) and by the SLURM launcher
-(:mod:`mfti_lightning.launch.launcher`), which runs the same checks on every job before submitting and leaves out jobs
-whose ``results.json`` already says ``completed``.
+Used by ``mfti-plan`` (list a sweep's jobs with their cost on a login node, :mod:`mfti_lightning.launch.cost`),
+``mfti-prefetch`` and the SLURM launcher (:mod:`mfti_lightning.launch.launcher`), which composes and checks every
+job with :func:`inspect_jobs` before submitting and leaves out jobs whose ``results.json`` already says ``completed``.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning.core import results as res
-from mfti_lightning.core.config import num_devices, world_size
+from mfti_lightning.core.config import num_devices
 from mfti_lightning.core.errors import ConfigError, MftiError
 from mfti_lightning.core.identity import decide_reuse
 
@@ -133,13 +132,15 @@ def check_job(job_cfg: DictConfig, launcher: dict | None = None) -> None:
         raise JobCheckError(problems)
 
 
-def failure_report(failures: list[tuple[str, list[str]]], n_jobs: int, extra: list[str] = ()) -> str:
+def failure_report(
+    failures: list[tuple[str, list[str]]], n_jobs: int, extra: list[str] = (), outcome: str = "nothing was submitted"
+) -> str:
     """One report for a whole sweep: every failing job with all of its problems (jobs with the same problems are
     listed together, over one copy of the list), then problems of the sweep as a whole (``extra``)."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for label, problems in failures:
         groups.setdefault(tuple(problems), []).append(label)
-    lines = [f"{len(failures)} of {n_jobs} job(s) of this sweep would fail; nothing was submitted:"]
+    lines = [f"{len(failures)} of {n_jobs} job(s) of this sweep would fail; {outcome}:"]
     for problems, labels in groups.items():
         lines += [f"  {label}" for label in labels]
         lines.append(
@@ -167,160 +168,94 @@ def check_unique_run_dirs(jobs: list[tuple[int, list[str], Path]]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# cost estimate
+# expanding a sweep: Hydra's own sweeper and config loader, as `mfti-train -m` runs them
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class CostModel:
-    """Assumptions behind the GPU-hour estimate (printed with it; change them on the mfti-plan command line)."""
+def job_overrides(loader, primary: DictConfig) -> list[list[str]]:
+    """The overrides of every job of the multirun whose primary config is ``primary``, in Hydra's order: Hydra's
+    configured sweeper (the basic sweeper), instantiated by Hydra, expands ``hydra.sweeper.params`` followed by the
+    command line's task overrides, and a key given on the command line replaces the same key of the params.
 
-    tokens_per_example: float = 100.0  # prompt + target tokens of one training example (FLORES-length sentences)
-    tokens_per_sentence: float = 45.0  # tokens of one source sentence / one demonstration side
-    gpu_tflops: float = 312.0  # peak dense bf16 TFLOP/s of one GPU (A100)
-    train_mfu: float = 0.35  # model FLOPs utilisation of training
-    generate_mfu: float = 0.02  # generation is memory-bound: a few % of peak
-    flores_devtest: int = 1012
-    flores_dev: int = 997
-    # measured throughput (benchmarks/throughput.json, written by benchmarks/gpu_all.py on a GPU): replaces the
-    # assumed MFUs above for the models and engines it has numbers for (see :func:`rates`)
-    measured: dict = field(default_factory=dict)
-    measured_path: str = ""
+    This is ``BasicSweeper.sweep()`` up to the point where it would write ``multirun.yaml`` and launch. It relies
+    on two names Hydra does not document: ``BasicSweeper._parse_config`` (the params as ``key=value`` strings) and
+    the static ``BasicSweeper.split_arguments`` (tests/test_plan_hydra.py compares the result with the jobs
+    ``mfti-train -m`` hands its launcher, for every sweep file)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
 
-
-THROUGHPUT_FILE = "benchmarks/throughput.json"  # relative to the repository root (conf/..)
-
-
-def load_throughput(path: str | Path | None = None) -> tuple[dict, str]:
-    """The measured-throughput JSON and its path (``path``, else :data:`THROUGHPUT_FILE` of the repository), or
-    ``({}, "")`` when there is none. A file that does not parse is an error naming it."""
-    import json
-
-    from mfti_lightning.core.config import conf_dir
-
-    p = Path(path) if path else conf_dir().parent / THROUGHPUT_FILE
-    if not p.is_file():
-        if path:
-            raise ConfigError(f"--throughput {path}: no such file (or use --throughput none for the assumed MFUs)")
-        return {}, ""
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ConfigError(f"{p}: not valid JSON ({e}); rerun benchmarks/gpu_all.py or remove the file") from None
-    return data, str(p)
+    context = HydraContext(config_loader=loader, callbacks=Callbacks())
+    sweeper = Plugins.instance().instantiate_sweeper(config=primary, hydra_context=context, task_function=None)
+    if not isinstance(sweeper, BasicSweeper):
+        raise ConfigError(
+            f"hydra.sweeper is {type(sweeper).__name__}: mfti-plan and mfti-prefetch expand sweeps of Hydra's basic "
+            "sweeper only (the jobs of other sweepers depend on the results of earlier ones)."
+        )
+    arguments = sweeper._parse_config() + list(OmegaConf.to_container(primary.hydra.overrides.task))
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    return [list(job) for batch in sweeper.split_arguments(parsed, sweeper.max_batch_size) for job in batch]
 
 
-def rates(job_cfg: DictConfig, cost: CostModel) -> dict:
-    """FLOP/s of one GPU for training and for generation, and where each comes from: the measured MFU of this
-    model (``model.name``) and this engine (``eval.engine``; ``batch_tokens``: the job's setting, else any
-    measured one) on the measured card, else the assumed MFUs of :class:`CostModel`."""
-    name = str(OmegaConf.select(job_cfg, "model.name") or "")
-    engine = str(OmegaConf.select(job_cfg, "eval.engine") or "hf")
-    budget = str(OmegaConf.select(job_cfg, "eval.batch_tokens") or "auto")
-    m = cost.measured or {}
-    peak = float(m.get("peak_tflops") or cost.gpu_tflops) * 1e12
-    where = f"measured on {m.get('device', '?')} ({cost.measured_path})"
-    out = {
-        "train_flops_s": cost.gpu_tflops * 1e12 * cost.train_mfu,
-        "train_source": f"assumed {cost.train_mfu:.0%} MFU",
-    }
-    train = (m.get("train") or {}).get(name)
-    if train and train.get("mfu"):
-        out.update(train_flops_s=peak * float(train["mfu"]), train_source=f"{float(train['mfu']):.1%} MFU {where}")
-    out.update(
-        gen_flops_s=cost.gpu_tflops * 1e12 * cost.generate_mfu, gen_source=f"assumed {cost.generate_mfu:.0%} MFU"
-    )
-    runs = ((m.get("generate") or {}).get(name) or {}).get(engine) or {}
-    gen = runs.get(budget) or (next(iter(runs.values())) if runs else None)
-    if gen and gen.get("mfu"):
-        out.update(gen_flops_s=peak * float(gen["mfu"]), gen_source=f"{float(gen['mfu']):.1%} MFU ({engine}) {where}")
-    return out
+def multirun_config(loader, config_name: str, overrides: list[str]) -> DictConfig:
+    """The primary config of ``mfti-train -m <overrides>`` (Hydra's multirun mode: sweep syntax allowed), with
+    ``${now:...}`` (the default sweep_name) resolved once: each job's config copies it, as in Hydra's multirun."""
+    from hydra.types import RunMode
+
+    primary = loader.load_configuration(config_name=config_name, overrides=list(overrides), run_mode=RunMode.MULTIRUN)
+    OmegaConf.select(primary, "hydra.sweep.dir")  # BasicSweeper.sweep() resolves it before launching, too
+    return primary
 
 
-def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
-    """Training tokens, FLOPs and GPU-hours of one job (training + validation + the final test)."""
-    from mfti_lightning.core.directions import eval_directions, train_directions
-    from mfti_lightning.train.throughput import matmul_params  # torch-free
-
-    cost = cost or CostModel()
-
-    n_params = matmul_params(job_cfg.model.shape)
-    n_train = int(job_cfg.num_examples.n)
-    lp = job_cfg.lang_pairs
-    train_dirs = train_directions(lp) if n_train else []
-    eval_dirs = eval_directions(lp)
-    steps = 0
-    if n_train:  # by epochs: the sampled pairs over the global batch (an estimate: filtering and max_length drop some)
-        epochs = job_cfg.optim.get("max_epochs")
-        per_epoch = len(train_dirs) * n_train / int(job_cfg.optim.global_batch_size)
-        steps = int(job_cfg.optim.max_steps) if epochs is None else max(1, math.ceil(float(epochs) * per_epoch))
-    train_tokens = steps * int(job_cfg.optim.global_batch_size) * cost.tokens_per_example
-    train_flops = 6 * n_params * train_tokens
-
-    shots = int(job_cfg.shots.k)
-    test_size = lp.get("test_size") or cost.flores_devtest
-    val_size = lp.get("val_size") or cost.flores_dev
-    n_val = (
-        (steps // max(int(job_cfg.eval.val_every_n_steps), 1)) + bool(job_cfg.eval.score_before_training)
-        if n_train
-        else 0
-    )
-    prompt = (2 * shots + 1) * cost.tokens_per_sentence
-    new = min(int(job_cfg.eval.max_new_tokens), 2 * cost.tokens_per_sentence)
-    test_tokens = len(eval_dirs) * test_size * (prompt + int(job_cfg.eval.num_beams) * new)
-    val_tokens = n_val * len(train_dirs or eval_dirs) * val_size * (prompt + int(job_cfg.eval.val_num_beams) * new)
-    gen_flops = 2 * n_params * (test_tokens + val_tokens)
-
-    r = rates(job_cfg, cost)
-    gpu_s = train_flops / r["train_flops_s"] + gen_flops / r["gen_flops_s"]
-    world = world_size(job_cfg.trainer)
-    return {
-        "params": n_params,
-        "train_directions": len(train_dirs),
-        "eval_directions": len(eval_dirs),
-        "train_tokens": train_tokens,
-        "train_flops": train_flops,
-        "gen_flops": gen_flops,
-        "gpu_hours": gpu_s / 3600,
-        "wall_hours": gpu_s / 3600 / max(world, 1),
-        "world_size": world,
-        "train_rate": r["train_source"],
-        "generate_rate": r["gen_source"],
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# expanding a sweep
-# ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class Job:
+    """One job of a sweep as the launcher sees it before submitting."""
+
     num: int
     overrides: list[str]
     cfg: DictConfig
     run_dir: Path
-    status: str
+    status: str  # results.json's status, or new
+    launcher: dict = field(default_factory=dict)  # hydra.launcher of this job, resolved
+    action: str = "new"  # identity.decide_reuse: new / run / skip / reevaluate
+    problems: list[str] = field(default_factory=list)  # why it would fail (nothing is submitted while one has any)
     estimate: dict = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        from hydra.core.utils import filter_overrides
 
-def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """(task overrides, hydra overrides), as Hydra splits a command line."""
-    hydra_ov = [o for o in overrides if re.match(r"^[+~]*hydra[./]", o)]
-    return [o for o in overrides if o not in hydra_ov], hydra_ov
+        return f"job #{self.num} ({' '.join(filter_overrides(self.overrides)) or 'no overrides'})"
 
 
-def expand(sweep_params: dict, task_overrides: list[str]) -> list[list[str]]:
-    """The jobs of a basic-sweeper multirun: ``hydra.sweeper.params`` plus the command line (sweep syntax ``a=x,y``,
-    ``range``, ``choice``), cartesian product in the basic sweeper's order; the one sweep expander (mfti-plan,
-    mfti-prefetch). Built on Hydra's public override parser."""
-    import itertools
+def inspect_jobs(loader, primary: DictConfig, overrides: list[list[str]], first: int = 0, check=True) -> list[Job]:
+    """Every job composed as Hydra's launchers compose it (``loader.load_sweep_config``), with its run directory,
+    status, reuse action and (``check``) every problem :func:`check_job` finds; the SLURM launcher and mfti-plan."""
+    jobs = []
+    for num, job_ov in enumerate(overrides, start=first):
+        cfg = loader.load_sweep_config(primary, list(job_ov))
+        run_dir = job_run_dir(cfg)
+        job = Job(num, list(job_ov), cfg, run_dir, job_status(run_dir), launcher_params(cfg))
+        try:
+            if check:
+                check_job(cfg, job.launcher if is_slurm(cfg) else None)
+            job.action = job_action(cfg, run_dir)  # also refuses a directory of another experiment
+        except MftiError as e:  # every job is checked: one report lists them all
+            job.problems = problems_of(e)
+        jobs.append(job)
+    return jobs
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args = [f"{k}={v}" for k, v in (sweep_params or {}).items()] + list(task_overrides)
-    axes = []
-    for o in OverridesParser.create().parse_overrides(args):
-        key = o.get_key_element()
-        values = o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
-        axes.append([f"{key}={v}" for v in values])
-    return [list(job) for job in itertools.product(*axes)] if axes else [[]]
+def refuse_failing(jobs: list[Job]) -> None:
+    """One ConfigError listing every job with problems and two jobs sharing a run directory, if any."""
+    sweep_errors = []
+    try:
+        check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
+    except ConfigError as e:
+        sweep_errors.append(str(e))
+    failures = [(f"{j.label}:", j.problems) for j in jobs if j.problems]
+    if failures or sweep_errors:
+        raise ConfigError(failure_report(failures, len(jobs), sweep_errors))
 
 
 def resolve_sweep_file(name: str) -> tuple[Path, str] | None:
@@ -337,6 +272,21 @@ def resolve_sweep_file(name: str) -> tuple[Path, str] | None:
     return None
 
 
+def sweep_source(sweep: str | None, default_config: str = "train") -> tuple[Path, str]:
+    """``(config dir, config name)`` of a sweep file (None: conf/<default_config>.yaml)."""
+    from mfti_lightning.core.config import conf_dir
+
+    if not sweep:
+        return conf_dir(), default_config
+    found = resolve_sweep_file(sweep)
+    if not found:
+        raise ConfigError(
+            f"sweep {sweep!r} not found: give a path to a .yaml file or the name of a file in sweeps/ "
+            "(see sweeps/README.md)."
+        )
+    return found
+
+
 def compose_job(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
     """The config of one job, composed the way ``mfti-train [--config-dir sweeps --config-name X] ...`` would."""
     from mfti_lightning.core.compose import compose
@@ -344,59 +294,28 @@ def compose_job(config_dir: Path, config_name: str, overrides: list[str]) -> Dic
     return compose(config_name, overrides, config_dir)
 
 
-def plan(sweep: str | None, overrides: list[str], cost: CostModel | None = None, check: bool = True) -> list[Job]:
-    """Every job of a sweep file (or of ``mfti-train -m <overrides>``), composed and checked, nothing launched."""
-    from mfti_lightning.core.config import conf_dir
+def plan(sweep: str | None, overrides: list[str], cost=None, check: bool = True) -> list[Job]:
+    """Every job of a sweep file (or of ``mfti-train -m <overrides>``), expanded by Hydra's sweeper, composed,
+    checked and costed, nothing launched. Jobs with problems are returned with them (:func:`refuse_failing` says
+    what the launcher would say); two jobs sharing a run directory raise."""
+    from mfti_lightning.core.compose import config_loader, search_path_overrides
+    from mfti_lightning.launch.cost import CostModel, estimate
 
-    cost = cost or CostModel()
-
-    if sweep:
-        found = resolve_sweep_file(sweep)
-        if not found:
-            raise ConfigError(
-                f"sweep {sweep!r} not found: give a path to a .yaml file or the name of a file in "
-                "sweeps/ (see sweeps/README.md)."
-            )
-        config_dir, config_name = found
-    else:
-        config_dir, config_name = conf_dir(), "train"
-    task_ov, hydra_ov = split_overrides(overrides)
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(task_ov)
-    parser_free = [o for o, p in zip(task_ov, parsed) if not p.is_sweep_override()]
-    base = compose_job(config_dir, config_name, hydra_ov + parser_free)
-    # resolve ${now:...} (the default sweep_name) once; every job reuses the value, as Hydra's own multirun does
-    # (its config loader copies the primary config's resolver cache into each job's config)
-    OmegaConf.select(base, "hydra.sweep.dir")
-    node = base.hydra.sweeper.get("params")
-    params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
-    jobs, failures = [], []
-    for num, job_ov in enumerate(expand(params, task_ov)):
-        cfg = compose_job(config_dir, config_name, hydra_ov + job_ov)
-        OmegaConf.copy_cache(from_config=base, to_config=cfg)
-        launcher = _launcher_params(cfg)
-        run_dir = job_run_dir(cfg)
-        status = job_status(run_dir)
-        try:
-            if check:
-                check_job(cfg, launcher if _is_slurm(cfg) else None)
-            if status != "new" and job_action(cfg, run_dir) == "reevaluate":  # also refuses another experiment's dir
-                status = "completed, evaluation changed: re-evaluate"
-        except MftiError as e:  # every job is checked: one report lists them all, as the launcher's does
-            failures.append((f"job #{num} ({' '.join(job_ov) or 'no overrides'}):", problems_of(e)))
-            continue
-        jobs.append(Job(num, job_ov, cfg, run_dir, status, estimate(cfg, cost)))
-    if failures:
-        raise ConfigError(failure_report(failures, len(failures) + len(jobs)))
+    config_dir, config_name = sweep_source(sweep)
+    with config_loader(config_dir) as loader:
+        primary = multirun_config(loader, config_name, search_path_overrides(config_dir) + list(overrides))
+        jobs = inspect_jobs(loader, primary, job_overrides(loader, primary), check=check)
     check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
+    for j in jobs:
+        j.estimate = estimate(j.cfg, cost or CostModel())
     return jobs
 
 
-def _is_slurm(cfg: DictConfig) -> bool:
+def is_slurm(cfg: DictConfig) -> bool:
     return "slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_") or "").lower()
 
 
-def _launcher_params(cfg: DictConfig) -> dict:
+def launcher_params(cfg: DictConfig) -> dict:
+    """The job's ``hydra.launcher``, resolved against the job's own config (tasks and GPUs follow its trainer)."""
     node = OmegaConf.select(cfg, "hydra.launcher")
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
