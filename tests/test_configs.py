@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import CONF, REPO, compose, run_cli
@@ -75,7 +74,8 @@ def test_unknown_model_lists_options():
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
-def test_config_commands_are_fast_and_torch_free(args):
+def test_config_commands_are_torch_free(args):
+    """No heavy import for a config command (its start-up time is measured in benchmarks/bench_cli_startup.py)."""
     code = (
         "import sys, runpy; sys.argv = ['mfti-train', *%r];\n"
         "try:\n    runpy.run_module('mfti_lightning.cli.train', run_name='__main__')\n"
@@ -83,11 +83,6 @@ def test_config_commands_are_fast_and_torch_free(args):
         "heavy = [m for m in ('torch', 'pytorch_lightning', 'transformers', 'wandb') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)" % (args,)
     )
-    t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
-    elapsed = time.perf_counter() - t
     assert "HEAVY []" in p.stderr, p.stderr[-2000:]
     assert "model" in p.stdout
-    # behaviour, not a benchmark: the point is that no heavy import happens (checked above); 3 s is the
-    # user-visible promise from the README with lots of headroom on a loaded 2-core machine
-    assert elapsed < 10, elapsed

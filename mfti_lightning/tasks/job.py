@@ -185,7 +185,7 @@ def write_hydra_records(cfg: DictConfig, run_dir: Path) -> None:
     for name, node in (
         ("config.yaml", task_cfg),
         ("hydra.yaml", hydra_node),
-        ("overrides.yaml", OmegaConf.create(list(HydraConfig.get().overrides.task))),
+        ("overrides.yaml", HydraConfig.get().overrides.task),  # the node itself: iterating it would resolve it
     ):
         res.atomic_write(out / name, lambda f, node=node: f.write(OmegaConf.to_yaml(node)))
 
