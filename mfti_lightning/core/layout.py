@@ -13,6 +13,7 @@
          train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
          metrics_val_init.json         VAL_INIT_FILE      dev scores before finetuning
          previous_results/<n>.json     PREVIOUS_RESULTS_DIR  results of earlier evaluations (tasks.job)
+         csv/metrics.csv               CURVE_DIR, CURVE_FILE  logger=csv: one curve across resumes (track.curves)
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ VAL_DIR = "val"
 TRAIN_SUMMARY_FILE = "train_summary.json"
 VAL_INIT_FILE = "metrics_val_init.json"
 PREVIOUS_RESULTS_DIR = "previous_results"
+CURVE_DIR = "csv"
+CURVE_FILE = "metrics.csv"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
 CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)

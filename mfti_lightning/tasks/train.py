@@ -179,6 +179,7 @@ def fit(job: TrainingJob):
     from mfti_lightning.data.datamodule import MFTIDataModule
     from mfti_lightning.eval.evaluation import selection_metric
     from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.track.curves import RestartCurves
     from mfti_lightning.train.trainer import build_trainer
 
     cfg, bm = job.cfg, job.batch
@@ -196,6 +197,7 @@ def fit(job: TrainingJob):
     )
     monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
+    trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
     resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
     if resume_from:
