@@ -69,18 +69,19 @@ def identity(row: dict) -> tuple:
 
 
 class Curve:
-    """The rows of one ``metrics.csv`` in the order they were logged, and the file kept equal to them."""
+    """The rows of one ``metrics.csv`` in the order they were logged, and the file kept equal to them (appended
+    to; rewritten atomically when rows are dropped or replaced or a column appears)."""
 
     def __init__(self, path: str | Path, tag: dict | None = None):
         self.path = Path(path)
         self.tag = dict(tag or {})
         self.rows, self._rewrite = read_curve(self.path)
-        self._columns = self.columns_of(self.rows)
+        self._ids = {identity(r) for r in self.rows}
+        self._keys = {k for r in self.rows for k in r}
         self._pending: list[dict] = []
 
-    @staticmethod
-    def columns_of(rows: list[dict]) -> list[str]:
-        return ["step"] + sorted({k for r in rows for k in r} - {"step"})
+    def columns(self) -> list[str]:
+        return ["step"] + sorted(self._keys - {"step"})
 
     def add(self, metrics: dict, step: int) -> None:
         row = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items() if v is not None}
@@ -97,24 +98,27 @@ class Curve:
                 step,
             )
             self.rows, self._rewrite = kept, True
+            self._ids = {identity(r) for r in kept}
         self.save()
 
     def save(self) -> None:
         new, self._pending = self._pending, []
-        replaced = {identity(r) for r in new} & {identity(r) for r in self.rows}
+        replaced = {identity(r) for r in new} & self._ids
         if replaced:
             self.rows = [r for r in self.rows if identity(r) not in replaced]
         self.rows += new
-        columns = self.columns_of(self.rows)
-        if self._rewrite or replaced or columns != self._columns or not self.path.exists():
-            self._columns, self._rewrite = columns, False
+        self._ids.update(identity(r) for r in new)
+        new_keys = {k for r in new for k in r} - self._keys
+        self._keys |= new_keys
+        if self._rewrite or replaced or new_keys or (new and not self.path.exists()):
+            self._rewrite = False
             atomic_write(self.path, lambda f: self._write(f, self.rows, header=True))
         elif new:
             with open(self.path, "a", encoding="utf-8", newline="") as f:
                 self._write(f, new, header=False)
 
     def _write(self, f, rows: list[dict], header: bool) -> None:
-        writer = csv.DictWriter(f, fieldnames=self._columns, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=self.columns(), lineterminator="\n")
         if header:
             writer.writeheader()
         writer.writerows(rows)
