@@ -267,6 +267,25 @@ def test_empty_direction_lists_fail_in_the_torch_free_checks(tmp_path, overrides
     assert not list(tmp_path.glob("outputs/train/runs/*/results.json"))
 
 
+@pytest.mark.timeout(300)
+def test_examples_all_too_long_says_how_many_and_the_fix(cfg_factory):
+    """The message an empty lang_pairs.train used to get, now only where it is true, with the count and the fix."""
+    from mfti_lightning.core.errors import ConfigError
+    from mfti_lightning.tasks import train as task
+    from mfti_lightning.tasks.job import resolved_container
+
+    cfg = cfg_factory("num_examples.n=16", "data.max_length=8", "logger=none")
+    job = task.prepare_run(cfg, Path(cfg.paths.output_dir), {"config": resolved_container(cfg)})
+    task.prepare_data(job)
+    with pytest.raises(ConfigError) as e:
+        task.build_module(job)
+    assert str(e.value) == (
+        "All 48 training examples are longer than data.max_length=8 tokens (data.overlong=drop): raise "
+        "data.max_length, or set data.overlong=truncate_source to shorten their sources."
+    )
+    assert job.module is None
+
+
 # ---- a damaged prepared-data cache -------------------------------------------------------------------------------
 
 

@@ -137,8 +137,12 @@ def build_module(job: TrainingJob) -> None:
     job.encoded, job.record["data"]["tokenization"] = encode_examples(
         job.examples, job.tokenizer, job.template, int(cfg.data.max_length), cfg.data.loss_on, cfg.data.overlong
     )
-    if job.n_train and not job.encoded:
-        raise ConfigError(f"Every training example is longer than data.max_length={cfg.data.max_length} tokens.")
+    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
+        raise ConfigError(
+            f"All {len(job.examples)} training examples are longer than data.max_length={cfg.data.max_length} "
+            f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
+            "data.overlong=truncate_source to shorten their sources."
+        )
     eval_settings = {
         "shots": int(cfg.shots.k),
         "seed": int(cfg.seed),
