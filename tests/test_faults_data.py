@@ -201,7 +201,7 @@ def mismatched_model(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.timeout(300)
-def test_tokenizer_larger_than_the_model_is_refused_before_the_model_is_built(mismatched_model, cfg_factory):
+def test_tokenizer_larger_than_the_model_is_refused_before_the_model_is_built(mismatched_model, cfg_factory, tmp_path):
     from mfti_lightning.core.errors import ModelLoadError
     from mfti_lightning.tasks import train as task
     from mfti_lightning.tasks.job import resolved_container
@@ -216,17 +216,20 @@ def test_tokenizer_larger_than_the_model_is_refused_before_the_model_is_built(mi
         "vocab_size >= 4008."
     )
     job = task.prepare_run(cfg, Path(cfg.paths.output_dir), {"config": resolved_container(cfg)})
-    task.prepare_data(job)
     with pytest.raises(ModelLoadError) as e:
-        task.build_module(job)
+        task.prepare_data(job)  # phase 2: the model path and its tokenizer, no Lightning, no model
     assert str(e.value) == message
-    assert job.module is None and job.tokenizer is None  # no LightningModule, so no model was built
+    assert job.module is None and job.tokenizer is None  # nothing built from the model
 
-    with pytest.raises(ModelLoadError):
-        task.train(cfg)  # the whole job: results.json records the same message
-    results = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    # the job as the user runs it: the same message, in results.json too, before Lightning is even imported
+    args = [f"model.name_or_path={mismatched_model}", "model.build.vocab_size=3000", "num_examples.n=16"]
+    p = run_cli(["mfti_lightning.cli.train", *args, "logger=none"], tmp_path, 200, {"PYTHONPROFILEIMPORTTIME": "1"})
+    assert p.returncode != 0 and f"ModelLoadError: {message}" in p.stderr, p.stdout + p.stderr[-3000:]
+    imported = [line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")]
+    assert "transformers" in imported and "pytorch_lightning" not in imported
+    (results,) = [json.loads(r.read_text()) for r in tmp_path.glob("outputs/train/runs/*/results.json")]
     assert results["status"] == "failed" and results["error"] == f"ModelLoadError: {message}"
-    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+    assert not list(tmp_path.glob("outputs/train/runs/*/checkpoints"))
 
 
 # ---- an empty lang_pairs.train with training pairs asked for -----------------------------------------------------
