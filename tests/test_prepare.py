@@ -12,7 +12,7 @@ from conftest import compose, run_cli
 from mfti_lightning.core.errors import DataError
 from mfti_lightning.core.results import read_jsonl
 from mfti_lightning.core.template import from_config
-from mfti_lightning.data import corpora, prepare
+from mfti_lightning.data import cache, corpora, prepare
 
 DATA = Path(__file__).parent / "data"
 TATOEBA = "'" + str(DATA / "tatoeba" / "tatoeba.{pair}") + "'"  # quoted: Hydra parses {...}
@@ -156,7 +156,7 @@ def test_concurrent_writers_leave_one_complete_entry(tmp_path):
     assert not errors and len(out) == 4 and all(o == out[0] for o in out)
     entries = [p for p in (tmp_path / "cache").iterdir()]
     assert len(entries) == 1 and not entries[0].name.startswith(".")
-    assert len(read_jsonl(entries[0] / prepare.EXAMPLES_FILE)) == 90
+    assert len(read_jsonl(entries[0] / cache.EXAMPLES_FILE)) == 90
 
 
 @pytest.mark.timeout(180)

@@ -28,9 +28,10 @@ from mfti_lightning.core.results import write_json_atomic
 def prepare(cfg: DictConfig) -> Path:
     from mfti_lightning.core.results import write_jsonl_atomic
     from mfti_lightning.core.template import from_config
-    from mfti_lightning.data.prepare import check_languages, load_or_prepare
+    from mfti_lightning.data.prepare import check_directions, check_languages, load_or_prepare
 
     check_languages(cfg)
+    check_directions(cfg, evaluates=False)
     template = from_config(cfg.template)
     examples, report = load_or_prepare(cfg, template)
     out = Path(cfg.paths.output_dir) / "prepared"

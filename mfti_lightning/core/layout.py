@@ -13,6 +13,7 @@
          train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
          metrics_val_init.json         VAL_INIT_FILE      dev scores before finetuning
          previous_results/<n>.json     PREVIOUS_RESULTS_DIR  results of earlier evaluations (tasks.job)
+         csv/metrics.csv               CURVE_DIR, CURVE_FILE  logger=csv: one curve across resumes (track.curves)
          failed_attempts/<n>.json      FAILED_ATTEMPTS_DIR   a failed or interrupted attempt on a completed run
                                                             (results.json keeps the completed result)
          lease.json                    LEASE_FILE         who holds the run directory now (core.lease)
@@ -49,6 +50,8 @@ FAILED_ATTEMPTS_DIR = "failed_attempts"
 LEASE_FILE = "lease.json"
 PROGRESS_FILE = "progress.json"
 HYDRA_DIR = ".hydra"
+CURVE_DIR = "csv"
+CURVE_FILE = "metrics.csv"
 
 SUBMISSIONS_FILE = "submissions.jsonl"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import logging
 import lzma
 import math
 import random
@@ -32,6 +33,8 @@ from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ConfigError, DataError
 from mfti_lightning.core.languages import CHARACTER_LANGUAGES
 from mfti_lightning.core.schema import CORPUS_FORMATS as FORMATS
+
+log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
 COMPRESSED = (".gz", ".xz", ".bz2")
@@ -113,7 +116,27 @@ def read_flores(root, split: str, code: str, layout: str = "flores101") -> list[
             f"FLORES {split} for {code} not found: {path}. Set data.flores_root to a directory laid out as "
             f"<root>/{{dev,devtest}}/<code>.{{dev,devtest}} ({layout} codes) and data.flores_layout to match."
         )
-    return list(iter_lines(path))
+    lines = list(iter_lines(path))
+    warn_blank_lines(path, lines)
+    return lines
+
+
+_WARNED_BLANK: set[Path] = set()  # a file read for several sets (test, k-shot pool, exclusions) is named once
+
+
+def warn_blank_lines(path: Path, lines: list[str]) -> None:
+    """A blank line in a FLORES file is a missing sentence (line i is sentence i in every language) that would be
+    translated and scored, or shown as a demonstration, as an empty one: warn once per file, naming the lines."""
+    blank = [str(i) for i, line in enumerate(lines, 1) if not line.strip()]
+    if blank and path not in _WARNED_BLANK:
+        _WARNED_BLANK.add(path)
+        where = ", ".join(blank[:10]) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+        log.warning(
+            "%s: blank line %s. FLORES line i is sentence i in every language, so it would be evaluated as an "
+            "empty sentence; restore the file from a FLORES release (data.flores_root is the copy in use).",
+            path,
+            where,
+        )
 
 
 def read_flores_pairs(root, split: str, src: str, tgt: str, layout: str = "flores101") -> list[Pair]:

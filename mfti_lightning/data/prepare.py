@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +13,9 @@ from mfti_lightning.core import languages
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.errors import ConfigError, DataError
 from mfti_lightning.core.languages import Direction, direction_str
-from mfti_lightning.core.results import read_jsonl, write_jsonl_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data import corpora
+from mfti_lightning.data.cache import CACHE_VERSION, discard, read_cache, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +274,6 @@ def _sample_direction(cfg, spec: dict, src: str, tgt: str, excluded, report: dic
 
 
 # ---- cache of prepared data ------------------------------------------------------------------------------
-CACHE_VERSION = 1
-EXAMPLES_FILE = "train.jsonl"
-REPORT_FILE = "report.json"
-
-
 def data_key(cfg, template: Template) -> dict:
     """Everything the prepared training data depends on (hashed into the cache key)."""
     dirs = train_directions(cfg.lang_pairs)
@@ -326,7 +318,8 @@ def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
 
     Sweep jobs that share the data config (model, shots, optimizer ... may differ) read the cache instead of
     re-reading the corpora. The cache entry is written to a temporary directory and renamed into place, so
-    concurrent jobs never see a half-written entry (the first rename wins; the others discard theirs).
+    concurrent jobs never see a half-written entry (the first rename wins; the others discard theirs). A cached
+    entry is used only when its files match ``check.json``; a damaged one is rebuilt with a warning naming it.
     """
     cache_root = cfg.data.get("cache_dir")
     if int(cfg.num_examples.n) == 0 or not cache_root:
@@ -335,28 +328,16 @@ def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
         return examples, report
     key = data_hash(cfg, template)
     entry = Path(cache_root) / key
-    if (entry / REPORT_FILE).exists() and (entry / EXAMPLES_FILE).exists():
-        report = json.loads((entry / REPORT_FILE).read_text(encoding="utf-8"))
-        examples = read_jsonl(entry / EXAMPLES_FILE)
-        report["cache"] = {"key": key, "path": str(entry), "hit": True}
-        log.info("Prepared data from cache %s (%d examples)", entry, len(examples))
-        return examples, report
+    if entry.exists():
+        cached = read_cache(entry)
+        if cached is not None:
+            examples, report = cached
+            report["cache"] = {"key": key, "path": str(entry), "hit": True}
+            log.info("Prepared data from cache %s (%d examples)", entry, len(examples))
+            return examples, report
+        discard(entry)
     examples, report = training_examples(cfg, template)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
-    try:
-        write_jsonl_atomic(tmp / EXAMPLES_FILE, examples)
-        (tmp / "key.json").write_text(
-            json.dumps(data_key(cfg, template), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, entry)
-        except OSError:  # another job renamed its copy first: identical content, keep theirs
-            pass
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_cache(entry, examples, report, data_key(cfg, template))
     report["cache"] = {"key": key, "path": str(entry), "hit": False}
     return examples, report
 
@@ -366,3 +347,21 @@ def check_languages(cfg) -> None:
     for d in set(train_directions(cfg.lang_pairs)) | set(eval_directions(cfg.lang_pairs)):
         for c in d:
             languages.get(c)
+
+
+def check_directions(cfg, evaluates: bool = True) -> None:
+    """Training pairs asked for (``num_examples.n > 0``) need training directions, and a job that evaluates needs
+    a direction to evaluate: an empty list fails here, naming the key, before anything is read or loaded."""
+    n = int(cfg.num_examples.n)
+    if n > 0 and not train_directions(cfg.lang_pairs):
+        raise ConfigError(
+            f"lang_pairs.train is empty but num_examples.n={n} asks for {n} training pairs per direction. List the "
+            "directions to train on (lang_pairs.train=[de-en,en-fr]), or set num_examples=n0 to evaluate without "
+            "finetuning."
+        )
+    if evaluates and not eval_directions(cfg.lang_pairs):
+        why = "is empty" if cfg.lang_pairs.get("eval") is not None else "is null (the training directions: none)"
+        raise ConfigError(
+            f"Nothing to evaluate: lang_pairs.eval {why}. List the directions to evaluate: "
+            "lang_pairs.eval=[de-en,en-de]."
+        )

@@ -68,7 +68,8 @@ def _offline_message(path: str) -> str:
     )
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, model_path: str | None = None):
+    """The tokenizer in ``path``, checked against the model it will feed (``model_path``, default ``path``)."""
     from transformers import AutoTokenizer
 
     try:
@@ -77,7 +78,29 @@ def load_tokenizer(path: str):
         raise ModelLoadError(f"Cannot load the tokenizer of {path!r}: {e}\n{_offline_message(path)}") from e
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    check_vocabulary(tok, path, model_path or path)
     return tok
+
+
+def check_vocabulary(tokenizer, tokenizer_path: str, model_path: str) -> None:
+    """A tokenizer with more tokens than the model has embeddings fails only when a text first produces one of
+    the extra ids (``IndexError: index out of range in self``, deep inside a forward pass); refuse it before any
+    model is built. Reads the model's config.json only; a model whose config cannot be read is not checked here."""
+    try:
+        from transformers import AutoConfig
+
+        vocab = getattr(AutoConfig.from_pretrained(model_path), "vocab_size", None)
+    except Exception:
+        return
+    n = len(tokenizer)
+    if vocab and n > int(vocab):
+        model = "the model there" if str(tokenizer_path) == str(model_path) else f"the model {model_path}"
+        raise ModelLoadError(
+            f"The tokenizer in {tokenizer_path} has {n} tokens but {model} has only {vocab} embeddings (config.json "
+            f"vocab_size): token ids {vocab}..{n - 1} would fail inside the model (IndexError). Use the tokenizer "
+            f"the model was trained with (its tokenizer files next to its config.json), or a model with "
+            f"vocab_size >= {n}."
+        )
 
 
 def model_type(path: str) -> str | None:

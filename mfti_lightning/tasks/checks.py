@@ -9,7 +9,7 @@ from mfti_lightning.core.config import batch_math, training_length
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.schema import validate
 from mfti_lightning.core.template import from_config as template_from_config
-from mfti_lightning.data.prepare import check_languages
+from mfti_lightning.data.prepare import check_directions, check_languages
 from mfti_lightning.tasks.inputs import require_inputs
 
 
@@ -41,6 +41,7 @@ def check_before_loading(cfg: DictConfig):
         )
     check_engine(cfg)
     check_languages(cfg)
+    check_directions(cfg)  # an empty lang_pairs.train with num_examples.n > 0, nothing to evaluate
     template = template_from_config(cfg.template)
     bm = batch_math(cfg)
     training_length(cfg)  # optim.max_steps or optim.max_epochs, not both

@@ -283,7 +283,7 @@ def load_decoder(cfg, info: dict, device, rank: int = 0, world_size: int = 1):
         return load_for_eval(cfg, info, device)
     from mfti_lightning.model.modeling import load_tokenizer
 
-    tokenizer = load_tokenizer(info["tokenizer_path"])
+    tokenizer = load_tokenizer(info["tokenizer_path"], info["model_path"])
     model = None
     if info.get("ckpt_file"):
 
@@ -327,7 +327,7 @@ def load_for_eval(cfg, info: dict, device):
     model (``model.`` prefix stripped; already checked by :func:`check_state_dict`)."""
     from mfti_lightning.model.modeling import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(info["tokenizer_path"])
+    tokenizer = load_tokenizer(info["tokenizer_path"], info["model_path"])
     dtype = cfg.model.dtype
     precision = str(cfg.trainer.get("precision", ""))
     if device.type == "cuda" and precision.startswith("bf16"):

@@ -4,8 +4,9 @@
 after :func:`mfti_lightning.tasks.checks.check_before_loading`). The phases, in order:
 
 1. :func:`prepare_run`: launch and resume checks, batch math and directions recorded, the template saved;
-2. :func:`prepare_data`: sampled and rendered training pairs (cached), validation and test sets, the model path;
-3. :func:`build_module`: tokenizer, encoded examples, the LightningModule, the loggers (heavy imports start here);
+2. :func:`prepare_data`: sampled and rendered training pairs (cached), validation and test sets, the model path
+   and its tokenizer (checked against the model's vocabulary);
+3. :func:`build_module`: encoded examples, the LightningModule, the loggers (Lightning is imported here);
 4. :func:`fit`: the Lightning Trainer (resuming from the newest checkpoint); returns the best checkpoint;
 5. :func:`load_best`: the best checkpoint, unsharded, exported as a Hugging Face directory;
 6. :func:`test`: the full evaluation on FLORES devtest, resumable per direction.
@@ -123,35 +124,41 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
 
 
 def prepare_data(job: TrainingJob) -> None:
-    """Phase 2 (no model needed): training examples (from the prepared-data cache), evaluation sets, model path."""
+    """Phase 2 (no model needed): training examples (from the prepared-data cache), evaluation sets, model path,
+    and the tokenizer, refused when it has more tokens than the model has embeddings (before Lightning is
+    imported and long before a model is built)."""
     from mfti_lightning.data.prepare import eval_sets, load_or_prepare
-    from mfti_lightning.model.modeling import check_loadable
+    from mfti_lightning.model.modeling import check_loadable, load_tokenizer
 
     job.examples, job.record["data"] = load_or_prepare(job.cfg, job.template)
     job.val_sets = eval_sets(job.cfg, "val") if job.n_train else []
     job.test_sets = eval_sets(job.cfg, "test")
     job.model_path = check_loadable(job.cfg.model)
+    job.tokenizer = load_tokenizer(job.model_path)
 
 
 def build_module(job: TrainingJob) -> None:
-    """Phase 3: tokenizer (saved with the run), encoded examples, the LightningModule and the loggers."""
+    """Phase 3: the tokenizer saved with the run, encoded examples, the LightningModule and the loggers."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
     from mfti_lightning.data.datamodule import encode_examples
     from mfti_lightning.eval.evaluation import selection_record
-    from mfti_lightning.model.modeling import load_tokenizer, peft_settings
+    from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
     cfg = job.cfg
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    job.tokenizer = load_tokenizer(job.model_path)
     job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
     job.encoded, job.record["data"]["tokenization"] = encode_examples(
         job.examples, job.tokenizer, job.template, int(cfg.data.max_length), cfg.data.loss_on, cfg.data.overlong
     )
-    if job.n_train and not job.encoded:
-        raise ConfigError(f"Every training example is longer than data.max_length={cfg.data.max_length} tokens.")
+    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
+        raise ConfigError(
+            f"All {len(job.examples)} training examples are longer than data.max_length={cfg.data.max_length} "
+            f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
+            "data.overlong=truncate_source to shorten their sources."
+        )
     eval_settings = {
         "shots": int(cfg.shots.k),
         "seed": int(cfg.seed),
@@ -192,6 +199,7 @@ def fit(job: TrainingJob):
     from mfti_lightning.data.datamodule import MFTIDataModule
     from mfti_lightning.eval.evaluation import selection_metric
     from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.track.curves import RestartCurves
     from mfti_lightning.train.trainer import build_trainer
 
     cfg, bm = job.cfg, job.batch
@@ -209,6 +217,7 @@ def fit(job: TrainingJob):
     )
     monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
+    trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
     resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
     if resume_from:

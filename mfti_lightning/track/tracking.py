@@ -221,11 +221,12 @@ def make_loggers(cfg, run_dir: Path, record: dict) -> list:
         return []
     # a re-evaluation (identity.decide_reuse) logs beside the training curves instead of replacing them
     reeval = record.get("reevaluation")
-    version = f"reevaluation-{Path(reeval['previous_results']).stem}" if reeval else ""
+    number = int(Path(reeval["previous_results"]).stem) + 1 if reeval else 0  # previous_results/<number - 1>.json
     if name == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+        from mfti_lightning.track.curves import EVALUATION, CurveLogger
 
-        return [CSVLogger(save_dir=str(run_dir), name="csv", version=version)]
+        return [CurveLogger(run_dir, {EVALUATION: number} if reeval else None)]
+    version = f"reevaluation-{number - 1}" if reeval else ""
     if name == "tensorboard":
         from pytorch_lightning.loggers import TensorBoardLogger
 
