@@ -6,6 +6,8 @@ a summary printed."""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -83,16 +85,17 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
     if reuse.action == "reevaluate":
         record["reevaluation"] = archive_previous(run_dir, reuse)
     results_path = run_dir / res.RESULTS_FILE
+    sigterm = SigtermWatch()
     try:
         body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
-        # SystemExit: submitit requeued the job after USR2 (preemption / time limit); it resumes from its checkpoint
-        record["status"] = "interrupted" if isinstance(e, (SystemExit, KeyboardInterrupt)) else "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        record["traceback"] = traceback.format_exc()
+        ending = record_end(record, e, sigterm.received)
+        if ending is not e:
+            raise ending from e
         raise
     finally:
+        sigterm.restore()
         record["wall_time_s"] = time.time() - t0
         if global_rank() == 0:
             res.write_json_atomic(results_path, record)
@@ -100,6 +103,44 @@ def run_task(cfg: DictConfig, body, extra: dict | None = None, checks=None) -> f
     if global_rank() == 0:
         print_summary(record)
     return res.objective(record["metrics"])
+
+
+def record_end(record: dict, error: BaseException, sigterm: bool) -> BaseException:
+    """Record how the job body ended with ``error`` (``interrupted`` or ``failed``); returns what to raise.
+
+    SystemExit: submitit requeued the job after USR2 (preemption / time limit); it resumes from its checkpoint.
+    After a SIGTERM (SLURM ends the job: requeue, preemption, scancel) every process of the job got it: the W&B
+    service and the other ranks died first, hence the error. It is the end of this run, not its result: a
+    SystemExit, as submitit exits when it requeues, so that no result of this run reaches the launcher while the
+    requeued job resumes from its checkpoint."""
+    record["status"] = "interrupted" if isinstance(error, (SystemExit, KeyboardInterrupt)) or sigterm else "failed"
+    record["error"] = f"{type(error).__name__}: {error}"
+    record["traceback"] = traceback.format_exc()
+    if sigterm and not isinstance(error, SystemExit):
+        return SystemExit(f"mfti: stopped by SIGTERM ({type(error).__name__}: {error})")
+    return error
+
+
+class SigtermWatch:
+    """Whether the process got SIGTERM while the job ran (SLURM's ``scontrol requeue``, a preemption, ``scancel``).
+
+    Installed only over a Python handler already in place, which it still calls (submitit's, which just logs the
+    signal: the job runs on until SLURM's SIGKILL); a process with the default handler keeps dying at once."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = signal.getsignal(signal.SIGTERM)
+        self._installed = callable(self._previous) and threading.current_thread() is threading.main_thread()
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        self._previous(signum, frame)
+
+    def restore(self) -> None:
+        if self._installed and signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def archive_previous(run_dir: Path, reuse) -> dict:
