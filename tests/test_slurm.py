@@ -18,36 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-# small and fast: a few steps, 2 sentences per direction, no W&B (csv logger: the LR monitor needs a logger)
-FAST = [
-    "logger=csv",
-    "optim.global_batch_size=4",
-    "optim.micro_batch_size=4",
-    "optim.max_steps=4",
-    "eval.val_every_n_steps=2",
-    "eval.max_new_tokens=8",
-    "eval.score_before_training=false",
-    "lang_pairs.val_size=2",
-    "lang_pairs.test_size=2",
-    "num_examples.n=16",
-]
-
-
-def _mfti(args, out_root: Path, timeout: float, module="mfti_lightning.cli.train"):
-    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def _results(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/results.json"))}
-
-
-def _submitit_dirs(sweep_dir: Path) -> list[str]:
-    d = sweep_dir / ".submitit"
-    return sorted(p.name for p in d.iterdir() if re.fullmatch(r"\d+(_\d+)?", p.name)) if d.exists() else []
+from slurm_jobs import FAST, job_id, mfti, results, sacct_jobs, start_cluster, submitit_dirs
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +29,7 @@ def slurm():
         and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
     ):
         return
-    p = subprocess.run(
-        ["bash", str(REPO / "scripts" / "local_slurm.sh"), "start"], capture_output=True, text=True, timeout=600
-    )
-    if p.returncode == 3:
-        pytest.skip(f"no local SLURM: {p.stderr.strip().splitlines()[-1]}")
-    assert p.returncode == 0, p.stderr[-3000:]
+    start_cluster("local_slurm.sh")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +41,7 @@ def tiny(tiny_model_dir):
 # ------------------------------------------------------------------------------------------------ no SLURM needed
 @pytest.mark.timeout(120)
 def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
-    p = _mfti(
+    p = mfti(
         ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "sweep_name=bad", "seed=1,2"],
         tmp_path,
         100,
@@ -89,7 +55,7 @@ def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
 @pytest.mark.timeout(120)
 def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     """The plugin's own launcher (no preset) is checked by the PreflightCallback."""
-    p = _mfti(
+    p = mfti(
         ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "sweep_name=bad2", "seed=1,2"],
         tmp_path,
         100,
@@ -108,7 +74,7 @@ def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     ],
 )
 def test_unknown_option_or_value_rejected_before_submission(tmp_path, bad, message):
-    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
+    p = mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
     assert p.returncode != 0 and message in p.stderr, p.stderr[-3000:]
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
 
@@ -235,7 +201,7 @@ def _assert_lists_every_missing_corpus(text: str) -> None:
 def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
     """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: exit 2, every job and
     every missing corpus in one report."""
-    p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
+    p = mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
     _assert_lists_every_missing_corpus(p.stderr)
 
@@ -247,49 +213,42 @@ def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ real SLURM
-def _sacct_jobs() -> set[str]:
-    p = subprocess.run(
-        ["sacct", "-X", "-n", "-a", "-S", "now-1days", "-o", "JobID%40"], capture_output=True, text=True, timeout=30
-    )
-    return {line.strip() for line in p.stdout.splitlines() if line.strip()}
-
-
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sweep_one_array_rerun_submits_nothing_then_only_the_failed_job(slurm, tiny, tmp_path):
     args = ["-m", "hydra/launcher=slurm_cpu", "sweep_name=three", *FAST, "seed=1,2,3"]
-    p = _mfti(args, tmp_path, 500)
+    p = mfti(args, tmp_path, 500)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "three"
-    res = _results(sweep)
+    res = results(sweep)
     # <readable slug>-<hash of the experiment>: the seeds differ, the rest of the identity is the same
     assert sorted(k.rsplit("-", 1)[0] for k in res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
     assert len({k.rsplit("-", 1)[1] for k in res}) == 3
     assert all(r["status"] == "completed" for r in res.values())
-    dirs = _submitit_dirs(sweep)
+    dirs = submitit_dirs(sweep)
     tasks = [d for d in dirs if "_" in d]
     assert len(tasks) == 3 and len({d.split("_")[0] for d in tasks}) == 1, dirs  # one array: <id>_0, <id>_1, <id>_2
 
     # re-running the finished sweep submits nothing
-    before = _sacct_jobs()
-    p = _mfti(args, tmp_path, 200)
+    before = sacct_jobs()
+    p = mfti(args, tmp_path, 200)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "3 already completed, 0 to submit" in p.stdout + p.stderr, p.stdout[-3000:]
-    assert _submitit_dirs(sweep) == dirs and _sacct_jobs() == before
+    assert submitit_dirs(sweep) == dirs and sacct_jobs() == before
 
     # one failed job: only that one runs again
     failed = next(sweep.glob("tiny_demo_t1_k0_n16_s2-*")) / "results.json"
     rec = json.loads(failed.read_text())
     rec.update(status="failed", error="RuntimeError: simulated node failure")
     failed.write_text(json.dumps(rec))
-    p = _mfti(args, tmp_path, 400)
+    p = mfti(args, tmp_path, 400)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     assert "2 already completed, 1 to submit" in out and "(was failed: resuming)" in out, out[-3000:]
-    new = sorted(set(_submitit_dirs(sweep)) - set(dirs))
+    new = sorted(set(submitit_dirs(sweep)) - set(dirs))
     assert len(new) == 1 and "_" not in new[0], new  # a single plain job, not an array
-    assert all(r["status"] == "completed" for r in _results(sweep).values())
+    assert all(r["status"] == "completed" for r in results(sweep).values())
 
 
 @pytest.mark.slurm
@@ -306,7 +265,7 @@ def test_slurm_rejection_shows_slurm_message_and_job(slurm, tmp_path, override, 
     args = ["-m", "hydra/launcher=slurm_cpu", override, "sweep_name=rejected", "seed=7,8"]
     if "slurm_1gpu" in override:
         args.append("trainer.accelerator=gpu")
-    p = _mfti(args, tmp_path, 150)
+    p = mfti(args, tmp_path, 150)
     assert p.returncode != 0
     assert "SLURM refused the job array" in p.stderr, p.stderr[-3000:]
     assert slurm_says in p.stderr.lower(), p.stderr[-3000:]
@@ -327,12 +286,12 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
         "optim.micro_batch_size=2",
         "seed=5",
     ]
-    p = _mfti(args, tmp_path, 350)
+    p = mfti(args, tmp_path, 350)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "ddp"
-    (rec,) = _results(sweep).values()
+    (rec,) = results(sweep).values()
     assert rec["status"] == "completed" and rec["batch"]["world_size"] == 2
-    (jobdir,) = _submitit_dirs(sweep)
+    (jobdir,) = submitit_dirs(sweep)
     logs = {t: (sweep / ".submitit" / jobdir / f"{jobdir}_{t}_log.out").read_text() for t in (0, 1)}
     for t, text in logs.items():
         assert f"GLOBAL_RANK: {t}, MEMBER: {t + 1}/2" in text, text[-3000:]  # one rank per srun task
@@ -345,22 +304,12 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
 def test_sweep_with_missing_corpora_submits_nothing(slurm, tmp_path):
     """The templates sweep through the real SLURM launcher on a machine without WikiMatrix: one report with every
     job and every missing corpus, non-zero exit, and no job reaches SLURM."""
-    before = _sacct_jobs()
-    p = _mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
+    before = sacct_jobs()
+    p = mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
     assert p.returncode != 0, p.stdout[-2000:]
     _assert_lists_every_missing_corpus(p.stderr)
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
-    assert _sacct_jobs() == before
-
-
-def _job_id(sweep: Path, timeout: float) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        dirs = [d for d in _submitit_dirs(sweep) if re.fullmatch(r"\d+", d)]
-        if dirs:
-            return dirs[0]
-        time.sleep(0.5)
-    raise TimeoutError("the job was not submitted")
+    assert sacct_jobs() == before
 
 
 @pytest.mark.slurm
@@ -369,7 +318,7 @@ def _job_id(sweep: Path, timeout: float) -> str:
 def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path):
     args = [*FAST, "optim.max_steps=12", "checkpoint.every_n_steps=4", "checkpoint.keep=5", "seed=11"]
     # reference: the same job, uninterrupted, without SLURM
-    ref = _mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
+    ref = mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
     assert ref.returncode == 0, ref.stderr[-3000:]
     ref_res = json.loads((tmp_path / "ref" / "results.json").read_text())
 
@@ -392,7 +341,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
     )
     try:
         sweep = tmp_path / "train" / "sweeps" / "requeue"
-        job = _job_id(sweep, 120)
+        job = job_id(sweep, 120)
         end = time.time() + 240
         while not list(sweep.glob("tiny_demo_t1_k0_n16_s11-*/checkpoints/periodic/step*.ckpt")):
             assert time.time() < end and proc.poll() is None, "no checkpoint before the job ended"
