@@ -294,10 +294,9 @@ cmd_stop() {
 }
 
 cmd_status() {
-  local rc=0 f
-  for f in "$DIR/munge/munged.pid" "$DB/mysqld.pid" "$DIR/run/slurmdbd.pid" "$DIR/run/slurmctld.pid" \
-    "${NODES[@]/#/$DIR/run/slurmd.}"; do
-    f=${f%.pid}.pid
+  local rc=0 f n files=("$DIR/munge/munged.pid" "$DB/mysqld.pid" "$DIR/run/slurmdbd.pid" "$DIR/run/slurmctld.pid")
+  for n in "${NODES[@]}"; do files+=("$DIR/run/slurmd.$n.pid"); done
+  for f in "${files[@]}"; do
     if pid_alive "$f"; then echo "up   $(basename "$f" .pid) (pid $(cat "$f"))"; else echo "down $(basename "$f" .pid)"; rc=1; fi
   done
   if pid_alive "$DIR/run/slurmctld.pid"; then sinfo -N; squeue; fi

@@ -25,8 +25,9 @@ from slurm_jobs import FAST, Cluster, finish, job_id, mfti, results, start_clust
 SCRIPT = "local_slurm_multinode.sh"
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the references: one thread per rank, as each SLURM task (cpus_per_task=1)
 # 12 steps, a checkpoint every 4: long enough that a requeue after the first checkpoint interrupts training
-TRAIN = [*FAST, "optim.micro_batch_size=2", "optim.max_steps=12", "eval.val_every_n_steps=4",
-         "checkpoint.every_n_steps=4", "checkpoint.keep=5", "progress.mode=plain", "seed=11"]  # fmt: skip
+TRAIN = [*FAST, "optim.micro_batch_size=2", "optim.max_steps=12", "eval.val_every_n_steps=12",
+         "checkpoint.every_n_steps=4", "checkpoint.keep=5", "checkpoint.export=false", "progress.mode=plain",
+         "seed=11"]  # fmt: skip
 FSDP2 = ["trainer=fsdp2", "trainer.accelerator=cpu"]
 FINAL = Path("checkpoints") / "periodic" / "step000012.ckpt"
 RUN = "tiny_demo_t1_k0_n16_s11-*"
