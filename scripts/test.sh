@@ -7,9 +7,11 @@
 # a test that needs a package this command does not install is a bug in this script or in pyproject.toml.
 # torch==2.13.0 is pinned here because on CPU-only CI machines it installs a CPU build from local disk, while an
 # unpinned torch would pull a multi-GB CUDA build.
-# Then ruff (lint, format check), then pytest. A single-node SLURM (scripts/local_slurm.sh) is started before pytest for the tests marked `slurm` and stopped
-# after; where it cannot start (not root, no apt-get) those tests skip with the reason, except under CI, where that
-# fails the run. pytest's exit code is kept. Extra arguments go to pytest (e.g. bash scripts/test.sh -k identity).
+# Then ruff (lint, format check), then pytest. A single-node SLURM (scripts/local_slurm.sh) and a two-node one
+# (scripts/local_slurm_multinode.sh) are started before pytest for the tests marked `slurm` and `multinode` and
+# stopped after; where one cannot start (not root, no apt-get) its tests skip with the reason, except under CI, where
+# that fails the run. MFTI_NO_SLURM=1 starts neither. pytest's exit code is kept. Extra arguments go to pytest
+# (e.g. bash scripts/test.sh -k identity).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z ${VIRTUAL_ENV:-} ]]; then
@@ -22,17 +24,26 @@ python -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[test]
 # lint and format first (pyproject's [tool.ruff]): cheap, and a failure names the file and line
 ruff check .
 ruff format --check .
-slurm_started=0
-if [[ ${MFTI_NO_SLURM:-0} != 1 ]]; then
-  if bash scripts/local_slurm.sh start >/dev/null; then
-    slurm_started=1
-    trap 'bash scripts/local_slurm.sh stop || true' EXIT
+# the clusters are stopped on exit (stop_clusters), in the reverse order of their start
+stops=()
+stop_clusters() {
+  local i
+  for ((i = ${#stops[@]} - 1; i >= 0; i--)); do bash "${stops[i]}" stop || true; done
+}
+trap stop_clusters EXIT
+start_cluster() {  # start_cluster <script> <marker>: skip its tests where it cannot start, except under CI
+  if bash "scripts/$1" start >/dev/null; then
+    stops+=("scripts/$1")
   elif [[ -n ${CI:-} ]]; then
-    echo "test.sh: the local SLURM did not start (see above); CI needs it for the tests marked slurm" >&2
+    echo "test.sh: scripts/$1 did not start (see above); CI needs it for the tests marked $2" >&2
     exit 1
   else
-    echo "test.sh: local SLURM not started (see above); tests marked slurm will skip" >&2
+    echo "test.sh: scripts/$1 did not start (see above); tests marked $2 will skip" >&2
   fi
+}
+if [[ ${MFTI_NO_SLURM:-0} != 1 ]]; then
+  start_cluster local_slurm.sh slurm
+  start_cluster local_slurm_multinode.sh multinode  # two slurmd on loopback, beside the single-node cluster
 fi
 rc=0
 python -m pytest -q -p no:cacheprovider "$@" || rc=$?

@@ -50,6 +50,10 @@ def test_two_ranks_deal_the_icl_evaluation(tmp_path):
 def test_srun_ranks_without_master_addr_get_it_from_slurm(monkeypatch):
     """srun sets no MASTER_ADDR (Lightning derives it inside fit, which an evaluation-only job never runs): the
     first node of the job's node list and a port from the job id, as Lightning's SLURMEnvironment does."""
+    # imported before SLURM_PROCID is set: Lightning reads its rank_zero_only.rank from it once, at import, and a
+    # rank 3 left there would silence every rank-zero logger of the later tests in this session
+    import pytorch_lightning  # noqa: F401
+
     from mfti_lightning.core.distributed import launched_ranks
     from mfti_lightning.tasks.evaluate import srun_rendezvous
 

@@ -18,36 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-# small and fast: a few steps, 2 sentences per direction, no W&B (csv logger: the LR monitor needs a logger)
-FAST = [
-    "logger=csv",
-    "optim.global_batch_size=4",
-    "optim.micro_batch_size=4",
-    "optim.max_steps=4",
-    "eval.val_every_n_steps=2",
-    "eval.max_new_tokens=8",
-    "eval.score_before_training=false",
-    "lang_pairs.val_size=2",
-    "lang_pairs.test_size=2",
-    "num_examples.n=16",
-]
-
-
-def _mfti(args, out_root: Path, timeout: float, module="mfti_lightning.cli.train"):
-    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def _results(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/results.json"))}
-
-
-def _submitit_dirs(sweep_dir: Path) -> list[str]:
-    d = sweep_dir / ".submitit"
-    return sorted(p.name for p in d.iterdir() if re.fullmatch(r"\d+(_\d+)?", p.name)) if d.exists() else []
+from slurm_jobs import FAST, job_id, mfti, results, sacct_jobs, start_cluster, submitit_dirs
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +29,7 @@ def slurm():
         and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
     ):
         return
-    p = subprocess.run(
-        ["bash", str(REPO / "scripts" / "local_slurm.sh"), "start"], capture_output=True, text=True, timeout=600
-    )
-    if p.returncode == 3:
-        pytest.skip(f"no local SLURM: {p.stderr.strip().splitlines()[-1]}")
-    assert p.returncode == 0, p.stderr[-3000:]
+    start_cluster("local_slurm.sh")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +41,7 @@ def tiny(tiny_model_dir):
 # ------------------------------------------------------------------------------------------------ no SLURM needed
 @pytest.mark.timeout(120)
 def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
-    p = _mfti(
+    p = mfti(
         ["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "sweep_name=bad", "seed=1,2"],
         tmp_path,
         100,
@@ -89,7 +55,7 @@ def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
 @pytest.mark.timeout(120)
 def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     """The plugin's own launcher (no preset) is checked by the PreflightCallback."""
-    p = _mfti(
+    p = mfti(
         ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.tasks_per_node=2", "sweep_name=bad2", "seed=1,2"],
         tmp_path,
         100,
@@ -108,7 +74,7 @@ def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     ],
 )
 def test_unknown_option_or_value_rejected_before_submission(tmp_path, bad, message):
-    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
+    p = mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=bad3", bad], tmp_path, 100)
     assert p.returncode != 0 and message in p.stderr, p.stderr[-3000:]
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
 
@@ -205,9 +171,14 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
     }
     for j in jobs:
         assert j["gpu_hours"] > 0 and j["params"] > 4e8  # Qwen2.5-0.5B: 0.49B matmul parameters
-    mfti = next(j for j in by_sweep["main_comparison"] if j["overrides"] == ["experiment=main_mfti"])
-    assert (mfti["devices"], mfti["nodes"], mfti["train_directions"], mfti["eval_directions"]) == (8, 1, 156, 156)
-    assert round(mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
+    main_mfti = next(j for j in by_sweep["main_comparison"] if j["overrides"] == ["experiment=main_mfti"])
+    assert (main_mfti["devices"], main_mfti["nodes"], main_mfti["train_directions"], main_mfti["eval_directions"]) == (
+        8,
+        1,
+        156,
+        156,
+    )
+    assert round(main_mfti["params"] / 1e9, 1) == 7.5  # from model.shape, no model loaded
     assert sorted(j["train_directions"] for j in by_sweep["lang_pairs_scaling"]) == [12, 24, 42, 90, 156]
     assert sorted(j["train_directions"] for j in by_sweep["pivot"]) == [24, 156]
     assert {(j["train_directions"], j["eval_directions"]) for j in by_sweep["more_languages"]} == {(156, 52), (0, 52)}
@@ -235,7 +206,7 @@ def _assert_lists_every_missing_corpus(text: str, outcome: str = "nothing was su
 def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
     """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: every job in the table,
     marked; exit 2, every job and every missing corpus in one report."""
-    p = _mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
+    p = mfti(["templates", "model=tiny", "trainer=cpu"], tmp_path, 180, module="mfti_lightning.cli.plan")
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
     _assert_lists_every_missing_corpus(p.stderr, "the SLURM launcher would submit nothing")
     assert len(re.findall(r"WOULD FAIL, 157 problem\(s\): training corpus for ", p.stdout)) == 6, p.stdout[
@@ -251,17 +222,6 @@ def test_plan_refuses_jobs_sharing_a_run_dir(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ real SLURM
-def _sacct_jobs(name: str) -> set[str]:
-    """The jobs SLURM accounted for in the last day under this job name (the sweep name; the cluster is shared)."""
-    p = subprocess.run(
-        ["sacct", "-X", "-n", "-a", "-S", "now-1days", "--name", name, "-o", "JobID%40"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return {line.strip() for line in p.stdout.splitlines() if line.strip()}
-
-
 def _manifest(sweep: Path) -> list[dict]:
     path = sweep / "submissions.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -274,15 +234,13 @@ def _wait_until(predicate, timeout: float, what: str) -> None:
         time.sleep(1)
 
 
-def _sacct_state(job_id: str) -> str:
-    p = subprocess.run(
-        ["sacct", "-X", "-n", "-j", job_id, "-o", "State%40"], capture_output=True, text=True, timeout=30
-    )
+def _sacct_state(job: str) -> str:
+    p = subprocess.run(["sacct", "-X", "-n", "-j", job, "-o", "State%40"], capture_output=True, text=True, timeout=30)
     return (p.stdout.split() or [""])[0]
 
 
 def _completed(sweep: Path, n: int):
-    return lambda: [r["status"] for r in _results(sweep).values()] == ["completed"] * n
+    return lambda: [r["status"] for r in results(sweep).values()] == ["completed"] * n
 
 
 def _submit(args: list[str], out_root: Path) -> subprocess.Popen:
@@ -316,34 +274,34 @@ def test_sweep_survives_its_submitter_rerun_submits_nothing_then_only_the_failed
     # results.json is written just before the job exits: SLURM's state follows
     states = lambda: [_sacct_state(r["job_id"]) for r in records]  # noqa: E731
     _wait_until(lambda: states() == ["COMPLETED"] * 3, 120, "SLURM to account the jobs as completed")
-    res = _results(sweep)
+    res = results(sweep)
     assert sorted(res) == sorted(r["run_dir"] for r in records)
     # <readable slug>-<hash of the experiment>: the seeds differ, the rest of the identity is the same
     assert sorted(k.rsplit("-", 1)[0] for k in res) == [f"tiny_demo_t1_k0_n16_s{s}" for s in (1, 2, 3)]
     assert len({k.rsplit("-", 1)[1] for k in res}) == 3
-    dirs = _submitit_dirs(sweep)
+    dirs = submitit_dirs(sweep)
     tasks = [d for d in dirs if "_" in d]
     assert len(tasks) == 3 and len({d.split("_")[0] for d in tasks}) == 1, dirs  # one array: <id>_0, <id>_1, <id>_2
 
     # re-running the finished sweep submits nothing
-    before = _sacct_jobs("three")
-    p = _mfti(args, tmp_path, 200)
+    before = sacct_jobs(name="three")
+    p = mfti(args, tmp_path, 200)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "3 already completed, 0 to submit" in p.stdout + p.stderr, p.stdout[-3000:]
-    assert _submitit_dirs(sweep) == dirs and _sacct_jobs("three") == before and len(_manifest(sweep)) == 3
+    assert submitit_dirs(sweep) == dirs and sacct_jobs(name="three") == before and len(_manifest(sweep)) == 3
 
     # one failed job: only that one runs again (waiting for it: the sweep then ends without a failure table)
     failed = next(sweep.glob("tiny_demo_t1_k0_n16_s2-*")) / "results.json"
     rec = json.loads(failed.read_text())
     rec.update(status="failed", error="RuntimeError: simulated node failure")
     failed.write_text(json.dumps(rec))
-    p = _mfti([*args, "hydra.launcher.wait=true"], tmp_path, 600)
+    p = mfti([*args, "hydra.launcher.wait=true"], tmp_path, 600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     assert "2 already completed, 1 to submit" in out and "(was failed: resuming)" in out, out[-3000:]
-    new = sorted(set(_submitit_dirs(sweep)) - set(dirs))
+    new = sorted(set(submitit_dirs(sweep)) - set(dirs))
     assert len(new) == 1 and "_" not in new[0], new  # a single plain job, not an array
-    assert all(r["status"] == "completed" for r in _results(sweep).values())
+    assert all(r["status"] == "completed" for r in results(sweep).values())
     last = _manifest(sweep)[3]  # appended: the earlier lines are kept
     assert last["job_id"] == last["array_job_id"] == new[0] and last["array_task_id"] is None
     assert last["run_dir"] == failed.parent.name and len(_manifest(sweep)) == 4
@@ -363,7 +321,7 @@ def test_slurm_rejection_shows_slurm_message_and_job(slurm, tmp_path, override, 
     args = ["-m", "hydra/launcher=slurm_cpu", override, "sweep_name=rejected", "seed=7,8"]
     if "slurm_1gpu" in override:
         args.append("trainer.accelerator=gpu")
-    p = _mfti(args, tmp_path, 150)
+    p = mfti(args, tmp_path, 150)
     assert p.returncode != 0
     assert "SLURM refused the job array" in p.stderr, p.stderr[-3000:]
     assert slurm_says in p.stderr.lower(), p.stderr[-3000:]
@@ -385,12 +343,12 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
         "seed=5",
         "hydra.launcher.wait=true",
     ]
-    p = _mfti(args, tmp_path, 350)
+    p = mfti(args, tmp_path, 350)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     sweep = tmp_path / "train" / "sweeps" / "ddp"
-    (rec,) = _results(sweep).values()
+    (rec,) = results(sweep).values()
     assert rec["status"] == "completed" and rec["batch"]["world_size"] == 2
-    (jobdir,) = _submitit_dirs(sweep)
+    (jobdir,) = submitit_dirs(sweep)
     logs = {t: (sweep / ".submitit" / jobdir / f"{jobdir}_{t}_log.out").read_text() for t in (0, 1)}
     for t, text in logs.items():
         assert f"GLOBAL_RANK: {t}, MEMBER: {t + 1}/2" in text, text[-3000:]  # one rank per srun task
@@ -403,22 +361,12 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
 def test_sweep_with_missing_corpora_submits_nothing(slurm, tmp_path):
     """The templates sweep through the real SLURM launcher on a machine without WikiMatrix: one report with every
     job and every missing corpus, non-zero exit, and no job reaches SLURM."""
-    before = _sacct_jobs("noinputs")
-    p = _mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
+    before = sacct_jobs(name="noinputs")
+    p = mfti(["-m", *TEMPLATES, "hydra/launcher=slurm_cpu", "sweep_name=noinputs"], tmp_path, 250)
     assert p.returncode != 0, p.stdout[-2000:]
     _assert_lists_every_missing_corpus(p.stderr)
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
-    assert _sacct_jobs("noinputs") == before and not list(tmp_path.rglob("submissions.jsonl"))
-
-
-def _job_id(sweep: Path, timeout: float) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        dirs = [d for d in _submitit_dirs(sweep) if re.fullmatch(r"\d+", d)]
-        if dirs:
-            return dirs[0]
-        time.sleep(0.5)
-    raise TimeoutError("the job was not submitted")
+    assert sacct_jobs(name="noinputs") == before and not list(tmp_path.rglob("submissions.jsonl"))
 
 
 @pytest.mark.slurm
@@ -427,7 +375,7 @@ def _job_id(sweep: Path, timeout: float) -> str:
 def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path):
     args = [*FAST, "optim.max_steps=12", "checkpoint.every_n_steps=4", "checkpoint.keep=5", "seed=11"]
     # reference: the same job, uninterrupted, without SLURM
-    ref = _mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
+    ref = mfti([*args, "hydra.run.dir=ref"], tmp_path, 300)
     assert ref.returncode == 0, ref.stderr[-3000:]
     ref_res = json.loads((tmp_path / "ref" / "results.json").read_text())
 
@@ -451,7 +399,7 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
     )
     try:
         sweep = tmp_path / "train" / "sweeps" / "requeue"
-        job = _job_id(sweep, 120)
+        job = job_id(sweep, 120)
         end = time.time() + 240
         while not list(sweep.glob("tiny_demo_t1_k0_n16_s11-*/checkpoints/periodic/step*.ckpt")):
             assert time.time() < end and proc.poll() is None, "no checkpoint before the job ended"
@@ -509,11 +457,6 @@ class _Inject(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _Inject())
 """
-
-
-def _sacct_state(job: str) -> str:
-    p = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State,ExitCode"], capture_output=True, text=True)
-    return p.stdout.strip().splitlines()[0] if p.stdout.strip() else ""
 
 
 def _wait_state(job: str, timeout: float) -> str:
@@ -577,12 +520,12 @@ def test_job_that_raises_is_failed_in_sacct(slurm, tiny, tmp_path):
     setup = f'hydra.launcher.setup=["export PYTHONPATH={fault}:{REPO}"]'
     proc, sweep = _submit_one(tmp_path, "raises", *FAST, setup)
     try:
-        job = _job_id(sweep, 120)
+        job = job_id(sweep, 120)
         state = _wait_state(job, 300)
     finally:
         proc.kill()
     assert state.startswith("FAILED"), state  # not COMPLETED (Hydra issue 1928)
-    (rec,) = _results(sweep).values()
+    (rec,) = results(sweep).values()
     assert rec["status"] == "failed" and "injected fault on the node" in rec["error"]
 
 
@@ -595,10 +538,10 @@ def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny
     script as hydra-submitit-launcher's own launcher writes for the same settings, and its hydra.sweep.mode."""
     common = [*FAST, "seed=21", "+hydra.sweep.mode=750", "hydra.launcher.comment=same-as-plugin",
               "hydra.launcher.signal_delay_s=77"]  # fmt: skip
-    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=ours", *common], tmp_path, 200)
+    p = mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=ours", *common], tmp_path, 200)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     ours = tmp_path / "train" / "sweeps" / "ours"
-    assert not any(r["status"] == "completed" for r in _results(ours).values())  # returned while the job runs
+    assert not any(r["status"] == "completed" for r in results(ours).values())  # returned while the job runs
     out = p.stdout + p.stderr
     (rec,) = _manifest(ours)
     # the job's overrides as Hydra's sweeper hands them over (it writes false as False)
@@ -615,10 +558,10 @@ def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny
     monkeypatch.setenv("MFTI_OUTPUT_ROOT", str(tmp_path))
     _plugin_preset(tmp_path / "conf", ["sweep_name=plugin", *common])
     plugin_args = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"hydra/launcher={PLUGIN_PRESET}"]
-    p = _mfti(["-m", *plugin_args, "sweep_name=plugin", *common], tmp_path, 600)
+    p = mfti(["-m", *plugin_args, "sweep_name=plugin", *common], tmp_path, 600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     theirs = tmp_path / "train" / "sweeps" / "plugin"
-    (plugin_job,) = _submitit_dirs(theirs)
+    (plugin_job,) = submitit_dirs(theirs)
     assert _sbatch_script(ours, rec["job_id"]) == _sbatch_script(theirs, plugin_job)
     assert "#SBATCH --comment=same-as-plugin" in _sbatch_script(theirs, plugin_job)
     assert oct(theirs.stat().st_mode & 0o777) == "0o750"
@@ -634,7 +577,7 @@ def test_scancelled_training_is_cancelled_in_sacct_and_recorded_interrupted(slur
     args = [*FAST, "optim.max_steps=400", "checkpoint.every_n_steps=2", "eval.val_every_n_steps=200"]
     proc, sweep = _submit_one(tmp_path, "cancelled", *args)
     try:
-        job = _job_id(sweep, 120)
+        job = job_id(sweep, 120)
         end = time.time() + 300
         while not list(sweep.glob("*/checkpoints/periodic/step*.ckpt")):
             assert time.time() < end, "no checkpoint before the job ended"
@@ -679,7 +622,7 @@ def test_wait_ends_with_a_table_of_failed_jobs_and_their_logs(slurm, tiny, tmp_p
     assert re.search(rf"#1 .*seed=42: SLURM job {victim['job_id']} ", text), text[-3000:]
     assert f"log: {sweep / victim['log']}\n" in text, text[-3000:]
     assert "Run the same command again to submit the failed jobs again" in text
-    statuses = {k.rsplit("-", 1)[0]: r["status"] for k, r in _results(sweep).items()}
+    statuses = {k.rsplit("-", 1)[0]: r["status"] for k, r in results(sweep).items()}
     assert statuses["tiny_demo_t1_k0_n16_s41"] == "completed", statuses
 
 
@@ -690,8 +633,8 @@ def test_unwritable_manifest_names_the_jobs_it_submitted(slurm, tmp_path):
     run regardless (cancelled here)."""
     sweep = tmp_path / "train" / "sweeps" / "unrecorded"
     (sweep / "submissions.jsonl").mkdir(parents=True)  # stands for a full disk: any OSError on the append
-    p = _mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=unrecorded", *FAST, "seed=51"], tmp_path, 150)
-    (job,) = _submitit_dirs(sweep)
+    p = mfti(["-m", "hydra/launcher=slurm_cpu", "sweep_name=unrecorded", *FAST, "seed=51"], tmp_path, 150)
+    (job,) = submitit_dirs(sweep)
     subprocess.run(["scancel", job], timeout=30, check=True)
     assert p.returncode != 0
     assert f"SLURM job(s) {job} were submitted and will run, but {sweep / 'submissions.jsonl'}" in p.stderr, p.stderr

@@ -61,5 +61,36 @@ def launched_ranks() -> tuple[int, int, int] | None:
 
 
 def local_rank() -> int:
-    """This process's rank on its node (the GPU it uses)."""
-    return int(os.environ.get("LOCAL_RANK", 0) or 0)
+    """This process's rank on its node (the GPU it uses): LOCAL_RANK (torchrun, Lightning's own launchers), else
+    SLURM_LOCALID when srun started the ranks (Lightning sets no LOCAL_RANK for them: rank 2 of a job with two
+    tasks per node is GPU 0 of the second node, not GPU 2 and not GPU 0 of the first)."""
+    value = os.environ.get("LOCAL_RANK", "")
+    if value.isdigit():
+        return int(value)
+    if srun_started_ranks():
+        return int(os.environ.get("SLURM_LOCALID", 0) or 0)
+    return 0
+
+
+def srun_threads() -> int | None:
+    """Intra-op threads for a rank that srun started: the CPUs SLURM gave its task (SLURM_CPUS_PER_TASK); None
+    outside srun, for a single task, or when OMP_NUM_THREADS already says. Lightning divides the CPUs among the
+    ranks it launches itself, but leaves srun's ranks at torch's default, every core of the node: without CPU
+    binding, N ranks per node run N x cores threads, and a rank computes with another thread count (so other
+    floating-point sums) than the same rank launched by Lightning."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not srun_started_ranks() or "OMP_NUM_THREADS" in os.environ or not cpus.isdigit() or int(cpus) < 1:
+        return None
+    return int(cpus)
+
+
+def use_srun_threads() -> int | None:
+    """Apply :func:`srun_threads` to torch (already imported by the caller) and to OMP_NUM_THREADS (read by the
+    libraries and processes started later); returns the thread count set, or None when nothing was changed."""
+    n = srun_threads()
+    torch = sys.modules.get("torch")
+    if n is None or torch is None:
+        return None
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    return n

@@ -169,9 +169,13 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 def srun_rendezvous() -> None:
     """srun started this process as one of several tasks but set no MASTER_ADDR/MASTER_PORT (Lightning derives
     them inside ``fit``, which an evaluation-only job never calls): set them as Lightning's SLURMEnvironment does
-    (the first node of the job, a port from the job id), so that ``launched_ranks()`` sees the srun ranks."""
-    from mfti_lightning.core.distributed import srun_started_ranks
+    (the first node of the job, a port from the job id), so that ``launched_ranks()`` sees the srun ranks. Each
+    rank computes with the CPUs of its task, as in training (:func:`~mfti_lightning.core.distributed.use_srun_threads`)."""
+    import torch  # noqa: F401  (use_srun_threads sets the threads of the loaded torch)
 
+    from mfti_lightning.core.distributed import srun_started_ranks, use_srun_threads
+
+    use_srun_threads()
     if not srun_started_ranks() or "MASTER_ADDR" in os.environ:
         return
     from pytorch_lightning.plugins.environments import SLURMEnvironment

@@ -6,6 +6,7 @@ interrupted) written atomically by rank 0, a W&B run finished, and a summary pri
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -16,8 +17,9 @@ from mfti_lightning.core import layout
 from mfti_lightning.core import results as res
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank
+from mfti_lightning.core.errors import JobInterrupted
 from mfti_lightning.core.identity import decide_reuse
-from mfti_lightning.core.interrupt import sigterm_interrupts
+from mfti_lightning.core.interrupt import RESUME_HINT, received, sigterm_interrupts
 from mfti_lightning.core.lease import RunLease, slurm_job
 from mfti_lightning.core.progress_record import end_attempt, start_attempt
 from mfti_lightning.core.schema import validate
@@ -132,13 +134,12 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
             body(cfg, run_dir, record)
         record["status"] = "completed"
     except BaseException as e:
-        # SystemExit: interrupted (SIGTERM, Ctrl+C), or submitit requeued the job after USR2 (preemption / time
-        # limit); a requeued job resumes from its checkpoint
-        record["status"] = "interrupted" if isinstance(e, (SystemExit, KeyboardInterrupt)) else "failed"
-        record["error"] = f"{type(e).__name__}: {e}"
-        record["traceback"] = traceback.format_exc()
+        ending = record_end(record, e)
+        if ending is not e:
+            raise ending from e
         raise
     finally:
+        sigterm.restore()
         record["wall_time_s"] = time.time() - t0
         if global_rank() == 0:
             write_record(run_dir, record, completed_before, lease)
@@ -149,6 +150,25 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
     if global_rank() == 0:
         print_summary(record)
     return res.objective(record["metrics"])
+
+
+def record_end(record: dict, error: BaseException) -> BaseException:
+    """Record how the body ended with ``error`` (``interrupted`` or ``failed``); returns what to raise.
+
+    SystemExit: interrupted (SIGTERM, Ctrl+C), or submitit requeued the job after USR2 (preemption / time limit);
+    a requeued job resumes from its checkpoint. After a SIGTERM (SLURM ends the job: requeue, preemption,
+    ``scancel``) every process of the job got it, and the W&B service or another rank may have died first, hence
+    some other error: it is the end of this run, not its result, so it ends as :class:`JobInterrupted` too (no
+    result of this run reaches the launcher while the requeued job resumes)."""
+    signum = received()
+    interrupted = isinstance(error, (SystemExit, KeyboardInterrupt)) or signum is not None
+    record["status"] = "interrupted" if interrupted else "failed"
+    record["error"] = f"{type(error).__name__}: {error}"
+    record["traceback"] = traceback.format_exc()
+    if signum is not None and not isinstance(error, SystemExit):
+        name = signal.Signals(signum).name
+        return JobInterrupted(f"interrupted by {name} ({type(error).__name__}: {error}); {RESUME_HINT}", signum)
+    return error
 
 
 def write_record(run_dir: Path, record: dict, completed_before: dict | None, lease: RunLease | None) -> None:

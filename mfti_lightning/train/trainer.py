@@ -16,10 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 from mfti_lightning.core.config import flatten, num_devices, world_size
-from mfti_lightning.core.distributed import FORKING_STRATEGIES, REEXEC_STRATEGIES, slurm_tasks, torchelastic
+from mfti_lightning.core.distributed import (
+    FORKING_STRATEGIES,
+    REEXEC_STRATEGIES,
+    slurm_tasks,
+    torchelastic,
+    use_srun_threads,
+)
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.identity import changed, classify, matches
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
@@ -117,27 +124,39 @@ def check_resume_config(container: dict, run_dir: Path, resume: str, save: bool 
         atomic_write(path, lambda f: f.write(json.dumps(current, indent=1, sort_keys=True, default=str) + "\n"))
 
 
-def lightning_cluster_kwargs(strategy: str) -> dict:
-    """Trainer arguments for the cluster the job runs on (call where the ``pl.Trainer`` is built).
+def lightning_cluster_kwargs(strategy) -> dict:
+    """Trainer arguments for the cluster the job runs on (call where the ``pl.Trainer`` is built); ``strategy`` is a
+    strategy name or a built Lightning strategy.
 
     Under SLURM: ``SLURMEnvironment(auto_requeue=False)``, so Lightning neither installs its own requeue handler
     (submitit owns USR2 and requeueing) nor starts processes (srun started one task per device); a strategy that
     would spawn processes (``ddp_fork``/``ddp_spawn``, e.g. trainer=ddp_cpu) becomes plain ``ddp`` when SLURM runs
-    several tasks. Elsewhere: the strategy unchanged and no plugin.
+    several tasks, and each srun rank computes with the CPUs of its task (:func:`use_srun_threads`), as the ranks
+    Lightning launches itself do. Elsewhere: the strategy unchanged and no plugin.
     """
+    import torch
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     if not SLURMEnvironment.detect():
         return {"strategy": strategy}
     ntasks = slurm_tasks() or 1
-    if ntasks > 1 and strategy in FORKING_STRATEGIES:
+    if ntasks > 1 and isinstance(strategy, str) and strategy in FORKING_STRATEGIES:
         log.info(
             "SLURM started %d tasks: strategy %s -> ddp (srun starts the ranks, Lightning spawns nothing)",
             ntasks,
             strategy,
         )
         strategy = "ddp"
-    return {"strategy": strategy, "plugins": [SLURMEnvironment(auto_requeue=False)]}
+    env = SLURMEnvironment(auto_requeue=False)
+    if ntasks > 1:
+        threads = use_srun_threads() or torch.get_num_threads()
+        # where each rank runs and whom it meets: the first thing to read when a multi-node job hangs
+        log.info(
+            "SLURM rank %d of %d on node %s (node %d of %s), local rank %d, %d CPU thread(s); rendezvous at %s:%d",
+            env.global_rank(), env.world_size(), socket.gethostname(), env.node_rank(),
+            os.environ.get("SLURM_JOB_NUM_NODES", "?"), env.local_rank(), threads, env.main_address, env.main_port,
+        )  # fmt: skip
+    return {"strategy": strategy, "plugins": [env]}
 
 
 # ---- Trainer --------------------------------------------------------------------------------------------
@@ -186,18 +205,14 @@ def build_trainer(
     ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-    from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from mfti_lightning.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, ResumeState
     from mfti_lightning.train.progress import ProgressRecord, progress_callbacks
 
-    strategy = build_strategy(cfg, model_path)
-    if isinstance(strategy, str):
-        kw = lightning_cluster_kwargs(strategy)
-        strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
+    kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
+    strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
+    if isinstance(strategy, str):  # a built strategy (FSDP) brings its own checkpoint IO
         plugins.append(AtomicCheckpointIO())
-    else:
-        plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     periodic = PeriodicCheckpoint(ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep))
     best = None
