@@ -139,7 +139,6 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
             raise ending from e
         raise
     finally:
-        sigterm.restore()
         record["wall_time_s"] = time.time() - t0
         if global_rank() == 0:
             write_record(run_dir, record, completed_before, lease)
