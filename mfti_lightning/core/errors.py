@@ -25,3 +25,11 @@ class InputsError(DataError):
         super().__init__(
             f"{len(self.problems)} missing or unreadable input(s):\n" + "\n".join(f"  - {p}" for p in self.problems)
         )
+
+
+class CheckpointError(MftiError, OSError):
+    """A checkpoint that cannot be read (truncated, empty, not a checkpoint) or written (disk full)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint whose pickle needs more than tensors and plain containers: loading it could run code."""
