@@ -4,8 +4,8 @@
   resumed, ends as the uninterrupted run (tests/resume_runs.assert_same_run);
 - a damaged checkpoint is set aside with a warning naming it and an older one is used; a damaged best checkpoint
   that cannot be recomputed is one clear error naming the file and the fix, before the data and the model load;
-- a checkpoint write never passes through $TMPDIR; a full disk names the checkpoint's path and leaves no partial
-  file (a real, small tmpfs);
+- a checkpoint write never passes through $TMPDIR (a 2 MiB one does not stop it); a full disk names the
+  checkpoint's path and leaves no partial file (real, small tmpfs filesystems);
 - a crafted checkpoint whose pickle runs a command is refused by mfti-eval, mfti-export and resume, and the command
   never runs (it does with the explicit trust option, which shows the file really is malicious).
 """
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,12 @@ def baseline(tmp_path_factory):
 
 
 def copy_run(run: Path, cwd: Path) -> Path:
-    """The run directory under another working directory (the same run, moved: its checkpoints name the old path)."""
+    """The run directory under another working directory. Its checkpoints still name the old path (a moved run);
+    results.json is made to name the new one, as if the run had been made there."""
     dest = cwd / "outputs/train/runs" / run.name
     shutil.copytree(run, dest)
+    results = dest / "results.json"
+    results.write_text(results.read_text().replace(str(run), str(dest)))
     return dest
 
 
@@ -166,22 +170,29 @@ def test_a_damaged_best_checkpoint_is_one_clear_error_before_anything_loads(tmp_
 
 # ---- item 3: writes beside the target, a full disk ----------------------------------------------------------
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 16 MiB filesystem (tmpfs): room for one tiny checkpoint (11 MB), not two."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+def tmpfs(tmp_path):
+    """Mounts real small filesystems (tmpfs): ``tmpfs(name, size)`` -> the mount point."""
+    mounted = []
+
+    def mount(name: str, size: str) -> Path:
+        mnt = tmp_path / name
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.timeout(600)
-def test_a_full_disk_names_the_checkpoint_and_nothing_goes_through_tmpdir(tmp_path, small_disk):
-    tmpdir = tmp_path / "tmpdir"
-    tmpdir.mkdir()
-    run = small_disk / "run"
+def test_a_full_disk_names_the_checkpoint_and_nothing_goes_through_tmpdir(tmp_path, tmpfs):
+    # the run directory has room for one tiny checkpoint (11 MB), not two; $TMPDIR for none
+    run = tmpfs("small", "16m") / "run"
+    tmpdir = tmpfs("tmpdir", "2m")
     env_tmp = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(tmpdir)  # inherited by the subprocess
     try:
@@ -189,12 +200,16 @@ def test_a_full_disk_names_the_checkpoint_and_nothing_goes_through_tmpdir(tmp_pa
     finally:
         os.environ.pop("TMPDIR") if env_tmp is None else os.environ.update(TMPDIR=env_tmp)
     assert rc != 0
-    assert "CheckpointError: Could not write the checkpoint " in out
-    assert "No space left on device (" in out and "MiB free there). Free space on that filesystem" in out
-    periodic = run / "checkpoints/periodic"
-    assert f"Could not write the checkpoint {periodic}/step0000" in out
-    assert [p.name for p in periodic.iterdir()] == ["step000002.ckpt"]  # the complete one; no partial file
-    assert not [p for p in tmpdir.rglob("*") if p.is_file() and p.stat().st_size > 1_000_000]
+    found = re.search(
+        r"CheckpointError: Could not write the checkpoint (\S+): No space left on device \((\d+) MiB free there\)\. "
+        r"Free space on that filesystem \(or lower checkpoint.keep\) and run the same command again: training resumes "
+        r"from the newest complete checkpoint\.",
+        out,
+    )
+    assert found, out[-3000:]
+    assert Path(found.group(1)).parent.parent == run / "checkpoints" and int(found.group(2)) < 16
+    assert [p.name for p in (run / "checkpoints/periodic").iterdir()] == ["step000002.ckpt"]  # complete, kept
+    assert not list(run.rglob("*.partial"))  # the failed write removed its partial file
 
 
 # ---- item 10: a crafted checkpoint runs nothing ---------------------------------------------------------------

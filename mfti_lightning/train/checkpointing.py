@@ -38,12 +38,13 @@ def save_atomic(path: Path, write) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = _disk_full(e)
+        if full is not None:
             free = shutil.disk_usage(path.parent).free / 2**20
             raise CheckpointError(
-                f"Could not write the checkpoint {path}: {e.strerror} ({free:.0f} MiB free there). Free space on that "
-                "filesystem (or lower checkpoint.keep) and run the same command again: training resumes from the "
-                "newest complete checkpoint."
+                f"Could not write the checkpoint {path}: {full.strerror} ({free:.0f} MiB free there). Free space on "
+                "that filesystem (or lower checkpoint.keep) and run the same command again: training resumes from "
+                "the newest complete checkpoint."
             ) from e
         raise
     fd = os.open(path.parent, os.O_RDONLY)
@@ -51,6 +52,18 @@ def save_atomic(path: Path, write) -> None:
         os.fsync(fd)  # the rename itself survives a crash of the node
     finally:
         os.close(fd)
+
+
+def _disk_full(error: BaseException) -> OSError | None:
+    """The "no space" / "quota exceeded" OSError behind ``error`` (torch.save's zip writer reports it as a
+    RuntimeError raised while the OSError is handled), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
