@@ -23,8 +23,6 @@ import pytest
 from conftest import run_cli
 from resume_runs import assert_same_run, finish, run_dir, start, train
 
-pytestmark = [pytest.mark.slow]
-
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
@@ -63,6 +61,7 @@ def interrupted(run: Path) -> Path:
 
 
 # ---- item 1: SIGKILL anywhere, then resume -------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_killed_anywhere_then_resumed_ends_as_the_uninterrupted_run(tmp_path, baseline):
     cwd = tmp_path / "killed"
@@ -109,6 +108,7 @@ def test_killed_anywhere_then_resumed_ends_as_the_uninterrupted_run(tmp_path, ba
 
 
 # ---- item 2: damaged checkpoints -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_an_older_one(tmp_path, baseline):
     cwd = tmp_path / "damaged"
@@ -136,6 +136,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_an_older_one
     assert_same_run(baseline(), run)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_damaged_best_checkpoint_is_one_clear_error_before_anything_loads(tmp_path, baseline):
     # resuming: the best checkpoint (step 8) is older than nothing left to resume from (periodic step 8)
@@ -188,6 +189,7 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_full_disk_names_the_checkpoint_and_nothing_goes_through_tmpdir(tmp_path, tmpfs):
     # the run directory has room for one tiny checkpoint (11 MB), not two; $TMPDIR for none
@@ -228,6 +230,7 @@ def crafted(path: Path, marker: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, baseline):
     marker = tmp_path / "pwned"
@@ -310,3 +313,46 @@ def test_sharded_checkpoints_are_checked_without_unpickling(tmp_path):
     os.truncate(shard, shard.stat().st_size // 2)
     with pytest.raises(CheckpointError, match="damaged checkpoint shard"):
         check_checkpoint(short)
+
+
+def test_the_best_checkpoint_state_follows_a_moved_run_dir(tmp_path):
+    """A run directory moved (or copied) elsewhere resumes with its best checkpoint in the new place; the state
+    keeps the key of a plain ModelCheckpoint, so checkpoints written before BestCheckpoint existed still restore."""
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from mfti_lightning.train.checkpointing import BestCheckpoint
+
+    old, new = tmp_path / "old/checkpoints/best", tmp_path / "new/checkpoints/best"
+    saved = BestCheckpoint(old, "val/chrf/avg")
+    saved.best_model_path = str(old / "step000004.ckpt")
+    saved.best_model_score = torch.tensor(3.0)
+    saved.best_k_models = {saved.best_model_path: saved.best_model_score}
+    saved.kth_best_model_path = saved.best_model_path
+    restored = BestCheckpoint(new, "val/chrf/avg")
+    restored.load_state_dict(saved.state_dict())
+    assert restored.best_model_path == str(new / "step000004.ckpt")
+    assert restored.best_k_models == {str(new / "step000004.ckpt"): torch.tensor(3.0)}
+    assert restored.best_model_score == 3.0 and restored.kth_best_model_path == str(new / "step000004.ckpt")
+    assert restored.state_key == ModelCheckpoint(new, monitor="val/chrf/avg", mode="max").state_key
+
+
+def test_damage_is_found_without_loading(tmp_path):
+    import torch
+
+    from mfti_lightning.model.checkpoint_check import damage
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.randn(64, 64)}}, good)
+    assert damage(good) is None
+    data = good.read_bytes()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: len(data) - 200])  # the central directory is gone
+    assert "not a complete torch.save zip archive" in damage(cut)
+    flipped = bytearray(data)
+    flipped[100] ^= 0xFF  # inside data.pkl: its CRC no longer matches
+    (tmp_path / "flipped.ckpt").write_bytes(bytes(flipped))
+    assert "Bad CRC-32" in damage(tmp_path / "flipped.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    assert damage(tmp_path / "empty.ckpt") == "empty file, 0 bytes"
+    assert damage(tmp_path / "gone.ckpt") == "the file is missing"

@@ -13,21 +13,28 @@ from resume_runs import assert_same_run, finish, run_dir, start
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("batch", [[], ["optim.global_batch_size=32"]], ids=["accumulate1", "accumulate2"])
-def test_sigkill_then_resume_gives_the_same_run(tmp_path, batch):
-    """The issue's case: checkpoints every 2 steps, validation every 4, killed (SIGKILL from outside) once step 6's
-    checkpoint exists, resumed: the same weights, best step, checkpoints/best/, hf/ export and results.json (but
-    timings) as the uninterrupted run (tests/resume_runs.assert_same_run)."""
+@pytest.mark.parametrize(
+    "batch, kill_at",
+    [([], 4), (["optim.global_batch_size=32"], 6)],
+    ids=["accumulate1-kill-at-step4", "accumulate2-kill-at-step6"],
+)
+def test_sigkill_then_resume_gives_the_same_run(tmp_path, batch, kill_at):
+    """The issue's run (checkpoints every 2 steps, validation every 4, a constant learning rate), killed with
+    SIGKILL from outside as soon as the periodic checkpoint of step ``kill_at`` exists, then resumed: the same
+    weights, best step, checkpoints/best/, hf/ export and results.json (but timings) as the uninterrupted run
+    (tests/resume_runs.assert_same_run). Step 4 is validated: its checkpoint used to be written before that
+    validation, so the resumed run never validated step 4 and picked step 8."""
+    batch = [*batch, "optim.warmup_steps=0"]
     full = start(tmp_path / "full", batch)
     killed = start(tmp_path / "killed", batch)
     first = None
     deadline = time.time() + 400
     while time.time() < deadline and killed.poll() is None:
-        found = list((tmp_path / "killed").glob("outputs/train/runs/*/checkpoints/periodic/step000006.ckpt"))
+        found = list((tmp_path / "killed").glob(f"outputs/train/runs/*/checkpoints/periodic/step{kill_at:06d}.ckpt"))
         if found:
             first = found[0]
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     if killed.poll() is None:
         os.kill(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
@@ -36,12 +43,15 @@ def test_sigkill_then_resume_gives_the_same_run(tmp_path, batch):
     run = run_dir(tmp_path / "killed")
     assert not (run / "results.json").exists()  # it really died mid-training
     assert not (run / "checkpoints/periodic/step000008.ckpt").exists()
+    newest = max((run / "checkpoints/periodic").glob("step*.ckpt"))
 
     rc, out = finish(start(tmp_path / "killed", batch), 500)
     assert rc == 0, out[-4000:]
-    assert f"Resuming from {run / 'checkpoints/periodic/step000006.ckpt'}" in out
+    assert f"Resuming from {newest}" in out
     rc, out = finish(full, 500)
     assert rc == 0, out[-4000:]
+    # the case the issue found: the best step (4) lies before the kill, and step 8 does not beat it
+    assert json.loads((run_dir(tmp_path / "full") / "results.json").read_text())["best_step"] == 4
     assert_same_run(run_dir(tmp_path / "full"), run)
     r = json.loads((run / "results.json").read_text())
     assert r["status"] == "completed" and r["training"]["steps"] == 8
