@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from mfti_lightning.core.errors import CheckpointError, ModelLoadError, UntrustedCheckpointError
-from mfti_lightning.core.layout import CHECKPOINTS_DIR
+from mfti_lightning.core.layout import CHECKPOINTS_DIR, HF_DIR
 from mfti_lightning.model.checkpoint_check import DCP_METADATA, META, check_checkpoint
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,23 @@ def resume_checkpoint(run_dir: Path, trust: bool = False, move: bool = True) -> 
                 "run again from the start."
             ) from e
     return resume
+
+
+def check_best_checkpoint(best: str | None, run_dir: Path, trust: bool = False) -> None:
+    """The best checkpoint a completed run is re-evaluated from: damaged is a :class:`CheckpointError` naming the
+    file and the fixes (its ``hf/`` export, a backup, training again)."""
+    if not best:
+        return
+    try:
+        check_checkpoint(best, trust)
+    except UntrustedCheckpointError:
+        raise
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e} Re-evaluating this completed run needs its best checkpoint. Evaluate the exported model instead "
+            f"(mfti-eval ckpt_path={Path(run_dir) / HF_DIR} ...), restore the file from a backup, or delete "
+            f"{run_dir} to train again."
+        ) from e
 
 
 def set_aside(path: Path, error: Exception, move: bool = True) -> Path | None:

@@ -113,34 +113,18 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
 
 def check_checkpoints(job: TrainingJob) -> Path | None:
     """Phase 1: the checkpoints this run will read, checked before any data or model loads; returns the one to
-    resume from. Leftovers of killed writes are removed (rank 0); a damaged periodic checkpoint is moved to
-    ``checkpoints/damaged/`` and an older one used; a damaged best checkpoint, or one that needs more than plain
-    types (without ``trust_checkpoint=true``), is a :class:`CheckpointError` naming the file and the fix."""
-    from mfti_lightning.core.errors import CheckpointError, UntrustedCheckpointError
-    from mfti_lightning.model.checkpoint_check import check_checkpoint
-    from mfti_lightning.model.checkpoints import clean_partial_writes, resume_checkpoint
+    resume from (``model.checkpoints.resume_checkpoint``: damaged ones set aside). Leftovers of killed writes are
+    removed (rank 0). A re-evaluation checks the best checkpoint it needs."""
+    from mfti_lightning.model.checkpoints import check_best_checkpoint, clean_partial_writes, resume_checkpoint
 
     cfg, run_dir, trust = job.cfg, job.run_dir, trusts_checkpoints(job.cfg)
     reeval = job.record.get("reevaluation")
     if reeval:
-        best = reeval.get("best_checkpoint")
-        try:
-            if best:
-                check_checkpoint(best, trust)
-        except UntrustedCheckpointError:
-            raise
-        except CheckpointError as e:
-            raise CheckpointError(
-                f"{e} Re-evaluating this completed run needs its best checkpoint. Evaluate the exported model "
-                f"instead (mfti-eval ckpt_path={run_dir / layout.HF_DIR} ...), restore the file from a backup, or "
-                f"delete {run_dir} to train again."
-            ) from e
+        check_best_checkpoint(reeval.get("best_checkpoint"), run_dir, trust)
         return None
     if global_rank() == 0:
         clean_partial_writes(run_dir)
-    if str(cfg.resume) != "auto":
-        return None
-    return resume_checkpoint(run_dir, trust, move=global_rank() == 0)
+    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if str(cfg.resume) == "auto" else None
 
 
 def trusts_checkpoints(cfg) -> bool:
