@@ -130,7 +130,10 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_an_older_one
         f"file; truncated or overwritten?). Moved it to {damaged / 'periodic-step000008.ckpt'}; resuming from an "
         "older checkpoint instead." in out
     )
-    assert f"{best8}: damaged checkpoint (empty file, 0 bytes). Moved it to {damaged / 'best-step000008.ckpt'}" in out
+    assert (
+        f"{best8}: damaged checkpoint (empty file, 0 bytes). Moved it to {damaged / 'best-step000008.ckpt'}; its step "
+        "is validated again after resuming." in out
+    )
     assert f"Resuming from {run / 'checkpoints/periodic/step000006.ckpt'}" in out
     assert not leftover.exists()
     assert_same_run(baseline(), run)

@@ -29,6 +29,8 @@ STEP = re.compile(r"step(\d+)")
 KINDS = ("periodic", "best")  # the checkpoint folders a run resumes and evaluates from
 DAMAGED_DIR = "damaged"  # checkpoints/damaged/: damaged checkpoints set aside, never deleted
 PARTIAL = ".partial"  # suffix of a file or folder still being written (a leftover when its writer was killed)
+OLDER = "resuming from an older checkpoint instead."  # what follows when a damaged checkpoint is set aside
+REVALIDATED = "its step is validated again after resuming."  # ... when it was a best checkpoint
 
 
 def run_dir_of_checkpoint(path: str | Path) -> Path:
@@ -82,8 +84,8 @@ def resume_checkpoint(run_dir: Path, trust: bool = False, move: bool = True) -> 
             resume = path
         except UntrustedCheckpointError:
             raise
-        except CheckpointError as e:
-            set_aside(path, e, move)
+        except CheckpointError as e:  # the run resumes from an older one: a best one's step is validated again
+            set_aside(path, e, move, REVALIDATED if path.parent.name == "best" else OLDER)
     resume_step = step_of(resume) if resume is not None else -1
     for best in sorted((Path(run_dir) / CHECKPOINTS_DIR / "best").glob("*.ckpt")):
         if best == resume or not checkpoint_complete(best):
@@ -94,7 +96,7 @@ def resume_checkpoint(run_dir: Path, trust: bool = False, move: bool = True) -> 
             raise
         except CheckpointError as e:
             if (step_of(best) or 0) > resume_step:
-                set_aside(best, e, move)  # validation of that step runs again after resuming
+                set_aside(best, e, move, REVALIDATED)
                 continue
             raise CheckpointError(
                 f"{e} It is the best checkpoint so far and no remaining checkpoint can recompute it: restore it "
@@ -121,8 +123,9 @@ def check_best_checkpoint(best: str | None, run_dir: Path, trust: bool = False) 
         ) from e
 
 
-def set_aside(path: Path, error: Exception, move: bool = True) -> Path | None:
-    """Move a damaged checkpoint to ``<run dir>/checkpoints/damaged/<kind>-<name>`` (never deleted), warning."""
+def set_aside(path: Path, error: Exception, move: bool = True, then: str = "") -> Path | None:
+    """Move a damaged checkpoint to ``<run dir>/checkpoints/damaged/<kind>-<name>`` (never deleted), warning
+    with ``error`` and what happens ``then``."""
     if not move:
         return None
     dest_dir = path.parent.parent / DAMAGED_DIR
@@ -135,7 +138,7 @@ def set_aside(path: Path, error: Exception, move: bool = True) -> Path | None:
         path.rename(dest)
     except FileNotFoundError:  # another rank of this job moved it first
         return None
-    log.warning("%s Moved it to %s; resuming from an older checkpoint instead.", error, dest)
+    log.warning("%s Moved it to %s; %s", error, dest, then or OLDER)
     return dest
 
 
