@@ -2,6 +2,7 @@
 
 mfti-export outputs/train/runs/<run>              # best checkpoint of a run -> <run>/hf
 mfti-export <run>/checkpoints/periodic/step000250.ckpt --out exported/
+mfti-export downloaded.ckpt --trust-checkpoint     # a checkpoint that needs more than plain types (runs its code)
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", type=Path, help="a .ckpt file or directory, or a run directory (best checkpoint)")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: <run dir>/hf)")
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer directory (default: the run's)")
+    ap.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a checkpoint whose pickle needs more than tensors and plain containers (unpickling it can run "
+        "arbitrary code: only for files from a source you trust)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         ckpt = pick_checkpoint(args.checkpoint)
     except FileNotFoundError as e:
-        print(f"mfti-export: {e}", file=sys.stderr)
+        print(f"mfti-export: error: {e}", file=sys.stderr)
         return 2
     out = args.out or (run_dir_of_checkpoint(ckpt) / HF_DIR)
-    export(ckpt, out, args.tokenizer)
+    export(ckpt, out, args.tokenizer, trust=args.trust_checkpoint)  # damaged or untrusted: MftiError, see main()
     print(out)
     return 0
 

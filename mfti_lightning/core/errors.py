@@ -27,6 +27,14 @@ class InputsError(DataError):
         )
 
 
+class CheckpointError(MftiError, OSError):
+    """A checkpoint that cannot be read (truncated, empty, not a checkpoint) or written (disk full)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint whose pickle needs more than tensors and plain containers: loading it could run code."""
+
+
 class JobInterrupted(SystemExit):
     """The job stopped on a signal (SIGTERM from kill, scancel or a time limit): ``str()`` is the one line for the
     user, the exit status 128 + the signal number (143 for SIGTERM), so SLURM never records it as completed."""

@@ -35,6 +35,7 @@ IGNORED = (
     "logger",
     "progress",
     "resume",
+    "trust_checkpoint",
     "sweep_name",
     "run_name",
     "run_slug",

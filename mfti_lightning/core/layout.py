@@ -5,7 +5,7 @@
          training_config.json          TRAINING_CONFIG_FILE   what resume=auto compares (train.trainer)
          wandb_run_id.txt              RUN_ID_FILE        the W&B run id (track.tracking)
          tokenizer/                    TOKENIZER_DIR
-         checkpoints/{periodic,best}/  CHECKPOINTS_DIR    (model.checkpoints)
+         checkpoints/{periodic,best,damaged}/  CHECKPOINTS_DIR  (model.checkpoints)
          hf/                           HF_DIR             the best checkpoint exported (model.export)
          translations/<src>-<tgt>.jsonl  TRANSLATIONS_DIR (eval.evaluation)
          eval_state/<split>/           EVAL_STATE_DIR     finished directions of an evaluation

@@ -326,6 +326,7 @@ class CommonConfig:
     task_name: str = MISSING  # train | eval: the first directory level of the outputs
     seed: int = 42  # seed for init, sampling, shuffling, demonstrations
     resume: str = opt("auto", choices=RESUME_MODES)  # reuse of an existing run directory
+    trust_checkpoint: bool = False  # load checkpoints that need more than plain types (unpickling may run code)
     sweep_name: str = MISSING  # W&B group, sweep directory
     run_name: str = MISSING  # human-readable run name
     run_slug: str = MISSING  # directory-safe run name (the run directory)

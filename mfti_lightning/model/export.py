@@ -12,15 +12,19 @@ plain ``from_pretrained`` anywhere.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from mfti_lightning.core.layout import TOKENIZER_DIR
+from mfti_lightning.model.checkpoints import PARTIAL
 
 log = logging.getLogger(__name__)
 
 
-def save_hf(model, out_dir: str | Path, tokenizer, template) -> tuple[Path, object]:
+def save_hf(model, out_dir: str | Path, tokenizer, template, replace: bool = False) -> tuple[Path, object]:
     """``save_pretrained`` model (LoRA merged, eager attention) + tokenizer + template.json into ``out_dir``.
+    ``replace``: written into ``.<name>.partial`` beside it, then swapped in for the old ``out_dir``, so a kill
+    mid-export leaves the old directory or none, never a mix (leftovers: ``model.checkpoints.clean_partial_writes``).
 
     Returns the directory and the model to keep using (the merged one for peft models; sdpa stays on)."""
     from mfti_lightning.model import xglm_sdpa
@@ -30,24 +34,37 @@ def save_hf(model, out_dir: str | Path, tokenizer, template) -> tuple[Path, obje
     sdpa = xglm_sdpa.uses_sdpa(model)
     xglm_sdpa.disable(model)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir.with_name(f".{out_dir.name}{PARTIAL}") if replace else out_dir
+    if replace:
+        shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
     try:
-        model.save_pretrained(out_dir)
+        model.save_pretrained(target)
     finally:
         if sdpa:
             xglm_sdpa.enable(model)
-    tokenizer.save_pretrained(out_dir)
-    template.save(out_dir)
+    tokenizer.save_pretrained(target)
+    template.save(target)
+    if replace:
+        old = out_dir.with_name(f".{out_dir.name}.old{PARTIAL}")
+        if out_dir.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+        target.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
     return out_dir, model
 
 
-def export(ckpt_path: str | Path, out_dir: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
-    """Write ``out_dir`` with ``save_pretrained`` model + tokenizer + template.json; returns it."""
+def export(
+    ckpt_path: str | Path, out_dir: str | Path, tokenizer_dir: str | Path | None = None, trust: bool = False
+) -> Path:
+    """Write ``out_dir`` with ``save_pretrained`` model + tokenizer + template.json; returns it. The checkpoint is
+    checked and loaded with ``weights_only=True`` unless ``trust`` (see ``model.checkpoint_check``)."""
     from mfti_lightning.core.template import Template
     from mfti_lightning.model.checkpoints import load_checkpoint, model_from_checkpoint, run_dir_of_checkpoint
     from mfti_lightning.model.modeling import load_tokenizer
 
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, trust)
     hp = ckpt["hyper_parameters"]
     model = model_from_checkpoint(ckpt_path, ckpt)
     tok_src = tokenizer_dir

@@ -84,7 +84,8 @@ def resolve_checkpoint(cfg) -> dict:
             "`python -m lightning.pytorch.utilities.consolidate_checkpoint`), then pass that directory."
         )
     base = check_loadable(cfg.model)
-    check_state_dict(p, base)
+    # damaged or needing more than plain types (unless trust_checkpoint=true): CheckpointError now, nothing loaded
+    check_state_dict(p, base, bool(cfg.get("trust_checkpoint", False)))
     # <run dir>/checkpoints/{periodic,best}/<name>.ckpt (or a checkpoint file anywhere else)
     run_dir = run_dir_of_checkpoint(p)
     tok = run_dir / TOKENIZER_DIR
@@ -340,7 +341,7 @@ def load_for_eval(cfg, info: dict, device):
         dtype = "float16"
     model = load_model(info["model_path"], dtype, cfg.model.attn_implementation)
     if info.get("ckpt_file"):
-        state = model_state_of_file(Path(info["ckpt_file"]))
+        state = model_state_of_file(Path(info["ckpt_file"]), bool(cfg.get("trust_checkpoint", False)))
         model.load_state_dict(state, strict=False)
         model.tie_weights()
     model.to(device).eval()

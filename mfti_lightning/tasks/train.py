@@ -78,6 +78,7 @@ class TrainingJob:
     module: object = None
     loggers: list = field(default_factory=list)
     trainer: object = None
+    resume_from: Path | None = None  # the verified checkpoint fit resumes from (phase 1)
 
 
 def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
@@ -118,9 +119,31 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if job.n_train:
+        job.resume_from = check_checkpoints(job)
         check_resume_config(record["config"], run_dir, str(cfg.resume))
     job.template.save(run_dir)
     return job
+
+
+def check_checkpoints(job: TrainingJob) -> Path | None:
+    """Phase 1: the checkpoints this run will read, checked before any data or model loads; returns the one to
+    resume from (``model.checkpoints.resume_checkpoint``: damaged ones set aside). Leftovers of killed writes are
+    removed (rank 0). A re-evaluation checks the best checkpoint it needs."""
+    from mfti_lightning.model.checkpoints import check_best_checkpoint, clean_partial_writes, resume_checkpoint
+
+    cfg, run_dir, trust = job.cfg, job.run_dir, trusts_checkpoints(job.cfg)
+    reeval = job.record.get("reevaluation")
+    if reeval:
+        check_best_checkpoint(reeval.get("best_checkpoint"), run_dir, trust)
+        return None
+    if global_rank() == 0:
+        clean_partial_writes(run_dir)
+    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if str(cfg.resume) == "auto" else None
+
+
+def trusts_checkpoints(cfg) -> bool:
+    """``trust_checkpoint=true``: load checkpoints that need more than plain types (unpickling may run code)."""
+    return bool(cfg.get("trust_checkpoint", False))
 
 
 def prepare_data(job: TrainingJob) -> None:
@@ -219,12 +242,17 @@ def fit(job: TrainingJob):
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
-    resume_from = newest_checkpoint(job.run_dir) if cfg.resume == "auto" else None
+    resume_from = job.resume_from  # checked in phase 1 (check_checkpoints)
     if resume_from:
         log.info("Resuming from %s", resume_from)
     try:
         with lightning_stops():
-            trainer.fit(job.module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+            trainer.fit(
+                job.module,
+                datamodule=dm,
+                ckpt_path=str(resume_from) if resume_from else None,
+                weights_only=not trusts_checkpoints(cfg),  # mfti-train's checkpoints hold plain types only
+            )
     except SystemExit:  # Lightning's SIGTERMException (status 0) after it finished the step
         if received() is None:
             raise
@@ -286,21 +314,26 @@ def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
     goes to this rank's GPU when the trainer runs on GPUs."""
     import torch
 
+    from mfti_lightning.core.errors import CheckpointError
     from mfti_lightning.model.checkpoints import load_checkpoint, model_from_checkpoint
     from mfti_lightning.model.export import save_hf
 
     record, module = job.record, job.module
     if best:
         record["best_checkpoint"] = best
-    if best and Path(best).exists():
-        ckpt = load_checkpoint(best)
+        if not Path(best).exists():  # never silently test the base model in its place
+            raise CheckpointError(
+                f"The best checkpoint {best} is missing. Restore it, or delete {job.run_dir} to train again."
+            )
+        ckpt = load_checkpoint(best, trusts_checkpoints(job.cfg))
         record["best_step"] = int(ckpt["global_step"])
         module.model = None
         model = model_from_checkpoint(best, ckpt)
         del ckpt
         model.eval()
         if export and job.cfg.checkpoint.export and global_rank() == 0:
-            _, model = save_hf(model, job.run_dir / layout.HF_DIR, job.tokenizer, job.template)
+            # written beside hf/ and swapped in: a kill mid-export leaves the old hf/ (or none), never a mix
+            _, model = save_hf(model, job.run_dir / layout.HF_DIR, job.tokenizer, job.template, replace=True)
         if (job.run_dir / layout.HF_DIR).is_dir():
             record["export_dir"] = str(job.run_dir / layout.HF_DIR)
         module.model = model

@@ -1,12 +1,16 @@
-"""Checkpoints that a killed job can resume from exactly: atomic writes, data order and RNG state.
+"""Checkpoints that a killed job can resume from exactly: atomic writes, data order and RNG state, and the
+periodic checkpoint of a validation step written after that validation (so a resumed run never skips it).
 
 Imported only once a job really trains (it imports Lightning).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -14,16 +18,61 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from mfti_lightning.core.errors import CheckpointError
+from mfti_lightning.model.checkpoints import PARTIAL
+
+
+def save_atomic(path: Path, write) -> None:
+    """``write(f)`` into ``.<name>.<pid>.partial`` beside ``path`` (same filesystem; never $TMPDIR, never a copy in
+    memory), fsync, rename over ``path``, fsync the folder: readers see the old file or the new one. A failed write
+    removes its partial file and names the path (a full disk: :class:`CheckpointError`); one killed mid-write
+    leaves the partial file for ``model.checkpoints.clean_partial_writes`` on the next start."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        full = _disk_full(e)
+        if full is not None:
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise CheckpointError(
+                f"Could not write the checkpoint {path}: {full.strerror} ({free:.0f} MiB free there). Free space on "
+                "that filesystem (or lower checkpoint.keep) and run the same command again: training resumes from "
+                "the newest complete checkpoint."
+            ) from e
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a crash of the node
+    finally:
+        os.close(fd)
+
+
+def _disk_full(error: BaseException) -> OSError | None:
+    """The "no space" / "quota exceeded" OSError behind ``error`` (torch.save's zip writer reports it as a
+    RuntimeError raised while the OSError is handled), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write ``<name>.tmp`` then rename: a job killed while saving never leaves a truncated checkpoint."""
+    """``torch.save`` straight into a partial file beside the checkpoint, then an atomic rename (see
+    :func:`save_atomic`). Lightning's own writer buffers the whole checkpoint in memory and writes it through a
+    temporary file in $TMPDIR (fsspec's local transaction), which fails on a small node-local /tmp."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        save_atomic(Path(path), lambda f: torch.save(checkpoint, f))
 
 
 class ResumeState(pl.Callback):
@@ -91,9 +140,13 @@ class PeriodicCheckpoint(pl.callbacks.ModelCheckpoint):
     """Every ``every_n_train_steps`` optimizer steps, keep the newest ``keep`` checkpoints (for resume).
 
     No monitor: Lightning defers monitored saves that fall on an epoch's last batch to the next validation,
-    which would move the checkpoint steps; here a save is never deferred or skipped."""
+    which would move the checkpoint steps; here a save is never skipped. With ``validates`` (the run validates every
+    ``eval.val_every_n_steps``), the checkpoint of a step that is also validated is written when that validation
+    has ended, after the best checkpoint: it then records the validation and the best checkpoint so far, and a run
+    resumed from it neither skips that validation nor forgets the best step (Lightning does not validate a step
+    again when it resumes from that step's checkpoint). Put it after the best checkpoint's callback."""
 
-    def __init__(self, dirpath, every_n_train_steps: int, keep: int = 2):
+    def __init__(self, dirpath, every_n_train_steps: int, keep: int = 2, validates: bool = False):
         super().__init__(
             dirpath=dirpath,
             filename="step{step:06d}",
@@ -104,17 +157,85 @@ class PeriodicCheckpoint(pl.callbacks.ModelCheckpoint):
             save_on_train_epoch_end=False,
         )
         self.keep = max(1, int(keep))
+        self.validates = validates
+        self._deferred = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.validates and self._validation_follows(trainer):
+            self._deferred = True  # saved in on_validation_end
+            return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # saves every n steps
-        if trainer.is_global_zero:
-            import re
-            import shutil
+        self._prune(trainer)
 
-            found = sorted(
-                (int(m.group(1)), p)
-                for p in Path(self.dirpath).glob("step*.ckpt")
-                if (m := re.search(r"step(\d+)", p.name))
-            )
-            for _, old in found[: -self.keep]:
-                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self._deferred:
+            self._deferred = False
+            # the base class's step-based save, now that the step's validation (and best checkpoint) are done;
+            # outputs/batch are unused by it under automatic optimization
+            super().on_train_batch_end(trainer, pl_module, None, None, 0)
+            self._prune(trainer)
+
+    @staticmethod
+    def _validation_follows(trainer) -> bool:
+        """Lightning validates after this batch (the step-based rule of its training epoch loop, with
+        ``check_val_every_n_epoch=None``: every ``val_check_batch`` micro batches in total)."""
+        every = trainer.val_check_batch
+        if not trainer.enable_validation or not every or every == float("inf"):
+            return False
+        return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % int(every) == 0
+
+    def _prune(self, trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        found = sorted(
+            (int(m.group(1)), p)
+            for p in Path(self.dirpath).glob("step*.ckpt")
+            if (m := re.search(r"step(\d+)", p.name))
+        )
+        for _, old in found[: -self.keep]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+class BestCheckpoint(pl.callbacks.ModelCheckpoint):
+    """The best checkpoint by ``monitor`` (mode max, top 1) in ``dirpath``, safe to resume:
+
+    - a step validated again after a resume writes the same file name (no ``-v1`` copy beside a killed attempt's);
+    - the state restored from a run directory that was moved points into the new directory;
+    - at the end of fit only the best file stays (a killed attempt may have left another one)."""
+
+    def __init__(self, dirpath, monitor: str):
+        super().__init__(
+            dirpath=dirpath,
+            filename="step{step:06d}",
+            monitor=monitor,
+            mode="max",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+
+    @property
+    def state_key(self) -> str:
+        # the key of a plain ModelCheckpoint, as in checkpoints written before this class existed
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and str(old) != str(self.dirpath):
+
+            def moved(p):
+                return str(Path(self.dirpath) / Path(p).name) if p and Path(p).parent == Path(old) else p
+
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                state_dict[key] = moved(state_dict.get(key))
+            state_dict["best_k_models"] = {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}
+        super().load_state_dict(state_dict)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.best_model_path:
+            return
+        for p in Path(self.dirpath).glob("*.ckpt"):
+            if p.resolve() != Path(self.best_model_path).resolve():
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)

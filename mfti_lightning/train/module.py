@@ -243,6 +243,16 @@ class MFTIModule(pl.LightningModule):
         )
         return result
 
+    def on_fit_end(self):
+        # a run resumed from its last step trains nothing and gets no on_train_end: the summary of its steps (loss
+        # history restored from the checkpoint) still belongs in the run directory, unless the attempt that trained
+        # them wrote it
+        if self._t_start is not None:
+            return
+        done = self.out_dir is not None and _summary_steps(self.out_dir) == int(self.global_step)
+        if not self.trainer.strategy.broadcast(done):  # rank 0 decides: on_train_end is a collective
+            self.on_train_end()
+
     def on_train_end(self):
         self._read_device_values()
         elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
@@ -314,6 +324,15 @@ def _base_model(model):
     """The transformers model under a peft wrapper."""
     get = getattr(model, "get_base_model", None)
     return get() if callable(get) else model
+
+
+def _summary_steps(out_dir: Path):
+    import json
+
+    try:  # missing or unreadable: None
+        return json.loads((out_dir / layout.TRAIN_SUMMARY_FILE).read_text()).get("steps")
+    except (OSError, ValueError):
+        return None
 
 
 def _mean(xs):

@@ -204,27 +204,23 @@ def build_trainer(
     """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``.
     ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor
 
-    from mfti_lightning.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, ResumeState
+    from mfti_lightning.train.checkpointing import AtomicCheckpointIO, BestCheckpoint, PeriodicCheckpoint, ResumeState
     from mfti_lightning.train.progress import ProgressRecord, progress_callbacks
 
     kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
     strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
-    if isinstance(strategy, str):  # a built strategy (FSDP) brings its own checkpoint IO
-        plugins.append(AtomicCheckpointIO())
+    plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
-    periodic = PeriodicCheckpoint(ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep))
-    best = None
-    if monitor:
-        best = ModelCheckpoint(
-            dirpath=ckdir / "best", filename="step{step:06d}", monitor=monitor, mode="max", save_top_k=1,
-            auto_insert_metric_name=False,
-        )  # fmt: skip
+    periodic = PeriodicCheckpoint(
+        ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep), validates=bool(monitor)
+    )
+    best = BestCheckpoint(ckdir / "best", monitor) if monitor else None
     callbacks = [
         ResumeState(),
+        *([best] if best else []),  # before periodic: a validated step's periodic checkpoint records the best one
         periodic,
-        *([best] if best else []),
         *([LearningRateMonitor("step")] if loggers else []),
     ]
     callbacks += progress_callbacks(cfg)  # rich bar in a terminal, plain lines in batch logs (progress.mode)
