@@ -40,6 +40,7 @@ TIMINGS = (
     "data.cache.hit",  # whether this attempt found the prepared training pairs already cached
     "wall_time_s",
     "provenance",
+    "resumed_directions",  # test directions this attempt reloaded instead of translating (their scores are equal)
     "throughput",  # this attempt's tokens, seconds and rates
     "training.throughput",
     "training.train_time_s",

@@ -148,9 +148,9 @@ def test_a_damaged_best_checkpoint_is_one_clear_error_before_anything_loads(tmp_
     best8 = run / "checkpoints/best/step000008.ckpt"
     best8.write_bytes(b"")
     rc, out = train(cwd)
-    assert rc != 0
+    assert rc == 2
     assert (
-        f"CheckpointError: {best8}: damaged checkpoint (empty file, 0 bytes). It is the best checkpoint so far and "
+        f"mfti-train: error: {best8}: damaged checkpoint (empty file, 0 bytes). It is the best checkpoint so far and "
         f"no remaining checkpoint can recompute it: restore it from a backup, or move {best8.parent} and "
         f"{run / 'checkpoints/periodic'} away to train this run again from the start." in out
     )
@@ -163,9 +163,9 @@ def test_a_damaged_best_checkpoint_is_one_clear_error_before_anything_loads(tmp_
     best8 = run / "checkpoints/best/step000008.ckpt"
     best8.write_bytes(b"")
     rc, out = train(cwd, ["eval.num_beams=2"])
-    assert rc != 0
+    assert rc == 2
     assert (
-        f"CheckpointError: {best8}: damaged checkpoint (empty file, 0 bytes). Re-evaluating this completed run "
+        f"mfti-train: error: {best8}: damaged checkpoint (empty file, 0 bytes). Re-evaluating this completed run "
         f"needs its best checkpoint. Evaluate the exported model instead (mfti-eval ckpt_path={run / 'hf'} ...), "
         f"restore the file from a backup, or delete {run} to train again." in out
     )
@@ -204,9 +204,9 @@ def test_a_full_disk_names_the_checkpoint_and_nothing_goes_through_tmpdir(tmp_pa
         rc, out = finish(start(tmp_path / "cwd", [f"hydra.run.dir={run}"]))
     finally:
         os.environ.pop("TMPDIR") if env_tmp is None else os.environ.update(TMPDIR=env_tmp)
-    assert rc != 0
+    assert rc == 2
     found = re.search(
-        r"CheckpointError: Could not write the checkpoint (\S+): No space left on device \((\d+) MiB free there\)\. "
+        r"mfti-train: error: Could not write the checkpoint (\S+): No space left on device \((\d+) MiB free there\)\. "
         r"Free space on that filesystem \(or lower checkpoint.keep\) and run the same command again: training resumes "
         r"from the newest complete checkpoint\.",
         out,
@@ -243,11 +243,11 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, baseline):
     )
 
     r = run_cli(["mfti_lightning.cli.export", str(bad), "--out", str(tmp_path / "out")], tmp_path, timeout=300)
-    assert r.returncode == 2 and f"mfti-export: {bad} {risk}" in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 2 and f"mfti-export: error: {bad} {risk}" in r.stderr, r.stderr[-3000:]
     assert "--trust-checkpoint" in r.stderr and not marker.exists()
 
     r = run_cli(["mfti_lightning.cli.eval", f"ckpt_path={bad}", "logger=none", "lang_pairs.test_size=2"], tmp_path)
-    assert r.returncode != 0 and f"UntrustedCheckpointError: {bad} {risk}" in r.stdout + r.stderr
+    assert r.returncode != 0 and f"mfti-eval: error: {bad} {risk}" in r.stderr
     assert "trust_checkpoint=true" in r.stdout + r.stderr and not marker.exists()
 
     # resume: the crafted file as the newest periodic checkpoint of an interrupted run
@@ -256,7 +256,7 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, baseline):
     planted = run / "checkpoints/periodic/step000010.ckpt"
     shutil.copy(bad, planted)
     rc, out = train(cwd)
-    assert rc != 0 and f"UntrustedCheckpointError: {planted} {risk}" in out, out[-3000:]
+    assert rc == 2 and f"mfti-train: error: {planted} {risk}" in out, out[-3000:]
     assert not marker.exists() and planted.exists()
 
     # the option that trusts a file does load it: the file really runs its command (the check above is real)

@@ -250,3 +250,29 @@ def test_lease_of_a_killed_holder_is_taken_over(tmp_path, tiny_model_dir):
     p = train(tmp_path, "optim.max_steps=6")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert f"took over the lease of a process that is gone (pid {proc.pid}" in p.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_killed_run_moved_to_another_filesystem_path_resumes_from_its_own_checkpoint(tmp_path, tiny_model_dir):
+    """Scratch -> project storage: a run killed mid-training is moved, then resumed where it now lies."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = start(scratch, "optim.max_steps=6")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list(scratch.glob("train/runs/*/checkpoints/periodic/step000002.ckpt")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    moved = tmp_path / "project"
+    shutil.move(scratch, moved)
+    p = train(moved, "optim.max_steps=6")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    run_dir = run_dir_under(moved)
+    assert f"Resuming from {run_dir}/checkpoints/periodic/step" in p.stdout, p.stdout[-3000:]
+    raw = json.loads((run_dir / "results.json").read_text())
+    assert raw["status"] == "completed" and raw["best_checkpoint"].startswith("checkpoints/best/")
+    assert (run_dir / raw["best_checkpoint"]).is_file()
+    assert str(scratch) not in (run_dir / "results.json").read_text()
