@@ -7,7 +7,9 @@
 The jobs are the ones ``mfti-train -m`` would run: Hydra's own sweeper expands ``hydra.sweeper.params`` and the
 command line (a key given on the command line replaces the same key of the sweep file). For each job: its
 overrides, run directory, status (new / completed / failed / interrupted ...: completed jobs are skipped when the
-sweep runs again), devices x nodes, and an estimate of GPU-hours from the model shape (``model.shape``) and token
+sweep runs again; ``running (job 1234_5)`` / ``pending (job ...)``: submitted before and still pending or running in
+SLURM, or its run directory held by a live process, so neither submitted again nor counted in the GPU-hours to
+run), devices x nodes, and an estimate of GPU-hours from the model shape (``model.shape``) and token
 counts; the assumptions are printed and can be changed with the options below. Every job is composed and checked
 exactly as the SLURM launcher checks it before submitting: a job that would fail (a missing corpus, model, FLORES
 file ...) is listed and marked, the problems follow the table, and the exit status is 2 (the launcher submits
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def status_label(job) -> str:
+    if job.active:  # pending or running: the launcher does not submit it again
+        return job.active
     if job.action == "reevaluate":
         return "completed, evaluation changed: re-evaluate"
     return job.status
@@ -122,7 +126,7 @@ def print_table(jobs: list, cost) -> None:
     for j in jobs:
         e = j.estimate
         nodes = int(j.cfg.trainer.num_nodes)
-        skip = j.action == "skip"
+        skip = j.action == "skip" or bool(j.active)
         todo += not skip
         total += 0 if skip else e["gpu_hours"]
         print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
@@ -140,8 +144,10 @@ def print_table(jobs: list, cost) -> None:
             more = f"; +{len(j.problems) - 3} more" if len(j.problems) > 3 else ""
             print(f"     WOULD FAIL, {len(j.problems)} problem(s): {shown}{more} (all listed after the table)")
     failing = sum(bool(j.problems) for j in jobs)
+    active = sum(bool(j.active) for j in jobs)
     print(
-        f"{len(jobs)} job(s), {todo} to run, ~{_fmt_hours(total)} GPU-hours to run"
+        f"{len(jobs)} job(s), {todo} to run{f', {active} pending or running' if active else ''}, "
+        f"~{_fmt_hours(total)} GPU-hours to run"
         f"{f', {failing} would fail (marked WOULD FAIL)' if failing else ''}. Assumptions: "
         f"{cost.tokens_per_example:g} tokens/training example, {cost.tokens_per_sentence:g} tokens/sentence, "
         f"{cost.gpu_tflops:g} TFLOP/s/GPU at {cost.train_mfu:.0%} MFU (training), {cost.generate_mfu:.0%} "

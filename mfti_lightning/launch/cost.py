@@ -4,6 +4,7 @@ assumed MFUs of :class:`CostModel` (``mfti-plan`` prints which it used)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfti_lightning.core.config import world_size
-from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.errors import ConfigError, MftiError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -130,3 +133,23 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
         "train_rate": r["train_source"],
         "generate_rate": r["gen_source"],
     }
+
+
+def gpu_hours_estimates(job_cfgs: dict) -> dict:
+    """``{job number: GPU-hours}`` of composed jobs, as ``mfti plan`` estimates them by default (measured throughput
+    where benchmarks/throughput.json has it): what the launcher records in the manifest. An estimate is advice: one
+    that fails is None, with a warning, and never stops a submission."""
+    try:
+        measured, path = load_throughput()
+    except MftiError as e:
+        log.warning(f"GPU-hour estimates without measured throughput: {e}")
+        measured, path = {}, ""
+    cost = CostModel(measured=measured, measured_path=path)
+    out = {}
+    for num, cfg in job_cfgs.items():
+        try:
+            out[num] = float(estimate(cfg, cost)["gpu_hours"])
+        except Exception as e:  # the job was checked before; a cost-model gap must not keep it from running
+            log.warning(f"job #{num}: no GPU-hour estimate ({type(e).__name__}: {e})")
+            out[num] = None
+    return out

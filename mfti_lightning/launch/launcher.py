@@ -9,12 +9,14 @@ plus ``wait``). :meth:`SlurmLauncher.launch`
    run directory of another experiment, two jobs sharing a run directory); one report lists every failing job with
    all its problems, and then nothing is submitted;
 2. leaves out the jobs claimed by :attr:`SlurmLauncher.skip_filters`: jobs whose ``results.json`` says
-   ``completed`` (:func:`skip_completed`). A filter for jobs already pending or running (the manifest and SLURM's
-   state, or a live run-directory lease) belongs next to it, with the same signature;
+   ``completed`` (:func:`skip_completed`), and jobs already pending or running (:func:`skip_active`: the
+   manifest's newest submission of the run directory that SLURM has pending or running, or a live lease of the
+   run directory), so that re-running a sweep command never submits a job twice;
 3. submits the rest as one job array per set of SLURM resources (a sweep over ``trainer=...`` gets one array per
    trainer, each with its own derived ``tasks_per_node``/``gpus_per_node``/``nodes``), every array before waiting
    for any, through the plugin's own submission steps (:meth:`SlurmLauncher.submit_array`), and appends every
-   submitted job to ``<sweep dir>/submissions.jsonl`` (:mod:`mfti_lightning.launch.manifest`). An ``sbatch``
+   submitted job to ``<sweep dir>/submissions.jsonl`` (:mod:`mfti_lightning.launch.manifest`), with its
+   ``mfti plan`` GPU-hour estimate (what ``mfti status`` shows the GPU-hours used against). An ``sbatch``
    rejection (unknown partition, invalid GRES, too much memory) shows SLURM's message and the jobs of the array;
 4. ``hydra.launcher.wait=false`` (the default): logs the job ids and how to follow them, and returns. Nothing on the
    submitting machine has to stay alive: each job re-composes its own config, requeues and resumes on its own.
@@ -49,7 +51,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _PluginSlurmLauncher
 from mfti_lightning.core.errors import ConfigError, MftiError, exit_for
 from mfti_lightning.core.results import git_state
-from mfti_lightning.launch import manifest
+from mfti_lightning.launch import cost, manifest
+from mfti_lightning.launch import status as st
 from mfti_lightning.launch import sweep as sw
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,23 @@ def skip_completed(jobs: list[sw.Job], sweep_dir: Path) -> dict[int, Skip]:
     }
 
 
+def skip_active(jobs: list[sw.Job], sweep_dir: Path) -> dict[int, Skip]:
+    """Jobs that are pending or running (:func:`status.activity`): the newest submission of the run directory in
+    the manifest is pending or running in SLURM (one squeue + one sacct call for the sweep), or a live process holds
+    the run directory's lease. Their value for Hydra is their manifest record. A job submitted before whose SLURM
+    job has ended and whose lease is stale (or free) is submitted again, and the log says why. When SLURM cannot be
+    asked, nothing is submitted (:class:`status.SlurmUnanswered`)."""
+    found = st.activity(sweep_dir, [j.run_dir for j in jobs], strict=True)
+    skips = {}
+    for j in jobs:
+        act = found[j.run_dir]
+        if act.busy:
+            skips[j.num] = Skip("already pending or running", act.busy, act.record)
+        elif act.note:
+            log.info(f"\t#{j.num} : {' '.join(filter_overrides(j.overrides))}  ({act.note})")
+    return skips
+
+
 @dataclass
 class Submitted:
     """A job handed to SLURM: the checked job, submitit's job and its manifest line."""
@@ -122,7 +142,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
     the module's docstring."""
 
     # each: (checked jobs, sweep dir) -> {job num: Skip}; the first filter that claims a job decides
-    skip_filters: tuple = (skip_completed,)
+    skip_filters: tuple = (skip_completed, skip_active)
 
     def __init__(self, wait: bool = False, **params: Any) -> None:
         super().__init__(**params)
@@ -209,6 +229,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
             groups.setdefault(json.dumps(params, sort_keys=True, default=str), []).append(j)
         submitted: list[Submitted] = []
         provenance = {**git_state(), "command": manifest.command_line(), "cwd": os.getcwd(), "wait": self.wait}
+        estimates = cost.gpu_hours_estimates({j.num: j.cfg for j in jobs})
         for key, members in groups.items():
             params = json.loads(key)
             for j in members:
@@ -218,7 +239,10 @@ class SlurmLauncher(_PluginSlurmLauncher):
                 slurm_jobs = self.submit_array(params, members)
             except Exception as e:  # sbatch said no: show SLURM's message and the jobs
                 raise SlurmSubmissionError(_submission_message(e, members, params, submitted)) from None
-            new = [Submitted(j, s, self._record(j, s, provenance)) for j, s in zip(members, slurm_jobs)]
+            new = [
+                Submitted(j, s, self._record(j, s, {**provenance, "gpu_hours_estimate": estimates[j.num]}))
+                for j, s in zip(members, slurm_jobs)
+            ]
             submitted += new
             self._append_to_manifest(new, submitted)
             log.info(
@@ -301,7 +325,9 @@ class SlurmLauncher(_PluginSlurmLauncher):
             f"  follow: squeue -j {ids}   |   sacct -X -j {ids} -o JobID,JobName%30,State,Elapsed,NodeList\n"
             f"  logs:   {self.sweep_dir}/.submitit/<job id>/<job id>_0_log.out, e.g. tail -f {first}\n"
             f"  record: {manifest.manifest_path(self.sweep_dir)} (one line per job and submission)\n"
-            "Once they have ended, the same command skips the completed jobs and submits the others again."
+            f"  status: mfti status {self.sweep_dir}   (--watch to follow it live)\n"
+            "Running the same command again skips completed jobs and jobs still pending or running, and submits "
+            "the others again."
         )
 
     def _wait_for(self, submitted: list[Submitted]) -> dict[int, JobReturn]:

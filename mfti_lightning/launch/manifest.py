@@ -16,6 +16,8 @@ the file: a re-submission adds lines, so the last line of a run directory names 
     git_commit     the commit of the code that submitted it (null outside a git checkout), and git_dirty
     command        the command line that submitted it, and cwd its working directory
     wait           whether that command waited for the jobs (hydra.launcher.wait)
+    gpu_hours_estimate  ``mfti plan``'s GPU-hour estimate of the job when it was submitted (``mfti status`` shows
+                   the GPU-hours used against it); null when it could not be estimated, absent in older lines
 
 Each line is written by one ``os.write`` on a descriptor opened with ``O_APPEND``, under an exclusive ``flock``, and
 then fsync'd: two submitters never interleave inside a line, and a crash leaves at most one torn last line, which
@@ -57,6 +59,7 @@ class Submission:
     command: str = ""
     cwd: str = ""
     wait: bool = False
+    gpu_hours_estimate: float | None = None
     version: int = VERSION
     extra: dict = field(default_factory=dict)  # fields of a newer version, kept as read
 

@@ -220,6 +220,7 @@ class Job:
     action: str = "new"  # identity.decide_reuse: new / run / skip / reevaluate
     problems: list[str] = field(default_factory=list)  # why it would fail (nothing is submitted while one has any)
     estimate: dict = field(default_factory=dict)
+    active: str | None = None  # mfti plan: "running (job 1234_5)" when pending or running (not submitted again)
 
     @property
     def label(self) -> str:
@@ -308,7 +309,19 @@ def plan(sweep: str | None, overrides: list[str], cost=None, check: bool = True)
     check_unique_run_dirs([(j.num, j.overrides, j.run_dir) for j in jobs])
     for j in jobs:
         j.estimate = estimate(j.cfg, cost or CostModel())
+    mark_active(jobs, Path(str(OmegaConf.select(primary, "hydra.sweep.dir"))))
     return jobs
+
+
+def mark_active(jobs: list[Job], sweep_dir: Path) -> None:
+    """``job.active`` for the jobs that are pending or running, as the launcher decides it (:func:`status.activity`,
+    which the launcher would not submit again); SLURM not answering marks nothing here."""
+    from mfti_lightning.launch.status import activity
+
+    found = activity(sweep_dir, [j.run_dir for j in jobs if j.action != "skip"], strict=False)
+    for j in jobs:
+        if j.run_dir in found:
+            j.active = found[j.run_dir].busy
 
 
 def is_slurm(cfg: DictConfig) -> bool:
