@@ -266,6 +266,22 @@ def test_watch_refreshes_until_no_job_runs(tmp_path, fake_slurm, capsys):
     assert "1 job(s): 1 completed" in capsys.readouterr().out
 
 
+def test_a_job_submitted_again_is_read_from_its_new_attempt_not_the_old_result(tmp_path, fake_slurm, capsys):
+    """results.json still says failed (the earlier attempt); the progress record of the new attempt is newer."""
+    sweep = tmp_path / "sw"
+    submit(sweep, "r1", "15_0")
+    started(sweep / "r1", "15_0")
+    ended(sweep / "r1", "failed", "RuntimeError: the first attempt")
+    submit(sweep, "r1", "16")
+    started(sweep / "r1", "16", phase="training", step=7, max_steps=40)
+    fake_slurm.set(sacct="15_0|FAILED|1:0|4|node1\n16|NODE_FAIL|0:0|30|node1")  # the new one died with its node
+    assert cli.main([str(sweep), "--json"]) == 1
+    (job,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert (job["job_id"], job["status"], job["run_state"], job["step"]) == ("16", "interrupted", "training", 7)
+    assert job["error"] == "stopped without recording its end (SLURM: NODE_FAIL 0:0)"
+    assert job["attempts"] == 2 and job["requeues"] == 0
+
+
 # ------------------------------------------------------------------------------------ never submitted twice
 def test_activity_pending_running_held_gone_and_unanswered(tmp_path, fake_slurm):
     sweep = tmp_path / "sw"
@@ -359,3 +375,29 @@ def test_status_and_mfti_help_load_neither_torch_nor_hydra(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.main", "--help"], capture_output=True, text=True,
                        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert re.search(r"\n  status +where a submitted or local sweep stands", p.stdout), p.stdout
+
+
+@pytest.mark.timeout(300)
+def test_plan_marks_jobs_pending_or_running_and_leaves_them_out_of_what_is_to_run(tmp_path, fake_slurm):
+    from conftest import run_cli
+
+    env = {"MFTI_OUTPUT_ROOT": str(tmp_path / "out")}
+    cmd = ["mfti_lightning.cli.plan", "-", "logger=none", "sweep_name=p", "seed=1,2,3"]
+
+    def plan(*extra):
+        p = run_cli([*cmd, *extra], cwd=tmp_path, timeout=200, env=env)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        return p.stdout
+
+    jobs = [json.loads(line) for line in plan("--json").splitlines() if line.startswith("{")]
+    assert [j["status"] for j in jobs] == ["new"] * 3
+    sweep = tmp_path / "out" / "train" / "sweeps" / "p"
+    for j in jobs:
+        submit(sweep, Path(j["run_dir"]).name, f"30_{j['num']}", num=j["num"])
+    fake_slurm.set(squeue="30_0|RUNNING|None|node1\n30_1|PENDING|Priority|",
+                   sacct="30_0|RUNNING|0:0|9|node1\n30_1|PENDING|0:0|0|\n30_2|FAILED|1:0|9|node1")  # fmt: skip
+    again = [json.loads(line) for line in plan("--json").splitlines() if line.startswith("{")]
+    assert [j["status"] for j in again] == ["running (job 30_0)", "pending (job 30_1)", "new"]
+    table = plan()
+    assert f"run dir {jobs[0]['run_dir']}  [running (job 30_0): skipped]" in table, table
+    assert "3 job(s), 1 to run, 2 pending or running, ~" in table, table

@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         sweep_dir = resolve_sweep(args.sweep)
+        if args.watch:
+            return watch(sweep_dir, max(args.interval, 1.0))
+        state = sweep_status(sweep_dir)
     except MftiError as e:
         print(f"mfti status: {e}", file=sys.stderr)
         return 2
-    if args.watch:
-        return watch(sweep_dir, max(args.interval, 1.0))
-    state = sweep_status(sweep_dir)
     if args.json:
         print(json.dumps(as_json(state)))
     else:
@@ -122,7 +122,9 @@ def hours(h: float | None) -> str:
         return "?"
     if h == 0:
         return "0"
-    return f"{h:.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h * 60:.1f}m"
+    if h >= 0.01:
+        return f"{h:.1f}" if h >= 10 else f"{h:.2f}"
+    return f"{h * 60:.1f}m" if h * 60 >= 0.1 else f"{h * 3600:.0f}s" if h * 3600 >= 1 else "<1s"
 
 
 def duration(s: float | None) -> str:

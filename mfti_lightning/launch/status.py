@@ -20,6 +20,7 @@ or running, or whose run directory a live process holds, is never submitted agai
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ from mfti_lightning.core.layout import HYDRA_DIR, LEASE_FILE, PROGRESS_FILE, RES
 from mfti_lightning.core.lease import Holder, holder_state, read_holder
 from mfti_lightning.core.progress_record import device_seconds, read_progress
 from mfti_lightning.launch import slurm_state
-from mfti_lightning.launch.manifest import Submission, latest_by_run_dir, read_manifest
+from mfti_lightning.launch.manifest import Submission, latest_by_run_dir, manifest_path, read_manifest
 
+log = logging.getLogger(__name__)
 STATUSES = ("pending", "running", "completed", "failed", "interrupted", "unknown")
 ENDED_BADLY = ("failed", "interrupted")  # `mfti status` exits 1 when a job ended so
 STARTED_PHASES = ("preparing", "training", "evaluating")
@@ -165,7 +167,7 @@ def decide(
     """``(status, why)`` of one job: the rules of the module docstring, in order."""
     if active and slurm is not None:
         if slurm.state in slurm_state.PENDING:
-            return "pending", slurm.reason or slurm.state
+            return "pending", slurm.reason
         return "running", f"on {slurm.nodes}" if slurm.nodes else ""
     if lease == "live" and holder is not None:
         return "running", f"lease held by {holder.describe()}"
@@ -187,9 +189,8 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
     holder = read_holder(run_dir)
     lease = holder_state(holder, now) if holder else None
     slurm = view.get(rec.job_id) if rec else None
-    status, why = decide(
-        slurm, bool(rec) and view.active(rec.job_id), holder, lease, results.get("status"), progress.get("phase")
-    )
+    recorded = _recorded_status(run_dir, results, progress)
+    status, why = decide(slurm, bool(rec) and view.active(rec.job_id), holder, lease, recorded, progress.get("phase"))
     if status == "unknown" and rec:
         why = "SLURM did not answer" if not view.answered else f"SLURM no longer knows job {rec.job_id}"
     job = JobState(
@@ -199,7 +200,7 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
         why=why,
         job_id=rec.job_id if rec else None,
         slurm_state=slurm.detail if slurm else None,
-        run_state=_run_state(results, progress, lease),
+        run_state=_run_state(recorded, progress, lease),
         num=rec.num if rec else None,
         overrides=list(rec.overrides) if rec else list(results.get("swept") or []),
         gpu_hours_estimate=rec.gpu_hours_estimate if rec else None,
@@ -209,7 +210,8 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
     job.requeues = _requeues(progress, rec, slurm)
     if status in ENDED_BADLY:
         job.log = _log_path(sweep_dir, run_dir, rec, results)
-        job.error = _first_line(results.get("error") or progress.get("error"))
+        own = results.get("error") if recorded == results.get("status") else None  # not an earlier attempt's
+        job.error = _first_line(own or progress.get("error"))
         if job.error is None:  # it died before it could record an error: what SLURM says, and what its log says
             job.error, job.log_error = why, _last_error_line(job.log)
     elif rec:
@@ -217,9 +219,22 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
     return job
 
 
-def _run_state(results: dict, progress: dict, lease: str | None) -> str | None:
-    state = results.get("status") if results.get("status") != "running" else None
-    state = state or progress.get("phase") or results.get("status")
+def _recorded_status(run_dir: Path, results: dict, progress: dict) -> str | None:
+    """results.json's status, or ``running`` when a newer attempt has started since it was written (a job submitted
+    again: its progress record is newer and says preparing, training or evaluating)."""
+    status = results.get("status")
+    if status in ("completed", "failed", "interrupted") and progress.get("phase") in STARTED_PHASES:
+        try:
+            if float(progress.get("updated_at") or 0) > (run_dir / RESULTS_FILE).stat().st_mtime:
+                return "running"
+        except OSError:
+            pass
+    return status
+
+
+def _run_state(recorded: str | None, progress: dict, lease: str | None) -> str | None:
+    state = recorded if recorded != "running" else None
+    state = state or progress.get("phase") or recorded
     if state == "evaluating" and progress.get("directions_total"):
         state = f"evaluating {progress.get('directions_done') or 0}/{progress['directions_total']}"
     if state and lease == "stale" and state.split()[0] in (*STARTED_PHASES, "running"):
@@ -282,7 +297,10 @@ def sweep_status(sweep_dir: str | Path, now: float | None = None) -> SweepStatus
     """Every job of the sweep: the manifest's (newest submission of each run directory) and the run directories
     found besides (a local multirun has only those). One squeue and one sacct call in all."""
     sweep_dir = Path(sweep_dir)
-    latest = latest_by_run_dir(read_manifest(sweep_dir))
+    try:
+        latest = latest_by_run_dir(read_manifest(sweep_dir))
+    except OSError as e:
+        raise MftiError(f"{manifest_path(sweep_dir)} cannot be read ({e}).") from None
     view = slurm_state.query([s.job_id for s in latest.values()])
     now = time.time() if now is None else now
     names = list(latest) + [d for d in local_run_dirs(sweep_dir) if d not in latest]
@@ -308,7 +326,11 @@ def activity(sweep_dir: str | Path, run_dirs: list[Path], strict: bool = True) -
     squeue + one sacct call for all) and its run directory's lease. ``strict``: raise :class:`SlurmUnanswered` when
     SLURM cannot say whether a job submitted before still runs (the launcher then submits nothing)."""
     sweep_dir = Path(sweep_dir)
-    latest = latest_by_run_dir(read_manifest(sweep_dir))
+    try:
+        latest = latest_by_run_dir(read_manifest(sweep_dir))
+    except OSError as e:  # not a file, not readable: the leases still tell the jobs that run
+        log.warning(f"{manifest_path(sweep_dir)} cannot be read ({e}): only jobs running now are recognised.")
+        latest = {}
     recs = {rd: latest.get(_name_in(sweep_dir, rd)) for rd in run_dirs}
     view = slurm_state.query([r.job_id for r in recs.values() if r])
     out = {}
