@@ -282,6 +282,22 @@ def test_a_job_submitted_again_is_read_from_its_new_attempt_not_the_old_result(t
     assert job["attempts"] == 2 and job["requeues"] == 0
 
 
+def test_a_completed_record_is_read_from_its_head_any_other_whole(tmp_path):
+    """The bulk of a finished sweep's results.json files is not parsed; what a failed one recorded is."""
+    big = {f"test/chrf/{i}": 1.0 for i in range(5000)}
+    write_results(tmp_path / "done", {"schema": 1, "status": "completed", "task": "train", "metrics": big})
+    write_results(tmp_path / "bad", {"schema": 1, "status": "failed", "task": "train", "error": "E: x", "metrics": big})
+    write_results(tmp_path / "odd", {"status": "completed", "schema": 1, "task": "train"})  # another key order
+    assert st.read_status_fields(tmp_path / "done", whole=False) == {"status": "completed"}
+    assert st.read_status_fields(tmp_path / "done")["metrics"] == big
+    assert st.read_status_fields(tmp_path / "bad", whole=False)["error"] == "E: x"
+    assert st.read_status_fields(tmp_path / "odd", whole=False)["task"] == "train"
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "results.json").write_text('{"schema": 1, "status": "fail')
+    assert st.read_status_fields(tmp_path / "torn", whole=False) == {"status": "unreadable"}
+    assert st.read_status_fields(tmp_path / "none") == {}
+
+
 # ------------------------------------------------------------------------------------ never submitted twice
 def test_activity_pending_running_held_gone_and_unanswered(tmp_path, fake_slurm):
     sweep = tmp_path / "sw"

@@ -104,6 +104,8 @@ def watch(sweep_dir, interval: float) -> int:
                 live.update(render(state), refresh=True)
         except KeyboardInterrupt:
             pass
+    if not live.console.is_terminal:  # Live leaves its last frame without a line end outside a terminal
+        live.console.line()
     return exit_code(state)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,11 +145,23 @@ def local_run_dirs(sweep_dir: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # one job
 # ---------------------------------------------------------------------------------------------------------------
-def read_status_fields(run_dir: Path) -> dict:
-    """The top-level fields of results.json (its recorded paths are not needed here: no path mapping, unlike
-    :func:`results.read_results`); ``{"status": "unreadable"}`` when it does not parse, {} when there is none."""
+HEAD = re.compile(rb'\A\{\s*"schema":\s*\d+,\s*"status":\s*"(\w+)"')  # how results.json begins (tasks/job.py)
+
+
+def read_status_fields(run_dir: Path, whole: bool = True) -> dict:
+    """The top-level fields of results.json, ``{"status": "unreadable"}`` when it does not parse, {} when there is
+    none. ``whole=False``: a completed record is read from its first bytes only (the writer puts ``schema`` and
+    ``status`` first; a 156-direction record is a few hundred KB, and a sweep of 200 would be most of the time of
+    ``mfti status``); any other record, or one that begins otherwise, is parsed whole. Recorded paths are not
+    needed here, so there is no path mapping (unlike :func:`results.read_results`)."""
+    path = run_dir / RESULTS_FILE
     try:
-        record = json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            head = f.read(256)
+            m = HEAD.match(head)
+            if not whole and m and m.group(1) == b"completed":
+                return {"status": "completed"}
+            record = json.loads(head + f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
@@ -184,7 +197,7 @@ def decide(
 def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: float) -> JobState:
     """One job from its manifest record (None: a local run), SLURM's view and its run directory."""
     run_dir = sweep_dir / name
-    results = read_status_fields(run_dir) if run_dir.is_dir() else {}
+    results = read_status_fields(run_dir, whole=rec is None) if run_dir.is_dir() else {}
     progress = (read_progress(run_dir) if results.get("status") != "unreadable" else None) or {}
     holder = read_holder(run_dir)
     lease = holder_state(holder, now) if holder else None
@@ -202,7 +215,7 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
         slurm_state=slurm.detail if slurm else None,
         run_state=_run_state(recorded, progress, lease),
         num=rec.num if rec else None,
-        overrides=list(rec.overrides) if rec else list(results.get("swept") or []),
+        overrides=list(rec.overrides) if rec else [f"{k}={v}" for k, v in (results.get("swept") or {}).items()],
         gpu_hours_estimate=rec.gpu_hours_estimate if rec else None,
         updated_at=progress.get("updated_at"),
     )
