@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_slurm import _FAULT_SITECUSTOMIZE, FAST, slurm  # noqa: F401  (slurm: the cluster fixture)
+from slurm_jobs import FAST, mfti
+from test_slurm import _FAULT_SITECUSTOMIZE, slurm  # noqa: F401  (slurm: the cluster fixture)
 
 from mfti_lightning.launch.slurm_state import expand
 
@@ -25,15 +25,9 @@ ARGS = ["-m", "hydra/launcher=slurm_cpu", f"sweep_name={SWEEP}", *FAST, "optim.m
         "eval.val_every_n_steps=10", "hydra.launcher.array_parallelism=2", "seed=1,2,3"]  # fmt: skip
 
 
-def run(module: str, args: list[str], out_root: Path, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MFTI_OUTPUT_ROOT": str(out_root), "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=out_root, capture_output=True, text=True,
-                          timeout=timeout, env=env)  # fmt: skip
-
-
 def status(out_root: Path, *extra: str, timeout: float = 60) -> tuple[int, dict | str]:
     """``mfti status <sweep name> [extra]``: its exit code and its --json object (else its text)."""
-    p = run("mfti_lightning.cli.main", ["status", SWEEP, *extra], out_root, timeout)
+    p = mfti(["status", SWEEP, *extra], out_root, timeout, module="mfti_lightning.cli.main")
     assert p.returncode in (0, 1), p.stdout[-2000:] + p.stderr[-2000:]
     return p.returncode, json.loads(p.stdout) if "--json" in extra else p.stdout
 
@@ -61,7 +55,7 @@ def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error
     sweep = tmp_path / "train" / "sweeps" / SWEEP
 
     # submitted, and the command returned at once
-    p = run("mfti_lightning.cli.train", args, tmp_path, 200)
+    p = mfti(args, tmp_path, 200)
     assert p.returncode == 0, p.stderr[-3000:]
     records = [json.loads(line) for line in (sweep / "submissions.jsonl").read_text().splitlines()]
     ids = [r["job_id"] for r in records]
@@ -74,7 +68,7 @@ def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error
     assert {j["status"] for j in now["jobs"]} <= {"pending", "running"}, now["jobs"]
 
     # the same command again, while the jobs run: nothing is submitted
-    p = run("mfti_lightning.cli.train", args, tmp_path, 200)
+    p = mfti(args, tmp_path, 200)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     assert "3 job(s), 3 already pending or running, 0 to submit" in out, out[-3000:]
@@ -84,7 +78,7 @@ def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error
     assert slurm_jobs_named() == set(ids)  # SLURM has no second job of this sweep
 
     # followed to the end (--watch returns when no job is pending or running)
-    p = run("mfti_lightning.cli.main", ["status", SWEEP, "--watch", "--interval", "3"], tmp_path, 700)
+    p = mfti(["status", SWEEP, "--watch", "--interval", "3"], tmp_path, 700, module="mfti_lightning.cli.main")
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-2000:]  # one job failed
     table = p.stdout
     code, end = status(tmp_path, "--json")
@@ -101,7 +95,7 @@ def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error
     assert slurm_jobs_named() == set(ids)
 
     # once its SLURM job has ended and nothing holds its run directory, the failed job is submitted again
-    p = run("mfti_lightning.cli.train", args, tmp_path, 200)
+    p = mfti(args, tmp_path, 200)
     lines = (sweep / "submissions.jsonl").read_text().splitlines()
     if len(lines) > 3:
         subprocess.run(["scancel", json.loads(lines[3])["job_id"]], timeout=30)  # not needed past this point

@@ -15,7 +15,8 @@ with their first error line and log file; totals close it. A sweep run without S
 The output root is ``MFTI_OUTPUT_ROOT`` when set, else ``outputs`` under the current directory (conf/paths).
 
 Exit status: 0 when no job failed (every job completed, pending or running); 1 when a job failed or was
-interrupted and is not running again; 2 when the sweep is not found.
+interrupted and is not running again (a job whose state is unknown, e.g. SLURM did not answer, is listed with the
+reason but does not count as failed); 2 when the sweep is not found or its manifest cannot be read.
 """
 
 from __future__ import annotations
