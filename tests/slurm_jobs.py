@@ -89,8 +89,8 @@ def mfti(args, out_root: Path, timeout: float, module="mfti_lightning.cli.train"
 def submit(args, out_root: Path, cluster: Cluster | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start ``mfti-train -m <args>`` (a sweep through a SLURM launcher preset) without waiting for it; its output
     goes to ``log`` (default ``out_root/submit.log``). Wait for the jobs with :func:`wait_for_sweep`, then for the
-    process with :func:`finish`. (Today the launcher stays until its jobs end; once it returns after submitting,
-    nothing here changes.)"""
+    process with :func:`finish` (the launcher returns once it has submitted, unless ``hydra.launcher.wait=true``).
+    """
     log = log or out_root / "submit.log"
     return subprocess.Popen(
         [sys.executable, "-m", "mfti_lightning.cli.train", "-m", *args],

@@ -16,11 +16,13 @@ from contextlib import contextmanager
 from mfti_lightning.core.errors import JobInterrupted
 
 RESUME_HINT = "run the same command again to resume"
-_state = {"lightning": False, "received": None}
+_state = {"lightning": False, "received": None, "previous": None}
 
 
 def _on_sigterm(signum, frame) -> None:
     _state["received"] = signum
+    if callable(_state["previous"]):  # the handler in place before (submitit's logs the signal): it still runs
+        _state["previous"](signum, frame)
     if not _state["lightning"]:  # Lightning composed this handler with its own flag: it stops after the step
         raise JobInterrupted(f"interrupted by {signal.Signals(signum).name}; {RESUME_HINT}", signum)
 
@@ -32,7 +34,7 @@ def sigterm_interrupts():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    _state["received"] = None
+    _state.update(received=None, previous=previous)
     try:
         yield
     finally:
