@@ -60,7 +60,8 @@ SHORT = [
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_killed_and_resumed_run_prints_only_explained_warnings(tmp_path):
-    # killed after step 4's validation: checkpoints/periodic holds step 2, checkpoints/best step 4
+    # killed after step 4's validation: checkpoints/periodic holds step 2, checkpoints/best step 4 (the newest, which
+    # the resumed run continues from)
     code, first = resume_runs.finish(resume_runs.start(tmp_path, kill="after_val:4", args=SHORT), timeout=400)
     assert code == -9, first[-3000:]
     run = resume_runs.run_dir(tmp_path)
@@ -68,6 +69,6 @@ def test_killed_and_resumed_run_prints_only_explained_warnings(tmp_path):
     assert list((run / "checkpoints" / "best").glob("*.ckpt"))
     code, second = resume_runs.finish(resume_runs.start(tmp_path, args=SHORT), timeout=400)
     assert code == 0, second[-3000:]
-    assert "Resuming from" in second and "step000002.ckpt" in second, second[-3000:]
+    assert "Resuming from" in second and "step000004.ckpt" in second and "training: step 4/6" in second, second[-3000:]
     assert_quiet(first, "the first attempt")
     assert_quiet(second, "the resumed run")
