@@ -94,3 +94,23 @@ def test_every_command_named_in_the_docs_exists():
         text = path.read_text(encoding="utf-8")
         named = set(re.findall(r"`mfti[ -]([a-z]+)\b", text))
         assert named <= set(CLI), f"{path.name}: {sorted(named - set(CLI))}"
+
+
+def test_links_between_pages_resolve():
+    """Every relative link of README.md and docs/ names a file that exists, and its #anchor a heading there (GitHub's
+    anchors: the heading in lower case, punctuation dropped, spaces as hyphens)."""
+    import re
+
+    def anchors(path):
+        headings = re.findall(r"(?m)^#+ (.*)$", path.read_text(encoding="utf-8"))
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+    broken = []
+    for path in docs_commands.DOC_FILES:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]+))?\)", path.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            file = (path.parent / target).resolve() if target else path
+            if not file.exists() or (anchor and anchor not in anchors(file)):
+                broken.append(f"{path.relative_to(REPO)}: ({target}#{anchor or ''})")
+    assert not broken, broken
