@@ -364,6 +364,13 @@ def _logger_class():
     return _LOGGER_CLASS
 
 
+# Lightning's WandbLogger has no public way to drop the ``anonymous`` init argument or to end its run from a
+# forked rank (finalize): the two private attributes used for that (``_wandb_init``, ``_experiment``) are used
+# only here, checked against pytorch-lightning LIGHTNING_CHECKED_WITH; tests/test_library_internals.py fails,
+# naming this module, when WandbLogger changes them.
+LIGHTNING_CHECKED_WITH = "2.6.6"
+
+
 def _wandb_logger(mode: str, kwargs: dict):
     logger = _logger_class()(mode=mode, **kwargs)
     logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb 0.31 warns that it is a no-op
