@@ -37,7 +37,7 @@ from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
 from mfti_lightning.track.stat_figures import draw_fit, errorbar_series
-from mfti_lightning.track.stats import fit_line, grouped_rows, interval, metrics_by_direction
+from mfti_lightning.track.stats import correlation, fit_line, grouped_rows, interval, metrics_by_direction
 from mfti_lightning.track.tracking import method_of
 
 log = logging.getLogger("mfti_lightning.track.report")
@@ -137,20 +137,6 @@ def family_of(rec: dict) -> str:
 def template_factor(rec: dict) -> str:
     """What a template of sweeps/template_space.yaml varies (``template.factor``), "" for the others."""
     return str(((rec.get("config") or {}).get("template") or {}).get("factor") or "")
-
-
-# two-sided 95 % Student t quantiles by degrees of freedom (n seeds - 1); the normal 1.96 beyond the table
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t interval (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
 def _short_template(rec: dict) -> str:
@@ -272,37 +258,6 @@ def config_differences(records: list[dict]) -> dict[str, dict[str, list[str]]]:
         if len(values) > 1:
             diffs[k] = dict(values)
     return diffs
-
-
-# ---- statistics ----------------------------------------------------------------------------------------------
-def pearson(x: list[float], y: list[float]) -> float | None:
-    n = len(x)
-    if n < 3:
-        return None
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
-
-
-def _ranks(v: list[float]) -> list[float]:
-    order = sorted(range(len(v)), key=lambda i: v[i])
-    ranks = [0.0] * len(v)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # ties share their mean rank
-        i = j + 1
-    return ranks
-
-
-def spearman(x: list[float], y: list[float]) -> float | None:
-    return pearson(_ranks(x), _ranks(y)) if len(x) >= 3 else None
 
 
 def load_similarity(kind: str | None = None) -> tuple[dict[str, float], str]:
@@ -500,7 +455,8 @@ class Figures:
             self.skipped[name] = f"needs runs of 2 or more templates with a template.factor; found {len(by)}"
             return None
         factor = {_short_template(r): template_factor(r) for r in recs}
-        rows = sorted(((lab, t, *mean_interval(v), len(v)) for (lab, t), v in by.items()), key=lambda x: x[2])
+        ivs = {key: interval(v) for key, v in by.items()}  # mean and 95% t-interval over seeds (half 0 for one)
+        rows = sorted(((lab, t, iv.mean, iv.half or 0.0, iv.n) for (lab, t), iv in ivs.items()), key=lambda x: x[2])
         kinds = sorted({factor[t].split(":")[0] for _, t, *_ in rows})
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.5))
@@ -625,12 +581,13 @@ class Figures:
         for lab, pts in series.items():
             xs = [math.log10(x) if logx else x for x, _, _ in pts]
             ys = [y for _, y, _ in pts]
+            r = correlation(xs, ys)
             c = {
                 "series": lab,
                 "figure": name,
-                "n": len(pts),
-                "pearson": pearson(xs, ys),
-                "spearman": spearman(xs, ys),
+                "n": r.n,
+                "pearson": r.pearson,
+                "spearman": r.spearman,
                 "x": ("log10 " if logx else "") + xlabel,
             }
             corr[lab] = c
