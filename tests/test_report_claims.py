@@ -113,6 +113,28 @@ def test_nothing_to_compare_is_not_measured_and_names_the_sweep(tmp_path):
     assert by_prefix(cs, "more training directions").verdict == "not measured (sweeps/lang_pairs_scaling.yaml)"
 
 
+def test_paired_is_scipys_ttest_rel():
+    from scipy import stats as ss
+
+    a, b = [21.0, 23.5, 22.0, 24.0], [20.0, 21.0, 21.5, 22.0]
+    iv, p = stats.paired(a, b)
+    ref = ss.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert (iv.mean, iv.low, iv.high, p) == pytest.approx((1.5, ci.low, ci.high, ref.pvalue))
+    assert stats.paired([1.0], [0.0]) is None and stats.paired([2.0, 3.0], [1.0, 2.0])[1] == 0.0
+
+
+def test_runs_alike_in_swept_values_but_not_in_config_are_not_seeds(tmp_path):
+    """Two mFTI experiments share a run name (another optim.max_steps): the report's seed groups (config identity)
+    keep them apart, so seed 1 is never counted twice."""
+    write_sweep(tmp_path, [("xglm-564m", 0, 8, "paper13", (1, 2), lambda d: 20.0)])
+    for seed, steps in ((1, 2000), (2, 2000), (1, 3000)):
+        rec = scored(make_record("xglm-564m", 1000, 0, seed=seed, max_steps=steps), lambda d: 25.0, seed)
+        write_results(tmp_path / f"mfti_{steps}_s{seed}", rec)
+    c = by_prefix(claims(tmp_path), "mFTI beats")
+    assert c.seeds == "2 seeds vs 2 seeds" and c.verdict == "supported"
+
+
 # ---- unseen directions -------------------------------------------------------------------------------------------
 def test_unseen_directions_measured_on_the_partitions_only(tmp_path):
     """make_record(partitions=True) marks sw-ta and ta-sw both_unseen: mFTI gains 2 there and loses 4 elsewhere, so
