@@ -163,6 +163,12 @@ def _magnitude(iv: Interval | None, paper: float, metric: str, what: str) -> str
     return f"the interval {'lies ' + where if where != 'includes' else 'includes'} the paper's {what} ({paper:+g})"
 
 
+def _preference(group: list[Run]) -> tuple:
+    """Which mFTI group a claim is tested on, after the most seeds: the largest model, the most training examples,
+    then the best average (the summary's headline picks the best-scoring pair too)."""
+    return group[0].params or 0, int(group[0].keys["num_examples"] or 0), _mean(r.avg for r in group) or 0.0
+
+
 def mfti_vs_icl(groups: list[list[Run]], metric: str) -> Claim:
     claim = Claim(
         "mFTI beats 8-shot ICL (average over directions)",
@@ -173,13 +179,7 @@ def mfti_vs_icl(groups: list[list[Run]], metric: str) -> Claim:
     for g in (g for g in groups if g[0].keys["method"] == "mFTI"):
         base = _baseline([x for x in groups if x[0].keys["method"] == "ICL"], g, set(g[0].scores))
         if base is not None:
-            # the most seeds, then the largest model and training set, then the best score (as the summary's headline)
-            rank = (
-                min(len(g), len(base)),
-                g[0].params or 0,
-                int(g[0].keys["num_examples"] or 0),
-                _mean(r.avg for r in g) or 0.0,
-            )
+            rank = (min(len(g), len(base)), *_preference(g))
             best = max(best or (rank, g, base), (rank, g, base), key=lambda t: t[0])
     if best is None:
         claim.note = "no ICL group with the same model and template scored on the mFTI run's directions"
@@ -204,8 +204,9 @@ def unseen_directions(groups: list[list[Run]], metric: str) -> Claim:
         "mFTI improves directions not seen in finetuning over the untrained model, by up to +1.7 BLEU",
         "unseen.yaml",
     )
-    mfti = (g for g in groups if g[0].keys["method"] == "mFTI")  # the most seeds, then the largest model (as above)
-    for g in sorted(mfti, key=lambda g: (len(g), g[0].params or 0, int(g[0].keys["num_examples"] or 0)), reverse=True):
+    for g in sorted((g for g in groups if g[0].keys["method"] == "mFTI"), key=lambda g: (len(g), *_preference(g)))[
+        ::-1
+    ]:
         unseen = {d for d, p in g[0].partition.items() if p and p != "seen"}
         base = _baseline(groups, g, unseen) if unseen else None
         if base is None:
