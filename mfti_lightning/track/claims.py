@@ -267,6 +267,7 @@ def similarity_over_data(groups: list[list[Run]], similarity: dict[str, float], 
     n_langs, _, g, gaps = max(scored, key=lambda t: t[:2])
     claim.effect, claim.min_seeds, claim.seeds = interval(gaps), len(g), _seeds(g)
     claim.compared = f"{describe(g)}: Spearman rho(similarity) - rho(log10 tokens) over {n_langs} languages"
+    claim.compared += " (a language's score: the mean over its directions, into and out of it)"
     claim.note = "per seed: " + ", ".join(f"{x:+.2f}" for x in gaps)
     return claim
 
