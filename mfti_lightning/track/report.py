@@ -2,7 +2,8 @@
 
 Collects every run's ``results.json`` (a run directory, or any directory above run directories), writes one tidy
 table (``table.csv`` and ``table.md``: one row per run and direction, the swept values as columns), a summary
-(``report.md``: runs, failed or incomplete runs, config differences, correlations, figures and skipped figures),
+(``report.md``: the paper's claims tested on the runs (track/claims.py), runs, failed or incomplete runs, config
+differences, correlations, figures and skipped figures),
 and PNG figures drawn with matplotlib (Agg):
 
 - BLEU vs model size (mFTI and ICL lines, coloured by model family when there are several), vs number of examples (log x), vs number of training directions,
@@ -36,6 +37,7 @@ from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
+from mfti_lightning.track.claims import claims_markdown, test_claims
 from mfti_lightning.track.stat_figures import draw_fit, errorbar_series
 from mfti_lightning.track.stats import correlation, fit_line, grouped_rows, interval, metrics_by_direction
 from mfti_lightning.track.tracking import method_of
@@ -892,6 +894,8 @@ def load_runs(paths) -> tuple[list[dict], list[dict], list[str]]:
     not_done = [r for r in records if r.get("status") != "completed"]
     for r in not_done:
         log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    if len({extraction_of(r) for r in done}) > 1:
+        log.warning("%s", extraction_note(done).strip().replace("**", ""))
     return done, not_done, problems
 
 
@@ -908,8 +912,6 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     done, not_done, problems = load_runs(paths)
     metric = bleu_metric(done, split, metric)
-    if len({extraction_of(r) for r in done}) > 1:
-        log.warning("%s", extraction_note(done).strip().replace("**", ""))
     rows = tidy_rows(done, split)
     write_csv(rows, out / "table.csv")
     (out / "table.md").write_text(markdown_table(rows), encoding="utf-8")
@@ -928,14 +930,16 @@ def make_report(
         {"run": r.get("run_name"), "status": r.get("status"), "error": (r.get("error") or "")[:200], "run_dir": r["_dir"]}
         for r in not_done
     ]  # fmt: skip
+    claims = test_claims(rows, metric, split, load_similarity(similarity)[0], agg.groups)
     head = summary_section(agg, split, metric) + statistics_markdown(agg, grouped, figs, metric, split)
-    extra = {"head": head, "figure_differences": fig_diffs}
+    extra = {"head": claims_markdown(claims, metric, split) + head, "figure_differences": fig_diffs}
     md = summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, len(done), extra)
     (out / "report.md").write_text("".join(md), encoding="utf-8")
     return {
         "out_dir": str(out),
         "metric": metric,
         "rows": rows,
+        "claims": [c.row() for c in claims],
         "grouped_rows": grouped,
         "groups": agg.groups,
         "significance": agg.significance,

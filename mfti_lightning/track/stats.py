@@ -252,3 +252,20 @@ def grouped_rows(groups: list[SeedGroup], split: str, base_fn=None) -> list[dict
                 )
             rows.append(row)
     return rows
+
+
+# ---- paired differences (added for track/claims.py: the same seed on both sides of a comparison) ---------------
+def paired(a, b, level: float = LEVEL) -> tuple[Interval, float | None] | None:
+    """``mean(a - b)`` over matched pairs (``a[i]`` with ``b[i]``: the same seed) with the t-interval of the
+    differences and the two-sided p-value of ``scipy.stats.ttest_rel``; None with fewer than 2 pairs. Differences
+    that do not vary give a zero-width interval and p 0 (or 1 when they are all 0): scipy's statistic is x/0 there."""
+    from scipy import stats as ss
+
+    pairs = [(float(x), float(y)) for x, y in zip(a, b) if x is not None and y is not None]
+    if len(pairs) < 2:
+        return None
+    iv = interval([x - y for x, y in pairs], level)
+    if iv.std == 0:
+        return Interval(iv.mean, 0.0, iv.mean, iv.mean, iv.n), (1.0 if iv.mean == 0 else 0.0)
+    res = ss.ttest_rel([x for x, _ in pairs], [y for _, y in pairs])
+    return iv, float(res.pvalue)
