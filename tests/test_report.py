@@ -262,8 +262,11 @@ def test_nothing_to_report_names_the_directories(tmp_path):
 
 
 def test_stats_helpers():
+    from scipy import stats
+
     assert report.spearman([1, 2, 3, 4], [10, 20, 30, 25]) == pytest.approx(0.8)
-    assert report._ranks([3, 1, 3]) == [2.5, 1.0, 2.5]
+    tied = [3, 1, 3, 2, 3]  # ties share their mean rank, as scipy's spearmanr ranks them
+    assert report.spearman(tied, [1, 2, 3, 4, 5]) == pytest.approx(stats.spearmanr(tied, [1, 2, 3, 4, 5])[0])
     assert report.pearson([1, 2], [1, 2]) is None  # too few points: no number rather than a fake one
 
 

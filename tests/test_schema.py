@@ -12,7 +12,7 @@ from conftest import REPO, compose, run_cli
 
 from mfti_lightning.core.errors import ConfigError
 
-# (overrides, what the message must contain): each through the real mfti-train entry point
+# (overrides, what the message must contain): each composed and run through mfti-train's task in process
 BAD_VALUES = [
     (["resume=Auto"], ["resume='Auto'", "allowed values: auto, never"]),
     (["optim.optimizer.lr=fast"], ["optim.optimizer.lr='fast'", "a number > 0"]),
@@ -21,7 +21,6 @@ BAD_VALUES = [
     (["trainer.precision=bf17"], ["trainer.precision='bf17'", "allowed values: 32-true, bf16-mixed, 16-mixed"]),
     (["data.loss_on=prompt"], ["data.loss_on='prompt'", "allowed values: full, target"]),
     (["optim.max_steps=-1"], ["optim.max_steps=-1", "allowed values: an integer > 0"]),
-    (["optim.max_steps=many"], ["optim.max_steps", "many", "Integer"]),  # composition: OmegaConf's type check
     (["logger.mode=live"], ["logger.mode='live'", "allowed values: auto, online, offline, disabled"]),
     (["eval.bleu_tokenize=moses"], ["eval.bleu_tokenize='moses'", "allowed values: auto, lang_default", "13a"]),
     (["progress.mode=fancy"], ["progress.mode='fancy'", "allowed values: auto, rich, plain, none"]),
@@ -33,16 +32,48 @@ def _train_cli(args, tmp_path, timeout=120):
     return run_cli(["mfti_lightning.cli.train", *args], cwd=tmp_path, timeout=timeout, env=env)
 
 
-@pytest.mark.parametrize("args,expected", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
-def test_bad_value_stops_mfti_train(args, expected, tmp_path):
-    p = _train_cli(args, tmp_path)
-    assert p.returncode != 0
-    for text in expected:
-        assert text in p.stderr, p.stderr[-3000:]
-    assert "batch_size" not in p.stderr  # the real problem, not the batch math (trainer=fsdp has 8 devices)
-    for results in (tmp_path / "out").rglob("results.json"):  # the failure is recorded; nothing was loaded
+def _nothing_loaded(root):
+    """The failure is recorded where a results.json was written; no tokenizer or template was saved."""
+    for results in root.rglob("results.json"):
         assert json.loads(results.read_text())["status"] == "failed"
         assert not (results.parent / "tokenizer").exists() and not (results.parent / "template.json").exists()
+
+
+@pytest.mark.parametrize("args,expected", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_value_stops_mfti_train(args, expected, tmp_path, capsys):
+    """What mfti-train's Hydra task does with the composed config (report_errors over train): exit 2 and the message."""
+    from mfti_lightning.cli.exits import report_errors
+    from mfti_lightning.tasks.train import train
+
+    cfg = compose(args, tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        report_errors("mfti-train", train, cfg)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mfti-train: error: {expected[0]}"), err[-3000:]
+    for text in expected:
+        assert text in err, err[-3000:]
+    assert "batch_size" not in err  # the real problem, not the batch math (trainer=fsdp has 8 devices)
+    _nothing_loaded(tmp_path)
+
+
+def test_wrong_type_fails_at_composition(tmp_path):
+    """OmegaConf's type check: ``optim.max_steps=many`` never reaches the task."""
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["optim.max_steps=many"], tmp_path / "run")
+    message = f"{e.value} {e.value.__cause__}"
+    assert "optim.max_steps" in message and "many" in message and "Integer" in message
+
+
+def test_bad_value_on_the_mfti_train_command_line(tmp_path):
+    """The wiring, once through the real entry point: one line naming the value, exit 2, no traceback."""
+    p = _train_cli(["trainer.precision=bf17"], tmp_path)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "mfti-train: error: trainer.precision='bf17': allowed values: 32-true, bf16-mixed, 16-mixed" in p.stderr
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    _nothing_loaded(tmp_path / "out")
 
 
 @pytest.mark.parametrize(
@@ -54,14 +85,22 @@ def test_bad_value_stops_mfti_train(args, expected, tmp_path):
         (["shots=3"], ["shots.k=3"]),
     ],
 )
-def test_number_for_a_config_group_exits_2(args, expected, tmp_path):
-    p = _train_cli(args, tmp_path)
-    assert p.returncode == 2, p.stderr[-2000:]
+def test_number_for_a_config_group_exits_2(args, expected, monkeypatch, capsys):
+    """mfti-train's main() on this command line exits 2 before Hydra parses it."""
+    from mfti_lightning.cli import train as train_cli
+
+    monkeypatch.setattr(sys, "argv", ["mfti-train", *args])
+    monkeypatch.setattr(train_cli, "hydra_main", lambda: pytest.fail("Hydra was started"))
+    with pytest.raises(SystemExit) as e:
+        train_cli.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mfti-train: "), err
     for text in expected:
-        assert text in p.stderr
-    assert "Config group override must be a string" not in p.stderr
+        assert text in err
+    assert "Config group override must be a string" not in err
     if args == ["shots=3"]:
-        assert "shots=k3" not in p.stderr  # no such preset
+        assert "shots=k3" not in err  # no such preset
 
 
 def test_number_for_a_config_group_in_mfti_eval_and_mfti_plan(tmp_path, capsys):
