@@ -144,6 +144,7 @@ def test_no_function_longer_than_60_lines():
     assert long == []
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_every_module_imports_alone_and_in_reverse_order():
     names = sorted(MODULES) + ["hydra_plugins.mfti_lightning_launcher"]

@@ -53,6 +53,7 @@ def test_auto_budget_is_the_largest_that_fits():
         auto_batch_tokens(free_bytes=free, total_bytes=free, kv_bytes_per_token=0)
 
 
+@pytest.mark.slow
 def test_auto_on_cpu_is_the_fixed_default(tiny_model_dir):
     from mfti_lightning.model.modeling import load_model
 
@@ -89,6 +90,7 @@ def oom_model(tiny_model_dir):
     return model, calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beams", [1, 4])
 def test_out_of_memory_splits_the_batch_and_loses_nothing(oom_model, tiny_model_dir, tiny_tokenizer, beams):
     from mfti_lightning.eval.generation import translate

@@ -27,6 +27,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes(group, option, tmp_path):
     cfg = compose([f"{group}={option}"], tmp_path)
@@ -67,12 +68,14 @@ def _cli(*args, timeout=60):
     return run_cli(["mfti_lightning.cli.train", *args], cwd=REPO, timeout=timeout)
 
 
+@pytest.mark.subprocess
 def test_unknown_model_lists_options():
     p = _cli("model=xglm-9b")
     assert p.returncode != 0
     assert "xglm-9b" in p.stderr and "xglm-7.5b" in p.stderr and "tiny" in p.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
 def test_config_commands_are_torch_free(args):
     """No heavy import for a config command (its start-up time is measured in benchmarks/bench_cli_startup.py)."""

@@ -54,6 +54,7 @@ def engine(sharp_model_dir, tmp_path_factory):
     return load_engine(str(sharp_model_dir), tok, cache_dir=str(cache), device="cpu", threads=1), tok, cache
 
 
+@pytest.mark.slow
 def test_xglm_conversion_gives_the_same_logits(engine, sharp_model_dir):
     """The converted decoder (positions from weights[2:], sqrt(d_model) embedding scale, pre-norm layers, final
     layer norm, tied projection) scores a prompt like XGLMForCausalLM."""
@@ -73,6 +74,7 @@ def test_xglm_conversion_gives_the_same_logits(engine, sharp_model_dir):
         assert np.abs(ct2 - hf).max() < 1e-3 * max(1.0, np.abs(hf).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beams,extraction", [(1, "reference"), (1, "clean"), (4, "reference")])
 def test_translations_equal_hf(engine, sharp_model_dir, beams, extraction):
     from mfti_lightning.eval.generation import translate
@@ -149,6 +151,7 @@ def test_compute_type_for_the_wrong_device_fails_before_loading(tmp_path, monkey
         eval_task.evaluate_task(cfg)
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_missing_ctranslate2_names_the_extra(tmp_path):
     """Without the package, eval.engine=ctranslate2 fails before any model is loaded, naming the install command."""

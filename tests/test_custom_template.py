@@ -56,6 +56,7 @@ def test_paper_template_with_native_names_is_its_own_experiment(tmp_path):
         validate(compose(["template.lang_names=autonym"], tmp_path))
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("overrides", "message"),

@@ -131,6 +131,7 @@ def _check_cli(tmp_path, d, hyps, refs, metrics, split):
     assert metrics[f"{split}/chrf++/{d}"] == pytest.approx(json.loads(p.stdout)["score"], abs=1e-3)
 
 
+@pytest.mark.subprocess
 def test_nonzero_scores_equal_the_sacrebleu_command_line(tmp_path):
     """Real BLEU values (not the ~0 of a random model), Chinese tokenizer included."""
     from mfti_lightning.core.template import from_config
@@ -175,6 +176,7 @@ def test_mfti_analyze_recomputes_offline(eval_run):
     assert all("error" in json.loads(x) for x in f.read_text().splitlines())
 
 
+@pytest.mark.subprocess
 def test_config_commands_are_torch_free():
     code = (
         "import sys, runpy; sys.argv = ['mfti-eval', '--cfg', 'job', 'ckpt_path=/x/last.ckpt'];\n"
@@ -189,6 +191,7 @@ def test_config_commands_are_torch_free():
 
 
 # ---- resume ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch):
     from mfti_lightning.core.template import from_config
     from mfti_lightning.data.prepare import eval_sets
@@ -380,6 +383,7 @@ def test_prefetch_plans_and_fetches_with_downloads_mocked(tmp_path, monkeypatch)
     assert len(urls) == n
 
 
+@pytest.mark.subprocess
 def test_prefetch_dry_run_cli(tmp_path):
     p = run_cli(["mfti_lightning.cli.prefetch", "--dry-run", "model=xglm-564m"], cwd=tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -19,6 +19,7 @@ def _generate(model, tok):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("peft", [None, "lora"])
 def test_export_round_trip(cfg_factory, tmp_path, peft):

@@ -56,6 +56,7 @@ def test_every_model_preset_has_a_family_and_a_shape(tmp_path, preset):
         assert 0.6 * n < matmul_params(dict(cfg.model.shape)) < 1.25 * n, preset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TINY))
 def test_tiny_build_and_its_shape(tiny_dirs, tmp_path, family):
     """The preset's shape gives exactly the matmul weights of the built model (GQA and SwiGLU for Llama)."""
@@ -193,6 +194,7 @@ HUB = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_plan_architectures_lists_mfti_and_icl_for_every_family(tmp_path, monkeypatch, capsys):
     _fake_inputs(tmp_path, monkeypatch, HUB)
@@ -207,6 +209,7 @@ def test_plan_architectures_lists_mfti_and_icl_for_every_family(tmp_path, monkey
     assert fams == set(families.FAMILIES)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_plan_template_space_lists_templates_that_vary_one_factor(tmp_path, monkeypatch, capsys):
     from mfti_lightning.core.template import from_config

@@ -200,6 +200,7 @@ def mismatched_model(tiny_model_dir, tmp_path_factory):
     return path
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_tokenizer_larger_than_the_model_is_refused_before_the_model_is_built(mismatched_model, cfg_factory, tmp_path):
     from mfti_lightning.core.errors import ModelLoadError
@@ -245,6 +246,7 @@ NOTHING_TO_EVALUATE = (
 )
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "overrides, message",
@@ -341,6 +343,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning_naming_the_file(cfg_factory, tm
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # the damaged copy is gone
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_mfti_prepare_rebuilds_a_cache_cut_at_a_line_boundary(tmp_path):
     """Before: the cut entry was a cache hit; train.jsonl held 40 examples while the report said 48."""

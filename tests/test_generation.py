@@ -29,6 +29,7 @@ def tiny(tiny_model_dir, tiny_tokenizer):
     return load_model(str(tiny_model_dir)), tiny_tokenizer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beams", [1, 4])
 def test_batched_equals_one_by_one(tiny, beams):
     model, tok = tiny

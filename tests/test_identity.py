@@ -36,6 +36,7 @@ def test_values_that_change_the_trained_model_change_the_run_dir():
             assert other.rsplit("-", 1)[0] == readable, ov  # the readable part names the swept groups only
 
 
+@pytest.mark.slow
 def test_values_that_do_not_change_results_keep_the_run_dir(monkeypatch, tmp_path):
     base = slug()
     for ov in (
@@ -124,6 +125,7 @@ def ticking_clock(monkeypatch):
     return TickingClock
 
 
+@pytest.mark.slow
 def test_a_sweep_has_one_name_even_when_composing_crosses_seconds(ticking_clock):
     from mfti_lightning.launch.sweep import plan
 

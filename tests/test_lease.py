@@ -88,6 +88,7 @@ def test_only_one_of_two_processes_takes_over_a_stale_lease(tmp_path):
     assert read_holder(tmp_path).token == "stale"  # untouched
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_two_processes_started_together_one_wins(tmp_path):
     code = (

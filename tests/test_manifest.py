@@ -40,6 +40,7 @@ for i in range(n):
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_concurrent_submitters_never_interleave_lines(tmp_path):
     """Four processes append 50 long lines each at once: 200 whole records, each process's in its own order."""
@@ -76,6 +77,7 @@ def test_fields_of_a_newer_version_are_kept(tmp_path):
     assert read_manifest(tmp_path / "never-submitted") == []
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_a_sweeper_that_needs_results_is_told_to_wait(tmp_path):
     """wait=false returns before any result exists: a sweeper other than Hydra's basic one is refused, naming the fix,

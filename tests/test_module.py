@@ -31,6 +31,7 @@ def fit_tiny(cfg, run_dir: Path, *, max_steps: int = 4):
     return job.module, job.trainer, periodic
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_fit_tiny_one_process(cfg_factory, tmp_path, attn):
@@ -77,6 +78,7 @@ def test_throughput_math():
     assert r["mfu"] == pytest.approx(expected / 2 / 989e12)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_no_device_reads_per_micro_batch(cfg_factory, tmp_path, monkeypatch):
     """training_step and the batch hooks read no tensor value back (no .item()/.tolist()/float()/bool(), no

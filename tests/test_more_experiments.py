@@ -35,6 +35,7 @@ def _with_data(rec, min_score=None, misaligned=0.0):
     return rec
 
 
+@pytest.mark.slow
 def test_pivot_figure_compares_english_centric_and_all_direction_training_on_non_english(tmp_path):
     recs = {"enc": make_record("xglm-564m", 1000, 0, lp="en_centric"), "all": make_record("xglm-564m", 1000, 0)}
     rep = report.make_report([_write(tmp_path / "sw", recs)], tmp_path / "out")
@@ -54,6 +55,7 @@ def test_pivot_figure_compares_english_centric_and_all_direction_training_on_non
     assert "pivot" in only_one["skipped"] and "English-centric" in only_one["skipped"]["pivot"]
 
 
+@pytest.mark.slow
 def test_data_quality_figure_plots_score_against_threshold_and_noise(tmp_path):
     recs = {}
     for thr in (1.04, 1.08):
@@ -80,6 +82,7 @@ def test_partition_figure_shows_icl_and_mfti(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_report_never_mixes_extraction_modes_silently(tmp_path):
     recs = {}
     for name, extraction, n, k in (("rm", "reference", 1000, 0), ("cm", "clean", 1000, 0),
@@ -119,6 +122,7 @@ def test_per_language_figures_include_languages_beyond_the_13(tmp_path):
 
 
 # ---- languages beyond the 13, from a FLORES directory the user points to ---------------------------------------
+@pytest.mark.subprocess
 def test_missing_language_file_names_the_directory_and_the_file(tmp_path):
     flores = fake_flores_dir(tmp_path / "flores", {"es": "ca"})
     (flores / "devtest" / "spa.devtest").unlink()
@@ -149,6 +153,7 @@ def test_mfti_eval_on_a_language_beyond_the_13(tmp_path):
     assert "Spanish" in rows[0]["prompt"]
 
 
+@pytest.mark.subprocess
 def test_new_sweep_files_are_listed_by_mfti_plan(tmp_path):
     from test_slurm import _fake_inputs
 

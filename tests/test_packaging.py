@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO
 
 
+@pytest.mark.packaging
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_wheel_contains_conf_and_assets(tmp_path):
     p = subprocess.run(

@@ -16,6 +16,7 @@ def _plan_json(tmp_path, *options, overrides=()):
     return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_measured_throughput_replaces_the_assumed_mfu(tmp_path):
     (assumed,) = _plan_json(tmp_path, "--throughput", "none")
@@ -34,6 +35,7 @@ def test_measured_throughput_replaces_the_assumed_mfu(tmp_path):
     assert "measured" in ct2["train_rate"] and ct2["generate_rate"] == "assumed 2% MFU"
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(200)
 def test_plan_table_says_which_throughput_it_used(tmp_path):
     p = run_cli(["mfti_lightning.cli.plan", "-", "logger=none", "--throughput", "none"], cwd=tmp_path, timeout=120)

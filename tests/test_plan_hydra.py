@@ -107,6 +107,7 @@ def test_a_key_given_on_the_command_line_replaces_the_sweep_files(capsys):
     assert Path(jobs[0]["run_dir"]).name.startswith("xglm-7.5b_paper13_t1_k8_n0_s42-")
 
 
+@pytest.mark.slow
 def test_prefetch_expands_a_sweep_file_as_hydra_does():
     from mfti_lightning.cli import prefetch
 
@@ -117,6 +118,7 @@ def test_prefetch_expands_a_sweep_file_as_hydra_does():
     assert one == ["facebook/xglm-564M"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_plan_lists_jobs_run_dirs_and_cost_where_inputs_are_missing(tmp_path, monkeypatch, capsys):
     """``mfti-plan architectures`` on a machine without corpora or hub models: all 20 jobs with run directory and

@@ -159,6 +159,7 @@ def test_concurrent_writers_leave_one_complete_entry(tmp_path):
     assert len(read_jsonl(entries[0] / cache.EXAMPLES_FILE)) == 90
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(180)
 def test_mfti_prepare_cli_on_shipped_data(tmp_path):
     p = run_cli(
@@ -178,6 +179,7 @@ def test_mfti_prepare_cli_on_shipped_data(tmp_path):
     assert bad.returncode != 0 and "Unknown language code 'xx'" in bad.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("longer", ["de", "en"])
 def test_misaligned_corpus_stops_prepare_and_train(tmp_path, longer):

@@ -46,6 +46,7 @@ def test_shots_seeded_distinct_and_never_the_test_sentence(tmp_path):
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_identical_prompts_in_another_process(tmp_path):
     cfg, sets, t = _sets(tmp_path)

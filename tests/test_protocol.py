@@ -61,6 +61,7 @@ def test_mfti_eval_reference_and_clean_extraction(tmp_path):
             assert ref["metrics"]["test_clean/" + key.split("/", 1)[1]] == pytest.approx(value), key
 
 
+@pytest.mark.subprocess
 def test_paper_overlay_requires_spbleu_before_anything_runs(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.train", "experiment=mfti", "model=tiny",
                         "trainer=cpu", "logger=none"], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
@@ -84,6 +85,7 @@ def test_icl_run_partitioned_by_train_directions(tmp_path):
     assert any(k.startswith("test/") and "/partition/" in k for k in r["metrics"])
 
 
+@pytest.mark.subprocess
 def test_plan_unseen_has_the_icl_baseline_on_the_same_partitions(tmp_path):
     from test_slurm import _fake_inputs
 
@@ -121,6 +123,7 @@ def _labels(run, direction="en-ca"):
     return [json.loads(x)["error"] for x in (run / "translations" / f"{direction}.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
     run = _run_with(tmp_path, SPANISH_FOR_CATALAN)

@@ -113,6 +113,7 @@ def rep(sweep, tmp_path_factory):
     return report.make_report([sweep, missing], sweep / "report")
 
 
+@pytest.mark.slow
 def test_table_rows(rep, sweep):
     done = [r for r in RUNS.values() if r["status"] == "completed"]
     assert rep["num_runs"] == len(done) == 9
@@ -270,6 +271,7 @@ def test_stats_helpers():
     assert report.pearson([1, 2], [1, 2]) is None  # too few points: no number rather than a fake one
 
 
+@pytest.mark.subprocess
 def test_cli_is_torch_free_and_writes_report(sweep, tmp_path):
     code = (
         "import sys; from mfti_lightning.cli.report import main; rc = main(sys.argv[1:]); "

@@ -33,6 +33,7 @@ def _write(root, records):
     return root
 
 
+@pytest.mark.slow
 def test_model_size_figure_colours_by_family(tmp_path):
     recs = [
         make_record("xglm-564m", 1000, 0),  # no model.family: an XGLM run from before families existed

@@ -88,6 +88,7 @@ def avg(rec, metric="bleu"):
     return rec["metrics"][f"test/{metric}/avg"]
 
 
+@pytest.mark.slow
 def test_seed_groups_with_intervals(rep, sweep):
     _, runs = sweep
     assert sorted((g.label, tuple(g.seeds)) for g in rep["groups"]) == [
@@ -191,6 +192,7 @@ def test_report_md_opens_with_the_summary_and_warns_only_within_a_series(rep):
     assert rep["config_differences"] == {} and rep["figure_differences"] == {}
 
 
+@pytest.mark.slow
 def test_report_as_an_offline_wandb_run(rep):
     from mfti_lightning.track.publish import log_report
 

@@ -73,6 +73,7 @@ def _peak(fn) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_memory_grows_with_n_not_with_the_corpus(tmp_path):
     small, big = tmp_path / "small", tmp_path / "big"

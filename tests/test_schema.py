@@ -67,6 +67,7 @@ def test_wrong_type_fails_at_composition(tmp_path):
     assert "optim.max_steps" in message and "many" in message and "Integer" in message
 
 
+@pytest.mark.subprocess
 def test_bad_value_on_the_mfti_train_command_line(tmp_path):
     """The wiring, once through the real entry point: one line naming the value, exit 2, no traceback."""
     p = _train_cli(["trainer.precision=bf17"], tmp_path)
@@ -103,6 +104,7 @@ def test_number_for_a_config_group_exits_2(args, expected, monkeypatch, capsys):
         assert "shots=k3" not in err  # no such preset
 
 
+@pytest.mark.subprocess
 def test_number_for_a_config_group_in_mfti_eval_and_mfti_plan(tmp_path, capsys):
     import os
 
@@ -121,6 +123,7 @@ def test_number_for_a_config_group_in_mfti_eval_and_mfti_plan(tmp_path, capsys):
     assert "num_examples=n1000" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_validation_is_torch_free(tmp_path):
     """Compose and validate bad values in a fresh interpreter: the errors come without torch being imported."""
     code = (
@@ -194,6 +197,7 @@ def test_several_problems_first_one_leads():
     assert first == "resume='Auto': allowed values: auto, never" and "progress.mode='fancy'" in rest
 
 
+@pytest.mark.slow
 def test_every_shipped_option_passes_validation():
     """No false alarms: every option of every group (train and eval) and the sweeps' experiments validate."""
     from test_configs import GROUPS, options

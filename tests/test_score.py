@@ -72,6 +72,7 @@ def cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 def test_mfti_score_adds_ter_with_signatures_and_a_second_run_does_nothing(tmp_path):
     run = make_run(tmp_path)
     before = digests(run)
@@ -115,6 +116,7 @@ def test_the_clean_split_is_scored_from_hypothesis_clean(tmp_path):
     assert m["test_clean/ter/de-en"] == pytest.approx(want) and m["test_clean/ter/de-en"] != m["test/ter/de-en"]
 
 
+@pytest.mark.subprocess
 def test_bad_metrics_fail_before_anything_is_written(tmp_path):
     run = make_run(tmp_path)
     before = (run / "results.json").read_bytes()

@@ -71,6 +71,7 @@ def test_training_gradients_close(tiny_model_dir):
         assert torch.allclose(p.grad, ga[name].grad, atol=1e-5, rtol=1e-4), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beams", [1, 4])
 def test_generation_equal_eager_left_padded(models, tiny_tokenizer, beams):
     eager, sdpa = models

@@ -122,6 +122,7 @@ def test_training_length_steps_or_epochs(tmp_path):
     assert steps_for_epochs(0.01, 45, 4) == 1
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -55,6 +55,7 @@ def sacrebleu_cli(tmp_path, baseline, system, refs, seed: int, n: int) -> dict:
     return {m: [base[k], (*sys_cells[k], ps[k])] for k, m in enumerate(("bleu", "chrf"))}
 
 
+@pytest.mark.subprocess
 def test_paired_bootstrap_equals_sacrebleus_command_line(tmp_path):
     baseline, system = close_pair(REFS)
     ours = significance.paired_bootstrap(baseline, system, REFS, ["bleu", "chrf"], "en", n_samples=300, seed=7)
@@ -76,6 +77,7 @@ def test_paired_bootstrap_equals_sacrebleus_command_line(tmp_path):
     assert os.environ.get("SACREBLEU_SEED") != "7"  # the seed is restored
 
 
+@pytest.mark.subprocess
 def test_a_seed_changes_the_resamples_not_the_scores(tmp_path):
     baseline, system = close_pair(REFS)
     a = significance.paired_bootstrap(baseline, system, REFS, ["chrf"], "en", n_samples=200, seed=1)["chrf"]

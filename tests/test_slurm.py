@@ -39,6 +39,7 @@ def tiny(tiny_model_dir):
 
 
 # ------------------------------------------------------------------------------------------------ no SLURM needed
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
     p = mfti(
@@ -52,6 +53,7 @@ def test_tasks_per_node_mismatch_refused_before_submission(tmp_path):
     assert not list(tmp_path.rglob(".submitit")), "something was submitted"
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     """The plugin's own launcher (no preset) is checked by the PreflightCallback."""
@@ -64,6 +66,7 @@ def test_plain_submitit_launcher_mismatch_refused(tmp_path):
     assert not list(tmp_path.rglob(".submitit"))
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "bad,message",
@@ -133,6 +136,7 @@ def _fake_inputs(root: Path) -> dict:
             "MFTI_FLORES_DIR": str(flores)}  # fmt: skip
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_plan_every_sweep_file_torch_free(tmp_path):
     """mfti-plan lists every job of every sweep file, composing and checking each one (inputs too), without torch."""
@@ -202,6 +206,7 @@ def _assert_lists_every_missing_corpus(text: str, outcome: str = "nothing was su
     assert missing == set(_all_directions()) and len(missing) == 156, sorted(set(_all_directions()) - missing)
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(200)
 def test_plan_lists_every_missing_corpus_of_every_job(tmp_path):
     """The templates sweep with data=wikimatrix (experiment=main_mfti) where no WikiMatrix is: every job in the table,

@@ -393,6 +393,7 @@ def test_status_and_mfti_help_load_neither_torch_nor_hydra(tmp_path):
     assert re.search(r"\n  status +where a submitted or local sweep stands", p.stdout), p.stdout
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_plan_marks_jobs_pending_or_running_and_leaves_them_out_of_what_is_to_run(tmp_path, fake_slurm):
     from conftest import run_cli

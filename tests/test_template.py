@@ -34,6 +34,7 @@ def _template(option, tmp_path) -> Template:
     return from_config(compose([f"template={option}"], tmp_path).template)
 
 
+@pytest.mark.slow
 def test_six_options_with_paper_numbers(tmp_path):
     assert len(OPTIONS) == 6
     ids = sorted(_template(o, tmp_path).paper_id for o in OPTIONS)
