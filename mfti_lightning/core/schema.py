@@ -394,7 +394,7 @@ def composed_node(cls) -> DictConfig:
             children[f.name] = composed_node(tp)
         else:
             # the typed child node itself (keeps its type check). OmegaConf 2.3 has no public accessor for it
-            # (masked_copy and item access return untyped values); tests/test_schema.py's composition-time type
+            # (masked_copy and item access return untyped values); tests/unit/core/test_schema.py's composition-time type
             # errors (optim.max_steps=many) fail if this stops working.
             children[f.name] = typed._get_node(f.name)
     return OmegaConf.create(children)

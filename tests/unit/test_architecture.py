@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "mfti_lightning"
 # a subpackage may import only from itself and the layers listed for it (cli, the entry points, from anything)
 LAYERS = {
@@ -120,7 +120,7 @@ def test_no_private_name_imported_from_another_module():
         for n in names
         if n.startswith("_") and target != m
     ]
-    for test in sorted((REPO / "tests").glob("*.py")) + sorted((REPO / "benchmarks").glob("*.py")):
+    for test in sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "benchmarks").glob("*.py")):
         for node in ast.walk(ast.parse(test.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mfti_lightning"):
                 found += [

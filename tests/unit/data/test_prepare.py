@@ -14,7 +14,7 @@ from mfti_lightning.core.results import read_jsonl
 from mfti_lightning.core.template import from_config
 from mfti_lightning.data import cache, corpora, prepare
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"  # tests/data
 TATOEBA = "'" + str(DATA / "tatoeba" / "tatoeba.{pair}") + "'"  # quoted: Hydra parses {...}
 
 

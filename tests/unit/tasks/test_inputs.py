@@ -14,7 +14,7 @@ from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core.errors import InputsError
 from mfti_lightning.tasks import inputs
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"  # tests/data
 
 
 def _problems(tmp_path, *overrides, offline=True, env=None):

@@ -1,7 +1,7 @@
 """``mfti status`` and "a job is never submitted twice" without a cluster: sweeps made of real manifests
 (launch.manifest), real leases (core.lease) and progress/results records as the jobs write them, with SLURM's two
 commands replaced by scripts on PATH that print what squeue/sacct print (and log how often they were called).
-tests/test_slurm_status.py runs the same against the real local SLURM."""
+tests/integration/test_slurm_status.py runs the same against the real local SLURM."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import pytest
 from mfti_lightning.core.errors import DataError
 from mfti_lightning.data import corpora
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"  # tests/data
 
 
 def _lines(path):

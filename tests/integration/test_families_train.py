@@ -1,5 +1,5 @@
-"""Every non-XGLM family end to end on CPU through the console entry points, like tests/test_demo.py and
-tests/test_train_dist.py do for the tiny XGLM: mfti-train (results.json), an interrupted run resumed to the same
+"""Every non-XGLM family end to end on CPU through the console entry points, like tests/integration/test_demo.py and
+tests/integration/test_train_dist.py do for the tiny XGLM: mfti-train (results.json), an interrupted run resumed to the same
 weights, mfti-export, mfti-eval of the export, and trainer=fsdp2 and trainer=ddp_cpu on two CPU processes."""
 
 from __future__ import annotations

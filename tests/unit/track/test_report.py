@@ -283,7 +283,7 @@ def test_cli_is_torch_free_and_writes_report(sweep, tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "9 runs, 1 failed/incomplete" in p.stdout and (tmp_path / "r" / "bleu_vs_shots.png").exists()

@@ -17,7 +17,7 @@ from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.track import score
 
 FLORES = ASSETS_DIR / "flores101" / "devtest"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def make_run(root: Path, clean: bool = False) -> Path:

@@ -1,5 +1,5 @@
 """``mfti status`` and "a job is never submitted twice" on the real local SLURM (scripts/local_slurm.sh, shared with
-other people's jobs: everything is filtered by this sweep's job ids or name). tests/test_status.py covers the same
+other people's jobs: everything is filtered by this sweep's job ids or name). tests/unit/launch/test_status.py covers the same
 rules in process."""
 
 from __future__ import annotations
