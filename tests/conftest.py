@@ -49,6 +49,12 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
     return cfg
 
 
+def pytest_report_header(config):
+    """Which tier runs: a bare ``pytest`` selects the fast one (pyproject's addopts), ``-m ""`` every test."""
+    expr = config.option.markexpr
+    return f"tests marked: -m {expr!r}" + (' (pytest -m "" runs every test)' if expr else " (every test)")
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     def make(*overrides, output_dir=None):

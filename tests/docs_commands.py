@@ -1,6 +1,6 @@
 """Every ``mfti`` command line shown in README.md and docs/*.md, and a runner that proves each one still parses.
 
-Used by tests/test_docs_commands.py, which runs this file once as a script (one interpreter for all the commands,
+Used by tests/integration/test_docs_commands.py, which runs this file once as a script (one interpreter for all the commands,
 in the repository root, as a reader would type them): ``python tests/docs_commands.py`` prints one JSON object.
 
 What "still parses" means, by command (every check goes through the command's own ``main``, in this process):

@@ -1,7 +1,7 @@
 """Tiny training runs in subprocesses, killed at chosen points, and what must be identical to an uninterrupted run:
 the weights, the best step, ``checkpoints/best/``, the ``hf/`` export and results.json (timings aside).
 
-Used by tests/test_resume.py and tests/test_faults_checkpoints.py. Kill points inside a run come from
+Used by tests/integration/test_resume.py and tests/integration/test_faults_checkpoints.py. Kill points inside a run come from
 tests/faults/sitecustomize.py (``MFTI_TEST_KILL``), put first on the subprocess's PYTHONPATH.
 """
 

@@ -7,7 +7,7 @@ code asks this registry instead of testing for an architecture:
   preset pointing at another architecture fails naming both);
 - ``block``: the transformer block class FSDP / FSDP2 wrap. It is the model's own ``_no_split_modules``
   (``train/trainer.py`` and ``train/module.py`` read it from the model class); the registry records it so
-  ``tests/test_families.py`` can check that transformers still declares it;
+  ``tests/unit/model/test_families.py`` can check that transformers still declares it;
 - ``lora_targets``: the linear layers ``model.peft=lora`` wraps when ``model.lora.target_modules`` is ``[]``;
 - ``sdpa``: ``native`` (transformers' ``attn_implementation="sdpa"``), ``patch`` (XGLM: ``model/xglm_sdpa.py``)
   or ``none`` (BLOOM's ALiBi attention has no SDPA path in transformers: ``eager`` only, refused before loading);
@@ -15,7 +15,7 @@ code asks this registry instead of testing for an architecture:
   XGLM prepends ``</s>``; BLOOM and mGPT (GPT-2 tokenizer) add no BOS; Llama-3 prepends ``<|begin_of_text|>``.
   Training text and evaluation prompts are encoded by the same ``tokenizer(text)`` call with the tokenizer's own
   special tokens (``data/datamodule.py``, ``eval/generation.py``), so they agree for every family
-  (``tests/test_families.py::test_prompt_tokenizes_the_same_in_training_and_evaluation``).
+  (``tests/unit/model/test_families.py::test_prompt_tokenizes_the_same_in_training_and_evaluation``).
 """
 
 from __future__ import annotations

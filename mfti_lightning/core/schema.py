@@ -397,7 +397,7 @@ def composed_node(cls) -> DictConfig:
         else:
             # the typed child node itself (keeps its type check). OmegaConf has no public accessor for it
             # (masked_copy and item access return untyped values): the one private OmegaConf call of the project,
-            # checked against OMEGACONF_CHECKED_WITH; tests/test_library_internals.py fails, naming this, if a
+            # checked against OMEGACONF_CHECKED_WITH; tests/unit/test_library_internals.py fails, naming this, if a
             # leaf of the composed root stops refusing a wrong type.
             children[f.name] = typed._get_node(f.name)
     return OmegaConf.create(children)

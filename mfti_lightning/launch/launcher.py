@@ -273,7 +273,7 @@ class SlurmLauncher(_PluginSlurmLauncher):
         ``launch`` cannot skip, and which would submit the next array only after this one ended): the executor
         built from the parameters as the plugin builds it, the sweep directory created with ``hydra.sweep.mode``,
         and ``executor.map_array(self, ...)`` with the arguments of the inherited ``__call__``.
-        tests/test_slurm.py compares the sbatch script with the one the plugin's own launcher writes."""
+        tests/integration/test_slurm.py compares the sbatch script with the one the plugin's own launcher writes."""
         import submitit
         from hydra.core.singleton import Singleton
 

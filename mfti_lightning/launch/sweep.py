@@ -177,7 +177,7 @@ def job_overrides(loader, primary: DictConfig) -> list[list[str]]:
 
     This is ``BasicSweeper.sweep()`` up to the point where it would write ``multirun.yaml`` and launch. It relies
     on two names Hydra does not document: ``BasicSweeper._parse_config`` (the params as ``key=value`` strings) and
-    the static ``BasicSweeper.split_arguments`` (tests/test_plan_hydra.py compares the result with the jobs
+    the static ``BasicSweeper.split_arguments`` (tests/unit/launch/test_plan_hydra.py compares the result with the jobs
     ``mfti-train -m`` hands its launcher, for every sweep file)."""
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper

@@ -8,14 +8,14 @@ transformers' ``sdpa`` masks: a boolean mask, or ``None`` when the plain causal 
 Differences to eager are float rounding only, except on *fully padded query rows* (left padding): eager turns
 such a row into a uniform average over all keys, SDPA here attends over all keys with the real scores. Those rows
 belong to pad tokens; no real token attends to them (causal + padding mask), so logits of real tokens, losses and
-generations are unaffected (tests/test_sdpa.py compares logits, gradients, greedy and beam search to eager).
+generations are unaffected (tests/unit/model/test_sdpa.py compares logits, gradients, greedy and beam search to eager).
 
 ``disable(model)`` restores eager (used before ``save_pretrained`` so an exported directory loads anywhere).
 
 This module is the one place that relies on transformers internals, because there is no public way to give XGLM
 another attention kernel: it subclasses ``XGLMAttention`` with the same ``forward`` signature and sets the
 config's ``_attn_implementation_internal`` (which selects the mask builder). Checked against transformers 5.24.0
-(:data:`CHECKED_WITH`); ``tests/test_sdpa.py::test_the_transformers_internals_this_module_uses`` fails, naming
+(:data:`CHECKED_WITH`); ``tests/unit/model/test_sdpa.py::test_the_transformers_internals_this_module_uses`` fails, naming
 this module, when either changes.
 """
 

@@ -10,7 +10,7 @@ command line on the same files with the same ``SACREBLEU_SEED`` and number of re
 The interval of the difference needs per-sentence sufficient statistics, which sacrebleu has no public API for:
 this module is the one place that calls its private ``_extract_corpus_statistics`` / ``_compute_score_from_stats``
 (what ``sacrebleu.significance`` itself calls), checked against sacrebleu :data:`SACREBLEU_CHECKED_WITH`;
-``tests/test_library_internals.py`` fails, naming this module, when summed statistics stop giving the corpus score.
+``tests/unit/test_library_internals.py`` fails, naming this module, when summed statistics stop giving the corpus score.
 """
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ def _logger_class():
 
 # Lightning's WandbLogger has no public way to drop the ``anonymous`` init argument or to end its run from a
 # forked rank (finalize): the two private attributes used for that (``_wandb_init``, ``_experiment``) are used
-# only here, checked against pytorch-lightning LIGHTNING_CHECKED_WITH; tests/test_library_internals.py fails,
+# only here, checked against pytorch-lightning LIGHTNING_CHECKED_WITH; tests/unit/test_library_internals.py fails,
 # naming this module, when WandbLogger changes them.
 LIGHTNING_CHECKED_WITH = "2.6.6"
 

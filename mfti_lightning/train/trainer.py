@@ -167,7 +167,7 @@ LITLOGGER_TIP = "💡 Tip: For seamless cloud logging and experiment tracking, t
 
 def quiet_lightning() -> None:
     """Silence what Lightning prints on every run of this project that no user can act on; each filter is as
-    narrow as the message it removes (tests/test_demo.py fails on any warning not explained there)."""
+    narrow as the message it removes (tests/integration/test_demo.py fails on any warning not explained there)."""
     from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
     # Lightning 2.6's CombinedLoader (every fit) builds torch's LeafSpec, which torch 2.13 deprecates

@@ -1,4 +1,4 @@
-"""Fault injection for tests/test_faults_checkpoints.py and tests/test_resume.py: SIGKILL this process at an exact
+"""Fault injection for tests/integration/test_faults_checkpoints.py and tests/integration/test_resume.py: SIGKILL this process at an exact
 point, chosen by ``MFTI_TEST_KILL`` (no hook in the product: the points are wrapped here, as the modules load).
 
 Put this folder first on the PYTHONPATH of a ``python -m mfti_lightning.cli.train ...`` subprocess. Points:

@@ -1,4 +1,4 @@
-"""A Hydra launcher for tests only (tests/test_plan_hydra.py puts tests/plugins on PYTHONPATH): it runs nothing and
+"""A Hydra launcher for tests only (tests/unit/launch/test_plan_hydra.py puts tests/plugins on PYTHONPATH): it runs nothing and
 appends every job Hydra's sweeper hands it to the file named by $MFTI_RECORD_JOBS, one JSON line per job with its
 number, overrides and run directory (the job's config composed as Hydra's launchers compose it). Picked with
 ``hydra.launcher._target_=hydra_plugins.mfti_test_recorder.RecordingLauncher``; the other launcher settings are

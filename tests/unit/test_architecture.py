@@ -1,0 +1,157 @@
+"""The package's shape, read from its source: subpackages in layers, no import cycle (imports inside functions
+count), no private name imported across modules, short functions, and every module importable on its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "mfti_lightning"
+# a subpackage may import only from itself and the layers listed for it (cli, the entry points, from anything)
+LAYERS = {
+    "assets": set(),
+    "core": {"assets"},
+    "data": {"core", "assets"},
+    "model": {"core", "assets"},
+    "track": {"core", "assets", "eval"},
+    "eval": {"core", "data", "model"},
+    "train": {"core", "data", "model", "eval"},
+    "tasks": {"core", "data", "model", "eval", "train", "track"},
+    "launch": {"core", "data", "tasks", "train", "assets"},
+    "cli": {"core", "data", "model", "eval", "train", "tasks", "track", "launch", "assets"},
+}
+MAX_FUNCTION_LINES = 60
+LONG_FUNCTIONS_ALLOWED = {("mfti_lightning.track.report", "Figures")}  # figure code: one matplotlib figure each
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str) -> list[tuple[str, list[str], int]]:
+    """``(imported module, names, line)`` for every import of the package in a module, at any depth."""
+    out = []
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mfti_lightning"):
+            out.append((node.module, [a.name for a in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("mfti_lightning")]
+    return out
+
+
+def edges() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for m in MODULES:
+        for target, names, _ in imports_of(m):
+            subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
+            for t in subs or [target]:
+                if t != m and t in MODULES:
+                    graph[m].add(t)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    assert cycles(edges()) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_subpackages_import_only_their_layers():
+    wrong = []
+    for m, targets in edges().items():
+        sub = m.split(".")[1] if m.count(".") >= 1 else None
+        if sub not in LAYERS:
+            continue
+        for t in targets:
+            tsub = t.split(".")[1] if t.count(".") >= 1 else None
+            if tsub and tsub != sub and tsub not in LAYERS[sub]:
+                wrong.append(f"{m} -> {t}")
+    assert wrong == []
+
+
+def test_no_private_name_imported_from_another_module():
+    found = [
+        f"{MODULES[m].relative_to(REPO)}:{line}: {target}.{n}"
+        for m in MODULES
+        for target, names, line in imports_of(m)
+        for n in names
+        if n.startswith("_") and target != m
+    ]
+    for test in sorted((REPO / "tests").rglob("*.py")) + sorted((REPO / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(test.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mfti_lightning"):
+                found += [
+                    f"{test.relative_to(REPO)}:{node.lineno}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
+    assert found == []
+
+
+def test_no_function_longer_than_60_lines():
+    long = []
+    for m, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        owners = {id(f): c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES and (m, owners.get(id(node))) not in LONG_FUNCTIONS_ALLOWED:
+                    long.append(f"{m}.{node.name}: {n} lines")
+    assert long == []
+
+
+@pytest.mark.subprocess
+@pytest.mark.timeout(300)
+def test_every_module_imports_alone_and_in_reverse_order():
+    names = sorted(MODULES) + ["hydra_plugins.mfti_lightning_launcher"]
+    alone = "; ".join(f"subprocess.run([sys.executable, '-c', 'import {n}'], check=True)" for n in names)
+    code = f"import subprocess, sys; {alone}"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=280, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rev = "; ".join(f"import {n}" for n in reversed(names))
+    p = subprocess.run([sys.executable, "-c", rev], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
