@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mfti_lightning.core import layout
-from mfti_lightning.core.config import batch_math, steps_for_epochs, training_length
+from mfti_lightning.core.config import BatchPlan, steps_for_epochs, training_length
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError, JobInterrupted
@@ -66,7 +66,7 @@ class TrainingJob:
     run_dir: Path
     record: dict
     template: Template
-    batch: dict
+    batch: BatchPlan
     n_train: int
     bleu_name: str
     model_path: str = ""
@@ -108,11 +108,11 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
         run_dir,
         record,
         template_from_config(cfg.template),
-        batch_math(cfg),
+        BatchPlan.from_config(cfg),
         int(cfg.num_examples.n),
         bleu_metric_name(cfg.eval.bleu_tokenize),
     )
-    record["batch"] = job.batch
+    record["batch"] = job.batch.record()
     record["directions"] = {
         "train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if job.n_train else [],
         "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
@@ -231,12 +231,12 @@ def fit(job: TrainingJob):
     dm = MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
-        bm["micro_batch_size"],
+        bm.micro_batch_size,
         int(cfg.seed),
         int(cfg.data.length_group_chunk),
         int(cfg.data.num_workers),
         n_val_prompts=n_val,
-        total_micro_batches=steps * bm["accumulate"],
+        total_micro_batches=bm.micro_batches(steps),
     )
     monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
@@ -281,13 +281,13 @@ def planned_steps(job: TrainingJob) -> int:
     length = training_length(cfg)
     if length["by"] == "epochs":
         sampler = LengthGroupedBatches(
-            [len(e.input_ids) for e in job.encoded], bm["micro_batch_size"], int(cfg.seed),
-            int(cfg.data.length_group_chunk), 0, bm["world_size"],
+            [len(e.input_ids) for e in job.encoded], bm.micro_batch_size, int(cfg.seed),
+            int(cfg.data.length_group_chunk), 0, bm.world_size,
         )  # fmt: skip
         per_epoch = len(sampler.epoch_batches(0))
         length["micro_batches_per_epoch_per_rank"] = per_epoch
-        length["steps_per_epoch"] = per_epoch / bm["accumulate"]
-        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm["accumulate"])
+        length["steps_per_epoch"] = per_epoch / bm.accumulate
+        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm.accumulate)
     job.record["training_length"] = length
     return int(length["max_steps"])
 
