@@ -22,7 +22,6 @@ from mfti_lightning.core import schema
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank, launched_ranks
 from mfti_lightning.core.layout import TOKENIZER_DIR
-from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.model.checkpoints import check_state_dict, model_state_of_file, run_dir_of_checkpoint
 
 log = logging.getLogger("mfti_lightning")
@@ -243,30 +242,19 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
     if gpu:
         torch.cuda.set_device(device)
     model, tokenizer = load_decoder(cfg, info, device, rank, world_size)
-    from mfti_lightning.eval.analysis import analysis_options
-    from mfti_lightning.eval.evaluation import evaluate
+    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate
 
-    e = cfg.eval
     result = evaluate(
         model,
         tokenizer,
         template,
         sets,
         split=split,
-        shots=int(cfg.shots.k),
-        seed=int(cfg.seed),
-        num_beams=int(e.num_beams),
-        max_new_tokens=int(e.max_new_tokens),
-        batch_tokens=batch_tokens_setting(e.batch_tokens),
-        bleu_tokenize=e.bleu_tokenize,
-        max_prompt_tokens=e.get("max_prompt_tokens"),
+        decode=DecodeSettings.from_config(cfg),
         rank=rank,
         world_size=world_size,
         out_dir=run_dir,
-        analyze_errors=analysis_options(e),
         settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
-        comet_model=e.get("comet_model"),
-        extraction=str(e.extraction),
     )
     if world_size > 1:
         dist.barrier()

@@ -33,7 +33,6 @@ from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
 from mfti_lightning.core.results import relative_to_run
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
-from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.tasks.checks import check_before_loading
 from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import resolved_container, run_task
@@ -166,7 +165,7 @@ def build_module(job: TrainingJob) -> None:
     from hydra.utils import instantiate
 
     from mfti_lightning.data.datamodule import encode_examples
-    from mfti_lightning.eval.evaluation import selection_record
+    from mfti_lightning.eval.evaluation import DecodeSettings, selection_record
     from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
@@ -182,16 +181,12 @@ def build_module(job: TrainingJob) -> None:
             f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
             "data.overlong=truncate_source to shorten their sources."
         )
-    eval_settings = {
-        "shots": int(cfg.shots.k),
-        "seed": int(cfg.seed),
-        "val_num_beams": int(cfg.eval.val_num_beams),
-        "max_new_tokens": int(cfg.eval.max_new_tokens),
-        "batch_tokens": batch_tokens_setting(cfg.eval.batch_tokens),
-        "bleu_tokenize": cfg.eval.bleu_tokenize,
-        "score_before_training": bool(cfg.eval.score_before_training),
-        "select": str(cfg.eval.select),
-        "num_beams": int(cfg.eval.num_beams),
+    # the module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
+    # values: they are checkpointed hyperparameters)
+    eval_settings = DecodeSettings.from_config(cfg).record() | {
+        "val_num_beams": cfg.eval.val_num_beams,
+        "score_before_training": cfg.eval.score_before_training,
+        "select": cfg.eval.select,
     }
     if job.n_train:
         job.record["selection"] = selection_record(
@@ -389,8 +384,7 @@ def test(job: TrainingJob) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
 
-    from mfti_lightning.eval.analysis import analysis_options
-    from mfti_lightning.eval.evaluation import evaluate, record_result
+    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate, record_result
     from mfti_lightning.eval.partitions import partition_directions
 
     cfg, record = job.cfg, job.record
@@ -402,22 +396,15 @@ def test(job: TrainingJob) -> None:
         job.template,
         job.test_sets,
         split="test",
-        shots=int(cfg.shots.k),
-        seed=int(cfg.seed),
-        num_beams=int(cfg.eval.num_beams),
-        max_new_tokens=int(cfg.eval.max_new_tokens),
-        batch_tokens=batch_tokens_setting(cfg.eval.batch_tokens),
-        bleu_tokenize=cfg.eval.bleu_tokenize,
+        decode=DecodeSettings.from_config(cfg),
         rank=rank,
         world_size=world,
         out_dir=job.run_dir,
-        analyze_errors=analysis_options(cfg.eval),
         settings={
             "checkpoint": relative_to_run(record.get("best_checkpoint"), job.run_dir),  # a moved run resumes too
             "model": str(job.model_path),
             "engine": engine_id(cfg),
         },
-        extraction=str(cfg.eval.extraction),
     )
     # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or
     # the mFTI run it is compared with)
