@@ -53,8 +53,8 @@ def preflight(cfg: DictConfig, run_dir: Path, reuse) -> None:
 
     check_logger(cfg)
     check_launch(cfg)
-    if int(cfg.num_examples.n) and reuse.action != "reevaluate":
-        check_resume_config(resolved_container(cfg), run_dir, str(cfg.resume), save=False)
+    if cfg.num_examples.n and reuse.action != "reevaluate":
+        check_resume_config(resolved_container(cfg), run_dir, cfg.resume, save=False)
 
 
 @dataclass
@@ -108,7 +108,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
         record,
         template_from_config(cfg.template),
         BatchPlan.from_config(cfg),
-        int(cfg.num_examples.n),
+        cfg.num_examples.n,
         bleu_metric_name(cfg.eval.bleu_tokenize),
     )
     record["batch"] = job.batch.record()
@@ -119,7 +119,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
     run_dir.mkdir(parents=True, exist_ok=True)
     if job.n_train:
         job.resume_from = check_checkpoints(job)
-        check_resume_config(record["config"], run_dir, str(cfg.resume))
+        check_resume_config(record["config"], run_dir, cfg.resume)
     job.template.save(run_dir)
     return job
 
@@ -137,12 +137,12 @@ def check_checkpoints(job: TrainingJob) -> Path | None:
         return None
     if global_rank() == 0:
         clean_partial_writes(run_dir)
-    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if str(cfg.resume) == "auto" else None
+    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if cfg.resume == "auto" else None
 
 
 def trusts_checkpoints(cfg) -> bool:
     """``trust_checkpoint=true``: load checkpoints that need more than plain types (unpickling may run code)."""
-    return bool(cfg.get("trust_checkpoint", False))
+    return cfg.trust_checkpoint
 
 
 def prepare_data(job: TrainingJob) -> None:
@@ -170,10 +170,10 @@ def build_module(job: TrainingJob) -> None:
     from mfti_lightning.train.module import MFTIModule
 
     cfg = job.cfg
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
     job.encoded, job.record["data"]["tokenization"] = encode_examples(
-        job.examples, job.tokenizer, job.template, int(cfg.data.max_length), cfg.data.loss_on, cfg.data.overlong
+        job.examples, job.tokenizer, job.template, cfg.data.max_length, cfg.data.loss_on, cfg.data.overlong
     )
     if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
         raise ConfigError(
@@ -190,22 +190,22 @@ def build_module(job: TrainingJob) -> None:
     }
     if job.n_train:
         job.record["selection"] = selection_record(
-            str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor"), cfg.lang_pairs.get("val_size"),
-            int(cfg.eval.num_beams), int(cfg.eval.val_num_beams),
+            cfg.eval.select, job.bleu_name, cfg.eval.monitor, cfg.lang_pairs.val_size,
+            cfg.eval.num_beams, cfg.eval.val_num_beams,
         )  # fmt: skip
     job.module = MFTIModule(
         model_path=job.model_path,
         template=job.template.to_dict(),
         optimizer=instantiate(cfg.optim.optimizer),
-        warmup_steps=int(cfg.optim.warmup_steps),
+        warmup_steps=cfg.optim.warmup_steps,
         dtype=cfg.model.dtype,
         attn_implementation=cfg.model.attn_implementation,
-        gradient_checkpointing=bool(cfg.optim.gradient_checkpointing),
+        gradient_checkpointing=cfg.optim.gradient_checkpointing,
         val_sets=job.val_sets,
         eval_settings=eval_settings,
         out_dir=str(job.run_dir),
         peft=peft_settings(cfg.model),
-        shape=dict(cfg.model.shape) if cfg.model.get("shape") else None,
+        shape=dict(cfg.model.shape) if cfg.model.shape else None,
     )
     job.module.tokenizer = job.tokenizer
     job.loggers = make_loggers(cfg, job.run_dir, job.record)
@@ -227,13 +227,13 @@ def fit(job: TrainingJob):
         job.encoded,
         job.tokenizer.pad_token_id,
         bm.micro_batch_size,
-        int(cfg.seed),
-        int(cfg.data.length_group_chunk),
-        int(cfg.data.num_workers),
+        cfg.seed,
+        cfg.data.length_group_chunk,
+        cfg.data.num_workers,
         n_val_prompts=n_val,
         total_micro_batches=bm.micro_batches(steps),
     )
-    monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
+    monitor = selection_metric(cfg.eval.select, job.bleu_name, cfg.eval.monitor) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
@@ -276,8 +276,8 @@ def planned_steps(job: TrainingJob) -> int:
     length = training_length(cfg)
     if length["by"] == "epochs":
         sampler = LengthGroupedBatches(
-            [len(e.input_ids) for e in job.encoded], bm.micro_batch_size, int(cfg.seed),
-            int(cfg.data.length_group_chunk), 0, bm.world_size,
+            [len(e.input_ids) for e in job.encoded], bm.micro_batch_size, cfg.seed,
+            cfg.data.length_group_chunk, 0, bm.world_size,
         )  # fmt: skip
         per_epoch = len(sampler.epoch_batches(0))
         length["micro_batches_per_epoch_per_rank"] = per_epoch
@@ -362,7 +362,7 @@ def test_decoder(job: TrainingJob, rank: int, world: int):
     """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
     (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
     model = job.module.model
-    if job.cfg.eval.get("engine", "hf") != "ctranslate2":
+    if job.cfg.eval.engine != "ctranslate2":
         return model
     import copy
 

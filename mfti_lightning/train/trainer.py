@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def lightning_spawns(cfg) -> bool:
     """True when Lightning itself would start the other ranks (re-executing the command line)."""
     world = world_size(cfg.trainer)
-    strategy = str(cfg.trainer.strategy)
+    strategy = cfg.trainer.strategy
     if world <= 1 or strategy not in REEXEC_STRATEGIES:
         return False
     return slurm_tasks() != world and not torchelastic()
@@ -60,8 +60,8 @@ def _hydra_multirun() -> bool:
 
 def check_launch(cfg) -> None:
     """Refuse launches that hang or fail later, with what to use instead (before any model loading)."""
-    devices, nodes, world = num_devices(cfg.trainer), int(cfg.trainer.num_nodes), world_size(cfg.trainer)
-    strategy = str(cfg.trainer.strategy)
+    devices, nodes, world = num_devices(cfg.trainer), cfg.trainer.num_nodes, world_size(cfg.trainer)
+    strategy = cfg.trainer.strategy
     slurm = slurm_tasks()
     if slurm is not None and slurm > 1 and slurm != world:
         raise ConfigError(
@@ -204,7 +204,7 @@ def build_trainer(
     plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     periodic = PeriodicCheckpoint(
-        ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep), validates=bool(monitor)
+        ckdir / "periodic", cfg.checkpoint.every_n_steps, cfg.checkpoint.keep, validates=bool(monitor)
     )
     best = BestCheckpoint(ckdir / "best", monitor) if monitor else None
     callbacks = [
