@@ -1,7 +1,7 @@
 """Every GPU number the project needs, in one prepared run (< 8 min planned on one H100/H200), and the throughput
-JSON that mfti-plan's cost model reads (benchmarks/throughput.json).
+JSON that mfti-plan's cost model reads (mfti_lightning/assets/throughput.json: package data, shipped in the wheel).
 
-    python benchmarks/gpu_all.py                      # on one GPU: writes benchmarks/throughput.json
+    python benchmarks/gpu_all.py                      # on one GPU: writes mfti_lightning/assets/throughput.json
     python benchmarks/gpu_all.py --smoke              # anywhere (CPU, seconds): the tiny shape, every code path
     python benchmarks/gpu_all.py --only train         # or: --only eval
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from mfti_lightning.assets import THROUGHPUT_FILE
 from mfti_lightning.data.datamodule import LengthGroupedBatches
 from mfti_lightning.model import xglm_sdpa
 from mfti_lightning.train import throughput
@@ -47,7 +48,7 @@ SHAPES = {
     "xglm-1.7b": {"num_layers": 24, "d_model": 2048, "attention_heads": 16, "ffn_dim": 8192, "vocab_size": 256008},
     "xglm-7.5b": {"num_layers": 32, "d_model": 4096, "attention_heads": 32, "ffn_dim": 16384, "vocab_size": 256008},
 }
-OUT = Path(__file__).resolve().parent / "throughput.json"
+OUT = THROUGHPUT_FILE
 
 
 def build(shape: dict, device, dtype=None):

@@ -3,7 +3,7 @@
 #
 # Python environment: the active virtual environment ($VIRTUAL_ENV) if there is one, else ./.venv, created on first
 # use (a stock Debian/Ubuntu python3 refuses `pip install` outside a venv: externally-managed-environment).
-# Everything the suite exercises is installed here, from pyproject's [test] extra (peft, tensorboard, scipy, ...):
+# Everything the suite exercises is installed here, from pyproject's [test] extra (peft, tensorboard, ctranslate2, ...):
 # a test that needs a package this command does not install is a bug in this script or in pyproject.toml.
 # torch==2.13.0 is pinned here because on CPU-only CI machines it installs a CPU build from local disk, while an
 # unpinned torch would pull a multi-GB CUDA build.

@@ -22,7 +22,7 @@ LAYERS = {
     "eval": {"core", "data", "model"},
     "train": {"core", "data", "model", "eval"},
     "tasks": {"core", "data", "model", "eval", "train", "track"},
-    "launch": {"core", "data", "tasks", "train"},
+    "launch": {"core", "data", "tasks", "train", "assets"},
     "cli": {"core", "data", "model", "eval", "train", "tasks", "track", "launch", "assets"},
 }
 MAX_FUNCTION_LINES = 60

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import run_cli
+from quiet_output import assert_quiet
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,11 @@ def test_outputs_and_summary(demo_run):
     runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     assert "direction" in p.stdout and "avg" in p.stdout and "dev chrF before -> after" in p.stdout
+
+
+def test_demo_prints_only_explained_warnings(demo_run):
+    _, p = demo_run
+    assert_quiet(p.stdout + p.stderr, "the demo")
 
 
 def test_rerun_of_completed_run_does_nothing(demo_run):

@@ -65,8 +65,7 @@ def test_throughput_math():
 
     shape = {"num_layers": 24, "d_model": 2048, "attention_heads": 16, "ffn_dim": 8192, "vocab_size": 256008}
     assert t.matmul_params(shape) == 24 * (4 * 2048**2 + 2 * 2048 * 8192) + 256008 * 2048
-    assert t.peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and t.peak_flops("NVIDIA H100 PCIe") == 756e12
-    assert t.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12 and t.peak_flops("NVIDIA H200") == 989e12
+    assert t.peak_flops("NVIDIA H200") == 989e12 and t.peak_flops("NVIDIA H100 PCIe") == 756e12  # the fallback
     assert t.peak_flops("cpu") is None
     c = t.Counter(shape)
     c.add_batch([100, 50], 100)
@@ -75,6 +74,37 @@ def test_throughput_math():
     assert r["padding_efficiency"] == 0.75 and r["tokens_per_s"] == 75 and r["samples_per_s"] == 1
     expected = sum(6 * t.matmul_params(shape) * n + 12 * 24 * 2048 * n * n for n in (100, 50))
     assert r["mfu"] == pytest.approx(expected / 2 / 989e12)
+
+
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4e12),  # Lightning's table (its "h100 sxm")
+        ("NVIDIA H100 PCIe", 756e12),
+        ("NVIDIA A100-SXM4-80GB", 312e12),
+        ("NVIDIA GeForce RTX 4090", 82.6e12),  # a card only Lightning's table knows
+        ("NVIDIA H200", 989e12),  # the name torch reports for an H200 SXM: Lightning has none, the fallback answers
+        ("NVIDIA B200", None),  # in neither: no MFU rather than a wrong one
+    ],
+)
+def test_peak_flops_from_lightnings_table_else_the_fallback(monkeypatch, name, peak):
+    """The MFU's peak: Lightning's get_available_flops (bf16) for the CUDA device's name where it has one. No GPU
+    here: torch.cuda.get_device_name answers the name a real card reports."""
+    import warnings
+
+    import torch
+    from lightning_fabric.utilities.throughput import get_available_flops
+
+    from mfti_lightning.train import throughput as t
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback is silent: no "FLOPs not found" warning per run
+        assert t.device_info(torch.device("cuda", 0)) == (name, peak)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning = get_available_flops(torch.device("cuda", 0), torch.bfloat16)
+    assert lightning == (peak if name not in ("NVIDIA H200",) else None)
 
 
 @pytest.mark.timeout(120)

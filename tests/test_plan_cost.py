@@ -1,5 +1,5 @@
-"""mfti-plan's cost model: measured throughput from a JSON (benchmarks/throughput.json) or the assumed MFUs, and
-saying which; evaluation-only jobs of the paper sweeps on every GPU of their node."""
+"""mfti-plan's cost model: measured throughput from a JSON (mfti_lightning/assets/throughput.json, or --throughput)
+or the assumed MFUs, and saying which; evaluation-only jobs of the paper sweeps on every GPU of their node."""
 
 from __future__ import annotations
 

@@ -149,6 +149,57 @@ def test_paired_bootstrap_per_direction_and_summary(rep):
     assert (diff.mean, diff.low) == (pytest.approx(want.mean), pytest.approx(want.low))
 
 
+def test_the_reports_numbers_are_scipys_on_its_own_data(rep, sweep):
+    """Every interval, Welch difference, trend and correlation of the report equals scipy.stats applied directly
+    to the runs' scores (to 1e-9): the t-interval over seeds, ttest_ind(equal_var=False), linregress,
+    pearsonr / spearmanr."""
+    import math
+    import warnings
+
+    import numpy as np
+    from scipy import stats as ss
+
+    _, runs = sweep
+    by_group = {g.label: g for g in rep["groups"]}
+    checked = 0
+    for row in rep["grouped_rows"]:
+        g = by_group[row["group"]]
+        for metric in ("bleu", "chrf"):
+            vals = g.values(f"test/{metric}/{row['direction']}")
+            if len(vals) < 2 or np.ptp(vals) == 0:
+                continue
+            low, high = ss.t.interval(0.95, len(vals) - 1, loc=np.mean(vals), scale=ss.sem(vals))
+            assert row[f"test/{metric}_ci_low"] == pytest.approx(low, rel=1e-9)
+            assert row[f"test/{metric}_ci_high"] == pytest.approx(high, rel=1e-9)
+            checked += 1
+    assert checked >= 40
+    system, baseline, diff = rep["headline"]
+    assert np.ptp(baseline.values("test/bleu/avg")) == 0  # the ICL seeds score the same: scipy warns, rightly not
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = ss.ttest_ind(system.values("test/bleu/avg"), baseline.values("test/bleu/avg"), equal_var=False)
+    want = ci.confidence_interval(0.95)
+    assert (diff.low, diff.high) == (pytest.approx(want.low, rel=1e-9), pytest.approx(want.high, rel=1e-9))
+    trend = next(t for t in rep["trends"] if t["figure"] == "bleu_vs_model_size" and t["direction"] == "de-en")
+    xs = [math.log10(x) for x in (564e6, 564e6, 1.7e9, 1.7e9)]
+    ys = [runs[(m, 1000, s)]["metrics"]["test/bleu/de-en"] for m in ("m564", "m1.7") for s in (1, 2)]
+    reg = ss.linregress(xs, ys)
+    half = ss.t.ppf(0.975, 2) * reg.stderr
+    assert (trend["slope"], trend["intercept"], trend["r2"]) == (
+        pytest.approx(reg.slope, rel=1e-9), pytest.approx(reg.intercept, rel=1e-9),
+        pytest.approx(reg.rvalue**2, rel=1e-9),
+    )  # fmt: skip
+    assert (trend["slope_ci_low"], trend["slope_ci_high"]) == (
+        pytest.approx(reg.slope - half, rel=1e-9), pytest.approx(reg.slope + half, rel=1e-9)
+    )  # fmt: skip
+    for c in rep["correlations"]:
+        series = rep["figures"][c["figure"]]["series"][c["series"]]
+        xs = [math.log10(x) if c["x"].startswith("log10") else x for x, _, _ in series]
+        ys = [y for _, y, _ in series]
+        assert c["pearson"] == pytest.approx(ss.pearsonr(xs, ys).statistic, rel=1e-9, abs=1e-12)
+        assert c["spearman"] == pytest.approx(ss.spearmanr(xs, ys).statistic, rel=1e-9, abs=1e-12)
+
+
 def test_direction_maps(rep, sweep):
     maps = rep["maps"]
     assert set(maps) == {"direction_map", "direction_map_diff"}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from quiet_output import assert_quiet
 from slurm_jobs import FAST, job_id, mfti, results, sacct_jobs, start_cluster, submitit_dirs
 
 
@@ -568,6 +569,9 @@ def test_default_submits_and_returns_with_the_plugins_own_submission(slurm, tiny
 
     _wait_until(_completed(ours, 1), 600, "the job to complete without its submitter")
     _wait_until(lambda: _sacct_state(rec["job_id"]) == "COMPLETED", 120, "SLURM to account the job as completed")
+    # the submission and the job's log (stdout and stderr) print only the project's explained warnings
+    assert_quiet(out, "the submission")
+    assert_quiet((ours / rec["log"]).read_text(), "the SLURM job")
 
 
 @pytest.mark.slurm

@@ -85,6 +85,31 @@ def test_netrc_key_counts(no_wandb_env, tmp_path):
     assert tracking.has_api_key()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# machine api.wandb.ai login user password abc\n",  # a comment that names the host
+        "machine api.wandb.ai.example.org login user password abc\n",  # another host that contains the name
+        "machine api.wandb.ai login user\n",  # an entry without a key
+        "machine example.org login user password abc\nmachine",  # malformed: no key rather than a traceback
+    ],
+)
+def test_netrc_without_a_key_for_the_server_is_no_key(no_wandb_env, tmp_path, text):
+    """netrc parsed by the standard library (as wandb reads it), not searched for the host name as a substring."""
+    (tmp_path / "netrc").write_text(text)
+    no_wandb_env.setenv("NETRC", str(tmp_path / "netrc"))
+    assert not tracking.has_api_key()
+    assert tracking.wandb_mode_reason("auto")[0] == "offline"
+
+
+def test_netrc_key_of_a_self_hosted_server_counts(no_wandb_env, tmp_path):
+    (tmp_path / "netrc").write_text(f"machine 127.0.0.1:8080 login user password {FAKE_KEY}\n")
+    no_wandb_env.setenv("NETRC", str(tmp_path / "netrc"))
+    assert not tracking.has_api_key()  # the key is for another server than the default one
+    no_wandb_env.setenv("WANDB_BASE_URL", "http://127.0.0.1:8080")
+    assert tracking.has_api_key()
+
+
 # ---- config hygiene and record-derived fields -----------------------------------------------------------------
 def test_clean_config_drops_missing_and_redacts_secrets(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)

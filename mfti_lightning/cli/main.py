@@ -35,6 +35,31 @@ COMMANDS = {
 }
 HYDRA_COMMANDS = ("train", "eval", "prepare")  # their main() reads sys.argv (Hydra's command line)
 
+# bash completion (`eval "$(mfti --completion bash)"`): the command names here; after train/eval/prepare (and for their
+# mfti-<command> aliases) Hydra's own completion answers (`mfti-train -sc query=bash`: config groups, options, keys),
+# asked with the line as the alias sees it. Hydra's completion needs "=" out of the word breaks, as its own script does.
+BASH_COMPLETION = """_mfti_completion() {
+    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[0]##*/} line=$COMP_LINE run=("${COMP_WORDS[0]}")
+    if [[ $cmd == mfti ]]; then
+        if (( COMP_CWORD == 1 )); then
+            COMPREPLY=($(compgen -W "%(commands)s --help --completion" -- "$cur"))
+            return
+        fi
+        cmd=mfti-${COMP_WORDS[1]} run+=("${COMP_WORDS[1]}")
+        line="$cmd${COMP_LINE#*[[:space:]]${COMP_WORDS[1]}}"
+    fi
+    case $cmd in
+        %(hydra)s)
+            compopt -o nospace
+            COMPREPLY=($(compgen -W "$(COMP_LINE=$line COMP_POINT=${#line} "${run[@]}" -sc query=bash 2>/dev/null)" -- "$cur"));;
+        *)
+            compopt -o default
+            COMPREPLY=();;
+    esac
+}
+COMP_WORDBREAKS=${COMP_WORDBREAKS//=}
+complete -F _mfti_completion mfti %(aliases)s"""
+
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
@@ -47,7 +72,20 @@ def usage() -> str:
     ]
     lines += [f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items()]
     lines += ["", "Every command is also installed as mfti-<command> (e.g. mfti-train)."]
+    lines += ['Shell completion (bash): eval "$(mfti --completion bash)", e.g. in ~/.bashrc.']
     return "\n".join(lines)
+
+
+def bash_completion() -> str:
+    """The bash script of ``mfti --completion bash``: completes ``mfti``, its commands and the Hydra commands'
+    overrides, also for the ``mfti-train``/``mfti-eval``/``mfti-prepare`` aliases."""
+    hydra = [f"mfti-{name}" for name in HYDRA_COMMANDS]
+    return BASH_COMPLETION % {"commands": " ".join(COMMANDS), "hydra": "|".join(hydra), "aliases": " ".join(hydra)}
+
+
+def installs_bash_completion(args: list[str]) -> bool:
+    """``mfti train --shell-completion install=bash``: Hydra's script would complete the ``mfti-train`` alias only."""
+    return bool({"-sc", "--shell-completion"} & set(args)) and "install=bash" in args
 
 
 def main(argv: list[str] | None = None):
@@ -55,10 +93,19 @@ def main(argv: list[str] | None = None):
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    if args[0] == "--completion":
+        if args[1:] != ["bash"]:
+            print('mfti: --completion takes the shell: eval "$(mfti --completion bash)"', file=sys.stderr)
+            return 2
+        print(bash_completion())
+        return 0
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"mfti: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if name in HYDRA_COMMANDS and installs_bash_completion(rest):
+        print(bash_completion())
+        return 0
     module = importlib.import_module(COMMANDS[name][0])
     if name in HYDRA_COMMANDS:
         # Hydra parses sys.argv; Lightning's script launcher re-runs sys.argv[0] for the other ranks: make both

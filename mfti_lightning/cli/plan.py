@@ -25,7 +25,7 @@ import sys
 
 from mfti_lightning.core.errors import MftiError
 
-THROUGHPUT_HINT = "run benchmarks/gpu_all.py on a GPU to write benchmarks/throughput.json"
+THROUGHPUT_HINT = "run benchmarks/gpu_all.py on a GPU to write mfti_lightning/assets/throughput.json"
 
 
 def _fmt_hours(h: float) -> str:
@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None):
     ap.add_argument(
         "--throughput",
         default=None,
-        help="measured throughput JSON (default: benchmarks/throughput.json when it exists; none: assumed MFUs)",
+        help="measured throughput JSON (default: the package's assets/throughput.json when it exists; none: assumed"
+        " MFUs)",
     )
     args = ap.parse_args(argv)
     from mfti_lightning.launch.cost import load_throughput

@@ -1,6 +1,7 @@
 """GPU-hour estimates without torch: training tokens and FLOPs from the model shape (``model.shape``) and the
-sweep's token counts, at the measured throughput of ``benchmarks/throughput.json`` where there is one, else at the
-assumed MFUs of :class:`CostModel` (``mfti-plan`` prints which it used)."""
+sweep's token counts, at the measured throughput of ``mfti_lightning/assets/throughput.json`` (package data: the same
+file from a checkout and from an installed wheel) where there is one, else at the assumed MFUs of
+:class:`CostModel` (``mfti-plan`` prints which it used)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mfti_lightning.assets import THROUGHPUT_FILE
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.errors import ConfigError, MftiError
 
@@ -28,23 +30,18 @@ class CostModel:
     generate_mfu: float = 0.02  # generation is memory-bound: a few % of peak
     flores_devtest: int = 1012
     flores_dev: int = 997
-    # measured throughput (benchmarks/throughput.json, written by benchmarks/gpu_all.py on a GPU): replaces the
+    # measured throughput (assets/throughput.json, written by benchmarks/gpu_all.py on a GPU): replaces the
     # assumed MFUs above for the models and engines it has numbers for (see :func:`rates`)
     measured: dict = field(default_factory=dict)
     measured_path: str = ""
 
 
-THROUGHPUT_FILE = "benchmarks/throughput.json"  # relative to the repository root (conf/..)
-
-
 def load_throughput(path: str | Path | None = None) -> tuple[dict, str]:
-    """The measured-throughput JSON and its path (``path``, else :data:`THROUGHPUT_FILE` of the repository), or
+    """The measured-throughput JSON and its path (``path``, else the package's :data:`THROUGHPUT_FILE`), or
     ``({}, "")`` when there is none. A file that does not parse is an error naming it."""
     import json
 
-    from mfti_lightning.core.config import conf_dir
-
-    p = Path(path) if path else conf_dir().parent / THROUGHPUT_FILE
+    p = Path(path) if path else THROUGHPUT_FILE
     if not p.is_file():
         if path:
             raise ConfigError(f"--throughput {path}: no such file (or use --throughput none for the assumed MFUs)")
@@ -137,7 +134,7 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
 
 def gpu_hours_estimates(job_cfgs: dict) -> dict:
     """``{job number: GPU-hours}`` of composed jobs, as ``mfti plan`` estimates them by default (measured throughput
-    where benchmarks/throughput.json has it): what the launcher records in the manifest. An estimate is advice: one
+    where assets/throughput.json has it): what the launcher records in the manifest. An estimate is advice: one
     that fails is None, with a warning, and never stops a submission."""
     try:
         measured, path = load_throughput()

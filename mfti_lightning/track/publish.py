@@ -93,7 +93,7 @@ def log_report(rep: dict, records: list[dict], mode_setting: str = "auto", check
     try:
         tables = {
             "table": rep["rows"], "grouped": rep["grouped_rows"], "significance": rep["significance"],
-            "significance_summary": rep["significance_summary"], "trends": rep["trends"],
+            "significance_summary": rep["significance_summary"], "trends": rep["trends"], "claims": rep.get("claims"),
         }  # fmt: skip
         payload = {f"report/tables/{k}": _table(wandb, v) for k, v in tables.items() if v}
         figures = {**rep["figures"], **rep["maps"]}

@@ -2,7 +2,8 @@
 
 Collects every run's ``results.json`` (a run directory, or any directory above run directories), writes one tidy
 table (``table.csv`` and ``table.md``: one row per run and direction, the swept values as columns), a summary
-(``report.md``: runs, failed or incomplete runs, config differences, correlations, figures and skipped figures),
+(``report.md``: the paper's claims tested on the runs (track/claims.py), runs, failed or incomplete runs, config
+differences, correlations, figures and skipped figures),
 and PNG figures drawn with matplotlib (Agg):
 
 - BLEU vs model size (mFTI and ICL lines, coloured by model family when there are several), vs number of examples (log x), vs number of training directions,
@@ -38,8 +39,9 @@ from mfti_lightning.core.schema import IGNORED
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
+from mfti_lightning.track.claims import claims_markdown, test_claims
 from mfti_lightning.track.stat_figures import draw_fit, errorbar_series
-from mfti_lightning.track.stats import fit_line, grouped_rows, interval, metrics_by_direction
+from mfti_lightning.track.stats import correlation, fit_line, grouped_rows, interval, metrics_by_direction
 from mfti_lightning.track.tracking import method_of
 
 log = logging.getLogger("mfti_lightning.track.report")
@@ -125,20 +127,6 @@ def family_of(rec: dict) -> str:
 def template_factor(rec: dict) -> str:
     """What a template of sweeps/template_space.yaml varies (``template.factor``), "" for the others."""
     return str(((rec.get("config") or {}).get("template") or {}).get("factor") or "")
-
-
-# two-sided 95 % Student t quantiles by degrees of freedom (n seeds - 1); the normal 1.96 beyond the table
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t interval (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
 def _short_template(rec: dict) -> str:
@@ -262,37 +250,6 @@ def config_differences(records: list[dict]) -> dict[str, dict[str, list[str]]]:
         if len(values) > 1:
             diffs[k] = dict(values)
     return diffs
-
-
-# ---- statistics ----------------------------------------------------------------------------------------------
-def pearson(x: list[float], y: list[float]) -> float | None:
-    n = len(x)
-    if n < 3:
-        return None
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
-
-
-def _ranks(v: list[float]) -> list[float]:
-    order = sorted(range(len(v)), key=lambda i: v[i])
-    ranks = [0.0] * len(v)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # ties share their mean rank
-        i = j + 1
-    return ranks
-
-
-def spearman(x: list[float], y: list[float]) -> float | None:
-    return pearson(_ranks(x), _ranks(y)) if len(x) >= 3 else None
 
 
 def load_similarity(kind: str | None = None) -> tuple[dict[str, float], str]:
@@ -490,7 +447,8 @@ class Figures:
             self.skipped[name] = f"needs runs of 2 or more templates with a template.factor; found {len(by)}"
             return None
         factor = {_short_template(r): template_factor(r) for r in recs}
-        rows = sorted(((lab, t, *mean_interval(v), len(v)) for (lab, t), v in by.items()), key=lambda x: x[2])
+        ivs = {key: interval(v) for key, v in by.items()}  # mean and 95% t-interval over seeds (half 0 for one)
+        rows = sorted(((lab, t, iv.mean, iv.half or 0.0, iv.n) for (lab, t), iv in ivs.items()), key=lambda x: x[2])
         kinds = sorted({factor[t].split(":")[0] for _, t, *_ in rows})
         plt = self._plt()
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.5))
@@ -615,12 +573,13 @@ class Figures:
         for lab, pts in series.items():
             xs = [math.log10(x) if logx else x for x, _, _ in pts]
             ys = [y for _, y, _ in pts]
+            r = correlation(xs, ys)
             c = {
                 "series": lab,
                 "figure": name,
-                "n": len(pts),
-                "pearson": pearson(xs, ys),
-                "spearman": spearman(xs, ys),
+                "n": r.n,
+                "pearson": r.pearson,
+                "spearman": r.spearman,
                 "x": ("log10 " if logx else "") + xlabel,
             }
             corr[lab] = c
@@ -925,6 +884,8 @@ def load_runs(paths) -> tuple[list[dict], list[dict], list[str]]:
     not_done = [r for r in records if r.get("status") != "completed"]
     for r in not_done:
         log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    if len({extraction_of(r) for r in done}) > 1:
+        log.warning("%s", extraction_note(done).strip().replace("**", ""))
     return done, not_done, problems
 
 
@@ -941,8 +902,6 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     done, not_done, problems = load_runs(paths)
     metric = bleu_metric(done, split, metric)
-    if len({extraction_of(r) for r in done}) > 1:
-        log.warning("%s", extraction_note(done).strip().replace("**", ""))
     rows = tidy_rows(done, split)
     write_csv(rows, out / "table.csv")
     (out / "table.md").write_text(markdown_table(rows), encoding="utf-8")
@@ -961,14 +920,16 @@ def make_report(
         {"run": r.get("run_name"), "status": r.get("status"), "error": (r.get("error") or "")[:200], "run_dir": r["_dir"]}
         for r in not_done
     ]  # fmt: skip
+    claims = test_claims(rows, metric, split, load_similarity(similarity)[0], agg.groups)
     head = summary_section(agg, split, metric) + statistics_markdown(agg, grouped, figs, metric, split)
-    extra = {"head": head, "figure_differences": fig_diffs}
+    extra = {"head": claims_markdown(claims, metric, split) + head, "figure_differences": fig_diffs}
     md = summary_markdown(rows, failed_rows, problems, diffs, figs, metric, split, similarity, len(done), extra)
     (out / "report.md").write_text("".join(md), encoding="utf-8")
     return {
         "out_dir": str(out),
         "metric": metric,
         "rows": rows,
+        "claims": [c.row() for c in claims],
         "grouped_rows": grouped,
         "groups": agg.groups,
         "significance": agg.significance,

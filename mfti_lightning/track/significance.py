@@ -6,6 +6,11 @@ For each direction and metric: both corpus scores, the difference ``system - bas
 the same bootstrap resamples sacrebleu draws: same seed, same sentence indices) and sacrebleu's p-value. The
 p-value and the scores come from :class:`sacrebleu.significance.PairedTest` itself, so they equal sacrebleu's
 command line on the same files with the same ``SACREBLEU_SEED`` and number of resamples (tested).
+
+The interval of the difference needs per-sentence sufficient statistics, which sacrebleu has no public API for:
+this module is the one place that calls its private ``_extract_corpus_statistics`` / ``_compute_score_from_stats``
+(what ``sacrebleu.significance`` itself calls), checked against sacrebleu :data:`SACREBLEU_CHECKED_WITH`;
+``tests/test_library_internals.py`` fails, naming this module, when summed statistics stop giving the corpus score.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from mfti_lightning.eval.metrics import metric_for
 ALPHA = 0.05
 SEED = 12345  # sacrebleu's default SACREBLEU_SEED
 SAMPLES = 1000  # sacrebleu's default --paired-bs-n
+SACREBLEU_CHECKED_WITH = "2.6.0"  # sacrebleu version whose private sufficient-statistics methods are used here
 
 
 @contextlib.contextmanager

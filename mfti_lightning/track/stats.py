@@ -1,5 +1,5 @@
 """The report's statistics: seed groups, t-intervals over seeds, Welch intervals of a difference, least-squares
-trends with their intervals. Plain Python (math only: no numpy, scipy or torch), so ``mfti-report`` stays light.
+trends with their intervals, correlations: the one statistics module of the report, on ``scipy.stats`` (no torch).
 
 A *seed group* is the set of runs that are the same experiment except for the seed: the run identity of
 :mod:`mfti_lightning.core.identity` (training and evaluation keys) without ``seed`` and without the keys that
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -20,61 +22,8 @@ from mfti_lightning.core.languages import DIRECTION_PATTERN
 LEVEL = 0.95
 
 
-# ---- Student's t distribution (for intervals over a handful of seeds) ------------------------------------------
-def _beta_cf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularized incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_cf(a, b, x) / a
-    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on :func:`t_cdf`)."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
-# ---- intervals -------------------------------------------------------------------------------------------------
+# ---- intervals (scipy.stats: Student's t, Welch's test, least squares, correlations) ------------------------
+# scipy is imported inside the functions: ``mfti-report --help`` and the modules that only group runs stay fast.
 @dataclass
 class Interval:
     """Mean of ``n`` values, their sample standard deviation and a t-interval of the mean (None for n < 2)."""
@@ -90,7 +39,18 @@ class Interval:
         return None if self.low is None else (self.high - self.low) / 2
 
 
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (``scipy.stats.t.ppf``)."""
+    from scipy import stats as ss
+
+    if not 0.0 < p < 1.0 or df <= 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    return float(ss.t.ppf(p, df))
+
+
 def interval(values, level: float = LEVEL) -> Interval | None:
+    """Mean, sample standard deviation and the t-interval of the mean, ``mean ± t(n - 1) * sd / sqrt(n)`` with the
+    quantile from ``scipy.stats.t``, over the values that are not None."""
     vals = [float(v) for v in values if v is not None]
     n = len(vals)
     if n == 0:
@@ -98,34 +58,58 @@ def interval(values, level: float = LEVEL) -> Interval | None:
     mean = sum(vals) / n
     if n < 2:
         return Interval(mean, None, None, None, n)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    std = statistics.stdev(vals)  # not scipy's tstd: it warns on seeds that score the same (a real case)
     half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
     return Interval(mean, std, mean - half, mean + half, n)
 
 
 def welch(a, b, level: float = LEVEL) -> Interval | None:
-    """``mean(a) - mean(b)`` with a Welch t-interval (unequal variances; Welch-Satterthwaite degrees of freedom).
-    ``n`` is the smaller sample; no interval when either side has fewer than 2 values or neither varies."""
+    """``mean(a) - mean(b)`` with a Welch t-interval (``scipy.stats.ttest_ind(equal_var=False)``: unequal
+    variances, Welch-Satterthwaite degrees of freedom); ``std`` holds the difference's standard error. ``n`` is
+    the smaller sample; no interval when either side has fewer than 2 values; a zero-width one when neither
+    varies (scipy has no interval there: its statistic is 0/0)."""
+    from scipy import stats as ss
+
     ia, ib = interval(a, level), interval(b, level)
     if ia is None or ib is None:
         return None
-    diff = ia.mean - ib.mean
+    diff, n = ia.mean - ib.mean, min(ia.n, ib.n)
     if ia.std is None or ib.std is None:
-        return Interval(diff, None, None, None, min(ia.n, ib.n))
-    va, vb = ia.std**2 / ia.n, ib.std**2 / ib.n
-    se = math.sqrt(va + vb)
+        return Interval(diff, None, None, None, n)
+    se = math.sqrt(ia.std**2 / ia.n + ib.std**2 / ib.n)
     if se == 0:
-        return Interval(diff, 0.0, diff, diff, min(ia.n, ib.n))
-    df = (va + vb) ** 2 / (va**2 / (ia.n - 1) + vb**2 / (ib.n - 1))
-    half = t_quantile(0.5 + level / 2, df) * se
-    return Interval(diff, se, diff - half, diff + half, min(ia.n, ib.n))
+        return Interval(diff, 0.0, diff, diff, n)
+    xa, xb = ([float(v) for v in side if v is not None] for side in (a, b))
+    with warnings.catch_warnings():  # one side's seeds scoring the same is exact (variance 0), not precision loss
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+        ci = ss.ttest_ind(xa, xb, equal_var=False).confidence_interval(level)
+    return Interval(diff, se, float(ci.low), float(ci.high), n)
+
+
+@dataclass
+class Correlation:
+    """Pearson's r and Spearman's rho (``scipy.stats.pearsonr`` / ``spearmanr``, ties at their mean rank) of
+    ``n`` points; None with fewer than 3 points or when either side is constant (scipy would say nan)."""
+
+    pearson: float | None
+    spearman: float | None
+    n: int
+
+
+def correlation(xs, ys) -> Correlation:
+    from scipy import stats as ss
+
+    x, y = [float(v) for v in xs], [float(v) for v in ys]
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return Correlation(None, None, len(x))
+    return Correlation(float(ss.pearsonr(x, y).statistic), float(ss.spearmanr(x, y).statistic), len(x))
 
 
 # ---- least-squares trends ------------------------------------------------------------------------------------
 @dataclass
 class Fit:
-    """``y = intercept + slope * x`` by ordinary least squares, with the t-interval of the slope and the band of
-    the fitted mean (None with fewer than 3 points or no spread in x)."""
+    """``y = intercept + slope * x`` by ordinary least squares (``scipy.stats.linregress``), with the t-interval
+    of the slope and the band of the fitted mean (None with fewer than 3 points: no residual degrees of freedom)."""
 
     slope: float
     intercept: float
@@ -133,42 +117,46 @@ class Fit:
     r2: float | None
     slope_low: float | None = None
     slope_high: float | None = None
-    _x_mean: float = 0.0
-    _sxx: float = 0.0
-    _s: float | None = None
-    _t: float | None = None
+    x_mean: float = 0.0
+    sxx: float = 0.0  # sum of squared deviations of x
+    slope_se: float | None = None  # standard error of the slope
+    t: float | None = None  # the t quantile of the intervals (n - 2 degrees of freedom)
 
     def predict(self, x: float) -> float:
         return self.intercept + self.slope * x
 
     def band(self, x: float) -> tuple[float, float] | None:
-        """The interval of the fitted mean at ``x``."""
-        if self._s is None:
+        """The interval of the fitted mean at ``x``: ``t * s * sqrt(1/n + (x - mean x)^2 / Sxx)``, with the
+        residual standard deviation ``s = slope_se * sqrt(Sxx)``."""
+        if self.t is None:
             return None
-        half = self._t * self._s * math.sqrt(1.0 / self.n + (x - self._x_mean) ** 2 / self._sxx)
+        half = self.t * self.slope_se * math.sqrt(self.sxx / self.n + (x - self.x_mean) ** 2)
         return self.predict(x) - half, self.predict(x) + half
 
 
 def fit_line(xs, ys, level: float = LEVEL) -> Fit | None:
+    """The least-squares line through the points whose x and y are not None; None with fewer than 2 points or no
+    spread in x. ``r2`` is None when y does not vary (no variance to explain)."""
+    from scipy import stats as ss
+
     pts = [(float(x), float(y)) for x, y in zip(xs, ys) if x is not None and y is not None]
     n = len(pts)
-    if n < 2:
+    if n < 2 or len({x for x, _ in pts}) < 2:
         return None
-    mx = sum(x for x, _ in pts) / n
-    my = sum(y for _, y in pts) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    if sxx == 0:
-        return None
-    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx
-    intercept = my - slope * mx
-    sse = sum((y - intercept - slope * x) ** 2 for x, y in pts)
-    syy = sum((y - my) ** 2 for _, y in pts)
-    fit = Fit(slope, intercept, n, 1.0 - sse / syy if syy > 0 else None, _x_mean=mx, _sxx=sxx)
+    x, y = [p[0] for p in pts], [p[1] for p in pts]
+    reg = ss.linregress(x, y)
+    mx = math.fsum(x) / n
+    fit = Fit(
+        float(reg.slope),
+        float(reg.intercept),
+        n,
+        float(reg.rvalue) ** 2 if len(set(y)) > 1 else None,
+        x_mean=mx,
+        sxx=math.fsum((v - mx) ** 2 for v in x),
+    )
     if n >= 3:
-        fit._s = math.sqrt(sse / (n - 2))
-        fit._t = t_quantile(0.5 + level / 2, n - 2)
-        half = fit._t * fit._s / math.sqrt(sxx)
-        fit.slope_low, fit.slope_high = slope - half, slope + half
+        fit.slope_se, fit.t = float(reg.stderr), t_quantile(0.5 + level / 2, n - 2)
+        fit.slope_low, fit.slope_high = fit.slope - fit.t * fit.slope_se, fit.slope + fit.t * fit.slope_se
     return fit
 
 
@@ -264,3 +252,20 @@ def grouped_rows(groups: list[SeedGroup], split: str, base_fn=None) -> list[dict
                 )
             rows.append(row)
     return rows
+
+
+# ---- paired differences (added for track/claims.py: the same seed on both sides of a comparison) ---------------
+def paired(a, b, level: float = LEVEL) -> tuple[Interval, float | None] | None:
+    """``mean(a - b)`` over matched pairs (``a[i]`` with ``b[i]``: the same seed) with the t-interval of the
+    differences and the two-sided p-value of ``scipy.stats.ttest_rel``; None with fewer than 2 pairs. Differences
+    that do not vary give a zero-width interval and p 0 (or 1 when they are all 0): scipy's statistic is x/0 there."""
+    from scipy import stats as ss
+
+    pairs = [(float(x), float(y)) for x, y in zip(a, b) if x is not None and y is not None]
+    if len(pairs) < 2:
+        return None
+    iv = interval([x - y for x, y in pairs], level)
+    if iv.std == 0:
+        return Interval(iv.mean, 0.0, iv.mean, iv.mean, iv.n), (1.0 if iv.mean == 0 else 0.0)
+    res = ss.ttest_rel([x for x, _ in pairs], [y for _, y in pairs])
+    return iv, float(res.pvalue)

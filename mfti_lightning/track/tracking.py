@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import netrc
 import os
 import re
 import socket
@@ -107,16 +108,20 @@ def _base_url() -> str:
     return os.environ.get("WANDB_BASE_URL") or _DEFAULT_BASE_URL
 
 
-def _netrc_has_wandb(host: str | None = None) -> bool:
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+def _netrc_has_wandb() -> bool:
+    """The netrc file (``NETRC``, else ``~/.netrc``) holds an API key for the W&B server, read as wandb reads it
+    (the standard library's :mod:`netrc`): the ``machine`` entry of the server's host[:port] with a password, or of
+    the W&B API behind a CoreWeave Forge URL. A missing, unreadable or malformed file holds no key."""
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
     try:
-        text = netrc.read_text()
-    except OSError:
+        entries = netrc.netrc(str(path))
+    except (OSError, netrc.NetrcParseError):
         return False
-    hosts = {"api.wandb.ai", "api.forge.coreweave.com", urlsplit(_base_url()).hostname or ""}
-    if host:
-        hosts.add(host)
-    return any(h and h in text for h in hosts)
+    url = urlsplit(_base_url())
+    machines = {url.netloc}
+    if (url.hostname or "").removeprefix("api.") == "forge.coreweave.com":
+        machines.add(urlsplit(_DEFAULT_BASE_URL).netloc)
+    return any((entries.authenticators(m) or (None, None, None))[2] for m in machines if m)
 
 
 def has_api_key() -> bool:
@@ -351,6 +356,13 @@ def _logger_class():
 
         _LOGGER_CLASS = MFTIWandbLogger
     return _LOGGER_CLASS
+
+
+# Lightning's WandbLogger has no public way to drop the ``anonymous`` init argument or to end its run from a
+# forked rank (finalize): the two private attributes used for that (``_wandb_init``, ``_experiment``) are used
+# only here, checked against pytorch-lightning LIGHTNING_CHECKED_WITH; tests/test_library_internals.py fails,
+# naming this module, when WandbLogger changes them.
+LIGHTNING_CHECKED_WITH = "2.6.6"
 
 
 def _wandb_logger(mode: str, kwargs: dict):

@@ -136,6 +136,19 @@ class ResumeState(pl.Callback):
             np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
+def expect_earlier_checkpoints(dirpath) -> None:
+    """Lightning warns when a checkpoint callback's directory is not empty at the start of fit: files it does not
+    track could be mixed with its own. This project's callbacks own their directories (checkpoints/periodic and
+    checkpoints/best of a run) and handle an earlier attempt's files there (:meth:`PeriodicCheckpoint._prune`,
+    :meth:`BestCheckpoint.on_fit_end`); a resumed run always finds them. Only this directory's warning is silenced."""
+    warnings.filterwarnings(
+        "ignore",
+        message=re.escape(f"Checkpoint directory {dirpath} exists and is not empty."),
+        category=UserWarning,
+        module=r"pytorch_lightning\.callbacks\.model_checkpoint$",
+    )
+
+
 class PeriodicCheckpoint(pl.callbacks.ModelCheckpoint):
     """Every ``every_n_train_steps`` optimizer steps, keep the newest ``keep`` checkpoints (for resume).
 
@@ -159,6 +172,10 @@ class PeriodicCheckpoint(pl.callbacks.ModelCheckpoint):
         self.keep = max(1, int(keep))
         self.validates = validates
         self._deferred = False
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        expect_earlier_checkpoints(self.dirpath)
+        super().setup(trainer, pl_module, stage)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.validates and self._validation_follows(trainer):
@@ -214,6 +231,10 @@ class BestCheckpoint(pl.callbacks.ModelCheckpoint):
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        expect_earlier_checkpoints(self.dirpath)
+        super().setup(trainer, pl_module, stage)
 
     @property
     def state_key(self) -> str:

@@ -68,6 +68,14 @@ class MFTIModule(pl.LightningModule):
         self._batch_stats: dict = {}
 
     # ---- model ---------------------------------------------------------------------------------------
+    @property
+    def attached_trainer(self):
+        """The Trainer running this module, or None (Lightning's public ``trainer`` raises when there is none)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def configure_model(self):
         if self.model is not None:
             return
@@ -79,7 +87,8 @@ class MFTIModule(pl.LightningModule):
             if hp.get("peft"):
                 self.model.enable_input_require_grads()
             self.model.config.use_cache = False
-        if self._trainer is not None and type(self.trainer.strategy).__name__ == "ModelParallelStrategy":
+        trainer = self.attached_trainer
+        if trainer is not None and type(trainer.strategy).__name__ == "ModelParallelStrategy":
             self._fully_shard()
 
     def _fully_shard(self):
@@ -119,12 +128,8 @@ class MFTIModule(pl.LightningModule):
     # CPU tensors before it moves to the accelerator, batch time is measured by CUDA events read at logging
     # intervals, and losses stay on the device until then.
     def on_before_batch_transfer(self, batch, dataloader_idx):
-        if (
-            self._trainer is not None
-            and self.trainer.training
-            and isinstance(batch, dict)
-            and "attention_mask" in batch
-        ):
+        trainer = self.attached_trainer
+        if trainer is not None and trainer.training and isinstance(batch, dict) and "attention_mask" in batch:
             mask = batch["attention_mask"]
             lengths = mask.sum(dim=1)
             self.counter.add_lengths(lengths, mask.shape[1])
@@ -289,9 +294,10 @@ class MFTIModule(pl.LightningModule):
     def throughput_report(self) -> dict:
         """Counters summed over ranks (a collective: every rank calls it) -> the results.json record."""
         totals = torch.tensor(self.counter.as_list(), dtype=torch.float64)
-        world = self.trainer.world_size if self._trainer is not None else 1
+        trainer = self.attached_trainer
+        world = trainer.world_size if trainer is not None else 1
         if world > 1:
-            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+            totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
         totals = totals.tolist()
         seconds = totals[4] / world  # mean per-rank training time (ranks step in lockstep)
         device, peak = throughput.device_info(self.device)

@@ -37,6 +37,11 @@ def choose_mode(setting: str = "auto", stream=None) -> str:
 def progress_callbacks(cfg) -> list:
     p = cfg.progress  # defaults: core/schema.py ProgressConfig
     mode = choose_mode(p.mode)
+    if mode != "rich":
+        # no redrawn bars in a log file: nor transformers' ("Loading weights", "Writing model shards", downloads)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if mode == "rich":
         try:
             from pytorch_lightning.callbacks import RichProgressBar

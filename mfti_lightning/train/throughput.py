@@ -1,4 +1,4 @@
-"""Training throughput: FLOPs from the model shape and real token counts, MFU against a peak-FLOPs table.
+"""Training throughput: FLOPs from the model shape and real token counts, MFU against the device's peak FLOP/s.
 
 Torch-free except :func:`device_info` and :func:`peak_memory_gb` (imported lazily), so sweep planning can use
 :func:`train_flops_per_sequence` for GPU-hour estimates.
@@ -6,13 +6,17 @@ Torch-free except :func:`device_info` and :func:`peak_memory_gb` (imported lazil
 
 from __future__ import annotations
 
+# Peak FLOP/s come from Lightning's maintained table (lightning_fabric.utilities.throughput.get_available_flops,
+# bf16) wherever it names the device (A100, H100 SXM/PCIe/NVL, L4, L40, RTX cards, ...). This table is the fallback
+# for device names it does not parse: torch names an H200 SXM "NVIDIA H200", which Lightning matches only as
+# "H200 SXM1"/"H200 NVL1" (and lists with the 2:4-sparsity figure, twice the dense one), or a plain "NVIDIA H100".
 # Dense bf16 tensor-core peak (no sparsity), FLOP/s, from the vendors' data sheets: A100 312 TFLOPS;
 # H100 SXM 989 TFLOPS (PCIe 756); H200 989 TFLOPS (same compute as H100 SXM).
 PEAK_BF16_FLOPS = {"A100": 312e12, "H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12}
 
 
 def peak_flops(device_name: str | None) -> float | None:
-    """Peak bf16 FLOP/s for a device name such as ``NVIDIA H100 80GB HBM3``; None when not in the table (CPU)."""
+    """The fallback table's peak bf16 FLOP/s for a device name such as ``NVIDIA H200``; None when not in it."""
     if not device_name:
         return None
     name = device_name.upper()
@@ -152,14 +156,21 @@ def report(
 
 
 def device_info(device) -> tuple[str, float | None]:
-    """(device name, peak bf16 FLOP/s or None) for a torch device."""
+    """(device name, peak bf16 FLOP/s or None) for a torch device: Lightning's table where it names the device,
+    else :data:`PEAK_BF16_FLOPS`; None on CPU."""
     import platform
+    import warnings
 
     import torch
 
     if getattr(device, "type", str(device)) == "cuda":
+        from lightning_fabric.utilities.throughput import get_available_flops
+
         name = torch.cuda.get_device_name(device)
-        return name, peak_flops(name)
+        with warnings.catch_warnings():  # "FLOPs not found for ...": the fallback table answers then
+            warnings.simplefilter("ignore")
+            peak = get_available_flops(torch.device(device), torch.bfloat16)
+        return name, float(peak) if peak else peak_flops(name)
     return f"cpu ({platform.processor() or platform.machine()})", None
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
+import warnings
 from pathlib import Path
 
 from mfti_lightning.core.config import BatchPlan, flatten, num_devices, world_size
@@ -150,6 +152,43 @@ def lightning_cluster_kwargs(strategy) -> dict:
 
 
 # ---- Trainer --------------------------------------------------------------------------------------------
+LITLOGGER_TIP = "💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]"
+
+
+def quiet_lightning() -> None:
+    """Silence what Lightning prints on every run of this project that no user can act on; each filter is as
+    narrow as the message it removes (tests/test_demo.py fails on any warning not explained there)."""
+    from pytorch_lightning.utilities.warnings import PossibleUserWarning
+
+    # Lightning 2.6's CombinedLoader (every fit) builds torch's LeafSpec, which torch 2.13 deprecates
+    # (Lightning-AI/pytorch-lightning#21326): Lightning's to fix; nothing in a config avoids it
+    warnings.filterwarnings(
+        "ignore",
+        message=re.escape("`isinstance(treespec, LeafSpec)` is deprecated"),
+        category=FutureWarning,
+        module=r"pytorch_lightning\.utilities\._pytree$",
+    )
+    if "SLURM_JOB_ID" not in os.environ:
+        # outside any SLURM allocation, Lightning advises prefixing the command with srun merely because srun is
+        # installed; this project's SLURM jobs go through hydra/launcher=slurm_*, and submitit runs them under srun.
+        # Inside an allocation (salloc) the hint may apply and is kept.
+        warnings.filterwarnings(
+            "ignore",
+            message=re.escape("The `srun` command is available on your system but is not used."),
+            category=PossibleUserWarning,
+            module=r"lightning_fabric\.plugins\.environments\.slurm$",
+        )
+    # an advertisement for Lightning's hosted logger on every Trainer without it; loggers here are chosen by logger=
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoLitLoggerTip) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoLitLoggerTip())
+
+
+class _NoLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LITLOGGER_TIP)
+
+
 def decoder_layer_classes(model_path: str) -> set:
     """The transformer block classes of a model (``_no_split_modules``), found without loading weights."""
     import sys
@@ -199,6 +238,7 @@ def build_trainer(
     from mfti_lightning.train.checkpointing import AtomicCheckpointIO, BestCheckpoint, PeriodicCheckpoint, ResumeState
     from mfti_lightning.train.progress import ProgressRecord, progress_callbacks
 
+    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
     kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
     strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
     plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
@@ -216,6 +256,7 @@ def build_trainer(
     callbacks += progress_callbacks(cfg)  # rich bar in a terminal, plain lines in batch logs (progress.mode)
     callbacks.append(ProgressRecord(run_dir, monitor))  # progress.json, for mfti status
     t = cfg.trainer
+    trainer_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
     precision = str(t.precision)
     if str(t.accelerator) == "cpu" and precision.endswith("-mixed"):
         precision = "32-true"  # the GPU presets' bf16-mixed, run on CPU (e.g. trainer=fsdp2 trainer.accelerator=cpu)
@@ -225,7 +266,7 @@ def build_trainer(
         num_nodes=t.num_nodes,
         strategy=strategy,
         precision=precision,
-        max_steps=int(max_steps if max_steps is not None else cfg.optim.max_steps),
+        max_steps=trainer_steps,
         accumulate_grad_batches=bm.accumulate,
         gradient_clip_val=cfg.optim.gradient_clip_val,
         val_check_interval=bm.micro_batches(cfg.eval.val_every_n_steps),
@@ -234,7 +275,9 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         plugins=plugins or None,
-        log_every_n_steps=int(t.log_every_n_steps),
+        # at most the run's length: Lightning warns when its one epoch (max_steps x accumulation micro batches, see
+        # data.datamodule) is shorter than the interval, and such a run would log no training point
+        log_every_n_steps=min(int(t.log_every_n_steps), max(1, trainer_steps)),
         use_distributed_sampler=False,
         default_root_dir=str(run_dir),
         enable_model_summary=False,
