@@ -1,5 +1,7 @@
 """``mfti-analyze <run dir>``: re-run the paper's error analysis on a run's saved translations
-(:mod:`mfti_lightning.eval.analysis`) and update its results.json."""
+(:mod:`mfti_lightning.eval.analysis`) and update its results.json. The language-ID settings are those the run
+recorded (``eval.lid_languages``, ``eval.lid_accuracy``, ``eval.off_target_rule``) unless the command line names
+others; the first line of output says which it used."""
 
 from __future__ import annotations
 
@@ -7,9 +9,32 @@ import argparse
 import logging
 
 from mfti_lightning.cli.exits import report_errors
+from mfti_lightning.core.keys import declarations
 from mfti_lightning.core.lease import RunLease
-from mfti_lightning.core.schema import LID_ACCURACY, LID_SCOPES, OFF_TARGET_RULES
+from mfti_lightning.core.results import read_results
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
+
+# the run's settings that re-analysis reuses: (key under eval, command-line flag)
+SETTINGS = (("lid_languages", "--lid-languages"), ("lid_accuracy", "--lid-accuracy"), ("off_target_rule", "--rule"))
+_OPTION = {"lid_languages": "lid_scope", "lid_accuracy": "lid_accuracy", "off_target_rule": "rule"}  # analyze()'s
+
+
+def chosen_settings(record: dict, args) -> tuple[dict, list[str]]:
+    """The options of :func:`analysis.analyze` for each of :data:`SETTINGS`: the command line's, else the value the
+    run recorded (results.json's config), else the schema's default; and a ``key=value (source)`` line per
+    setting, so the output says which labels these are."""
+    recorded = (record.get("config") or {}).get("eval") or {}
+    options, said = {}, []
+    for key, _ in SETTINGS:
+        if getattr(args, key) is not None:
+            value, source = getattr(args, key), "command line"
+        elif recorded.get(key) is not None:
+            value, source = recorded[key], "recorded by the run"
+        else:
+            value, source = declarations()[f"eval.{key}"].field.default, "schema default"
+        options[_OPTION[key]] = value
+        said.append(f"eval.{key}={value} ({source})")
+    return options, said
 
 
 def run(argv=None) -> int:
@@ -23,24 +48,20 @@ def run(argv=None) -> int:
     ap.add_argument("run_dir", help="a run directory of mfti-train or mfti-eval (holds results.json, translations/)")
     ap.add_argument("--split", default=None, help="metric split name (default: test, or val for split=dev runs)")
     ap.add_argument("--no-lid", action="store_true", help="skip the language-identification (off-target) rule")
-    ap.add_argument(
-        "--lid-languages",
-        choices=LID_SCOPES,
-        default="run",
-        help="all: every language lingua knows (flags Spanish for Catalan); run: the run's and the paper's",
-    )
-    ap.add_argument("--lid-accuracy", choices=LID_ACCURACY, default="high", help="lingua's accuracy mode")
-    ap.add_argument(
-        "--rule",
-        choices=OFF_TARGET_RULES,
-        default="project",
-        help="reference: both halves as the reference cuts them, an empty half judged English as fastText lid.176 does",
-    )
+    for key, flag in SETTINGS:
+        ap.add_argument(
+            flag,
+            dest=key,
+            choices=declarations()[f"eval.{key}"].field.metadata["choices"],
+            default=None,
+            help=f"eval.{key}: {declarations()[f'eval.{key}'].doc} (default: the run's recorded value, else the schema's)",
+        )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options, said = chosen_settings(read_results(args.run_dir) or {}, args)
+    print("mfti-analyze: " + ", ".join(said))
     with RunLease(args.run_dir):  # it rewrites the run's translations and results.json: never beside a live job
-        errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, lid_scope=args.lid_languages,
-                             lid_accuracy=args.lid_accuracy, rule=args.rule)  # fmt: skip
+        errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, **options)
     print(f"{'direction':<10} " + " ".join(f"{c[:12]:>12}" for c in CATEGORIES))
     for d, e in errors.items():
         print(f"{d:<10} " + " ".join(f"{e['counts'][c] / max(e['n'], 1):>12.3f}" for c in CATEGORIES))

@@ -45,6 +45,8 @@ class Asset:
 
 def assets_for(cfg) -> list[Asset]:
     """Everything one composed config needs that is not shipped and may not be on an offline node."""
+    from omegaconf import OmegaConf
+
     from mfti_lightning.eval.metrics import SPM_FILES, SPM_URLS, sacrebleu_dir
 
     out = []
@@ -52,18 +54,18 @@ def assets_for(cfg) -> list[Asset]:
     path = str(model.name_or_path)
     if not model.get("build") and not Path(path).exists() and not path.startswith(("/", ".", "~")):
         out.append(Asset("hf_model", path, ""))
-    spm = ["flores101"] + (["flores200"] if str(cfg.eval.get("bleu_tokenize")) == "flores200" else [])
+    spm = ["flores101"] + (["flores200"] if cfg.eval.bleu_tokenize == "flores200" else [])
     for tok in spm:
         out.append(Asset("sacrebleu_spm", SPM_URLS[tok], str(sacrebleu_dir() / "models" / SPM_FILES[tok])))
-    root = cfg.data.get("flores_root")
+    root = cfg.data.flores_root
     if root and not Path(str(root)).exists():
-        if cfg.data.get("flores_layout", "flores101") != "flores101":
+        if cfg.data.flores_layout != "flores101":
             raise SystemExit(
                 f"data.flores_root={root} does not exist and only FLORES-101 can be fetched "
                 "automatically; download FLORES-200 / FLORES+ by hand (gated on the HF hub)."
             )
         out.append(Asset("flores", FLORES101_URL, str(root)))
-    comet = cfg.eval.get("comet_model")
+    comet = OmegaConf.select(cfg, "eval.comet_model")  # mfti-eval configs only
     if comet:
         out.append(Asset("comet", str(comet), ""))
     return out

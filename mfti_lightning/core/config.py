@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from mfti_lightning.core.errors import ConfigError
@@ -19,7 +21,7 @@ def conf_dir() -> Path:
 
 
 def num_devices(trainer_cfg) -> int:
-    devices = trainer_cfg.get("devices", 1)
+    devices = trainer_cfg.devices
     if isinstance(devices, int):
         return devices
     if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
@@ -42,39 +44,51 @@ def hub_offline(env=None, datasets: bool = False) -> bool:
 
 def world_size(trainer_cfg) -> int:
     """Ranks of a job: ``trainer.devices`` per node x ``trainer.num_nodes``."""
-    return num_devices(trainer_cfg) * int(trainer_cfg.get("num_nodes", 1))
+    return num_devices(trainer_cfg) * trainer_cfg.num_nodes
 
 
-def batch_math(cfg) -> dict:
-    """Micro batch and gradient accumulation from the global batch size (litgpt style), or a clear error."""
-    devices, nodes, world = num_devices(cfg.trainer), int(cfg.trainer.get("num_nodes", 1)), world_size(cfg.trainer)
-    glob, micro = int(cfg.optim.global_batch_size), int(cfg.optim.micro_batch_size)
-    if glob <= 0 or micro <= 0:
-        raise ConfigError("optim.global_batch_size and optim.micro_batch_size must be positive.")
-    if glob % (micro * world):
-        options = [m for m in range(1, glob + 1) if glob % (m * world) == 0]
-        raise ConfigError(
-            f"optim.global_batch_size={glob} is not divisible by optim.micro_batch_size={micro} x "
-            f"{devices} device(s) x {nodes} node(s) = {micro * world}. "
-            + (
-                f"Micro batch sizes that work with {world} rank(s): {options}."
-                if options
-                else f"No micro batch size works: make global_batch_size a multiple of {world}."
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one optimizer step's sequences are spread (litgpt style): ``global_batch_size = micro_batch_size x
+    accumulate x world_size``; derived from ``optim.global_batch_size`` and ``optim.micro_batch_size`` by
+    :meth:`from_config`. results.json records it as ``batch``."""
+
+    world_size: int  # ranks: trainer.devices x trainer.num_nodes
+    micro_batch_size: int  # sequences per rank and forward pass
+    accumulate: int  # micro batches per optimizer step on each rank
+    global_batch_size: int  # sequences per optimizer step over all ranks
+
+    @classmethod
+    def from_config(cls, cfg) -> BatchPlan:
+        """The plan of a validated config, or a ConfigError naming the micro batch sizes that divide evenly."""
+        devices, nodes, world = num_devices(cfg.trainer), cfg.trainer.num_nodes, world_size(cfg.trainer)
+        glob, micro = cfg.optim.global_batch_size, cfg.optim.micro_batch_size
+        if glob % (micro * world):
+            options = [m for m in range(1, glob + 1) if glob % (m * world) == 0]
+            raise ConfigError(
+                f"optim.global_batch_size={glob} is not divisible by optim.micro_batch_size={micro} x "
+                f"{devices} device(s) x {nodes} node(s) = {micro * world}. "
+                + (
+                    f"Micro batch sizes that work with {world} rank(s): {options}."
+                    if options
+                    else f"No micro batch size works: make global_batch_size a multiple of {world}."
+                )
             )
-        )
-    return {
-        "world_size": world,
-        "micro_batch_size": micro,
-        "accumulate": glob // (micro * world),
-        "global_batch_size": glob,
-    }
+        return cls(world, micro, glob // (micro * world), glob)
+
+    def micro_batches(self, steps: int) -> int:
+        """Micro batches each rank runs in ``steps`` optimizer steps (Lightning counts these)."""
+        return steps * self.accumulate
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def training_length(cfg) -> dict:
     """``{"by": "steps", "max_steps": N}`` or ``{"by": "epochs", "max_epochs": E}``: exactly one of
     ``optim.max_steps`` and ``optim.max_epochs`` is set (an ICL run, ``num_examples.n=0``, needs neither), else a
     clear error. Steps per epoch are known only once the examples are encoded (:func:`steps_for_epochs`)."""
-    steps, epochs = cfg.optim.get("max_steps"), cfg.optim.get("max_epochs")
+    steps, epochs = cfg.optim.max_steps, cfg.optim.max_epochs
     if steps is not None and epochs is not None:
         raise ConfigError(
             f"optim.max_steps={steps} and optim.max_epochs={epochs:g} are both set; training length is one or the "
@@ -82,13 +96,13 @@ def training_length(cfg) -> dict:
             "optim.max_epochs=null."
         )
     if epochs is not None:
-        return {"by": "epochs", "max_epochs": float(epochs)}
-    if steps is None and int(cfg.num_examples.n) > 0:
+        return {"by": "epochs", "max_epochs": epochs}
+    if steps is None and cfg.num_examples.n > 0:
         raise ConfigError(
             "optim.max_steps and optim.max_epochs are both null: set one (e.g. optim.max_steps=2000 or "
             "optim.max_epochs=1)."
         )
-    return {"by": "steps", "max_steps": int(steps) if steps is not None else 0}
+    return {"by": "steps", "max_steps": steps if steps is not None else 0}
 
 
 def steps_for_epochs(epochs: float, micro_batches_per_epoch: int, accumulate: int) -> int:

@@ -1,17 +1,19 @@
 """What makes a run *the same experiment*: its identity, the short hash in its directory name, and the check that
 a run directory is reused only for the same experiment. Torch-free.
 
-Every key of the resolved config falls in one of four classes (first match wins, prefix match on dotted keys):
+Every key of the resolved config has one of four roles, declared on its schema field (``role=`` in
+:mod:`mfti_lightning.core.schema`, read by :mod:`mfti_lightning.core.keys`; a key inherits its node's):
 
-- ``IGNORED``: never changes a result (logging, progress, paths, resume policy, names, caches, workers);
-- ``EVALUATION``: changes only the final evaluation of the trained model (beams, test directions, metrics,
+- ``ignored``: never changes a result (logging, progress, paths, resume policy, names, caches, workers);
+- ``evaluation``: changes only the final evaluation of the trained model (beams, test directions, metrics,
   in-context shots at test time). A completed *training* run whose evaluation settings changed re-evaluates its
   best checkpoint without retraining; for an evaluation-only task (``mfti-eval``) they are the experiment;
-- ``RUNTIME``: the hardware layout (``trainer``): the same experiment on other hardware. Not in the directory
+- ``runtime``: the hardware layout (``trainer``): the same experiment on other hardware. Not in the directory
   hash (a sweep over ``trainer=cpu,gpu`` maps both jobs to one run directory, which is refused), but a run
   directory made under another trainer is never reused silently;
-- everything else is ``TRAINING`` identity (model, data, template, optimisation, seed, validation that picks the
-  checkpoint): it is hashed into ``run_slug`` (``${mfti_run_hash:}``), so a different value gets its own directory.
+- ``training`` identity (model, data, template, optimisation, seed, validation that picks the checkpoint): it is
+  hashed into ``run_slug`` (``${mfti_run_hash:}``), so a different value gets its own directory. A key the
+  schema does not know (an extra root key) counts as training: it may change the result.
 """
 
 from __future__ import annotations
@@ -24,55 +26,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mfti_lightning.core import keys
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.results import RESULTS_FILE, read_results
+from mfti_lightning.core.schema import EVALUATION, IGNORED, RUNTIME, TRAINING
 from mfti_lightning.core.template import text_id
 
-IGNORED = (
-    "hydra",
-    "paths",
-    "logger",
-    "progress",
-    "resume",
-    "trust_checkpoint",
-    "sweep_name",
-    "run_name",
-    "run_slug",
-    "task_name",
-    "checkpoint.keep",
-    "checkpoint.export",
-    "data.num_workers",
-    "data.cache_dir",
-    "cluster",
-    "debug",
-    "trainer.log_every_n_steps",
-    "model.shape",
-    "template.factor",  # a label for reports (sweeps/template_space.yaml); the text is identity
-)
-EVALUATION = (
-    "eval.num_beams",
-    "eval.max_new_tokens",
-    "eval.batch_tokens",
-    "eval.engine",
-    "eval.ct2_compute_type",
-    "eval.max_prompt_tokens",
-    "eval.bleu_tokenize",
-    "eval.extraction",
-    "eval.lid_languages",
-    "eval.lid_accuracy",
-    "eval.off_target_rule",
-    "eval.error_analysis",
-    "eval.comet_model",
-    "shots",
-    "lang_pairs.eval",
-    "lang_pairs.test_size",
-    "split",
-    "train_directions",
-    "ckpt_path",
-)
-RUNTIME = ("trainer",)
-CLASSES = ("training", "evaluation", "runtime")
+CLASSES = (TRAINING, EVALUATION, RUNTIME)
 HASH_CHARS = 8
 
 
@@ -83,13 +44,8 @@ def matches(key: str, prefixes: tuple[str, ...]) -> bool:
 
 def classify(key: str) -> str | None:
     """``training`` / ``evaluation`` / ``runtime`` for a dotted config key, or None when it is ignored."""
-    if matches(key, IGNORED):
-        return None
-    if matches(key, EVALUATION):
-        return "evaluation"
-    if matches(key, RUNTIME):
-        return "runtime"
-    return "training"
+    role = keys.role_of(key) or TRAINING
+    return None if role == IGNORED else role
 
 
 def _normalise(value, roots: dict[str, str]):
@@ -116,10 +72,10 @@ def identity(container: dict) -> dict[str, dict]:
 
 def hashed_keys(ident: dict[str, dict], task: str) -> dict:
     """The keys that name the run directory: training identity, plus the evaluation for an evaluation task."""
-    keys = dict(ident["training"])
+    hashed = dict(ident["training"])
     if task != "train":
-        keys.update(ident["evaluation"])
-    return keys
+        hashed.update(ident["evaluation"])
+    return hashed
 
 
 def digest(values: dict) -> str:
@@ -130,7 +86,7 @@ def digest(values: dict) -> str:
 def config_part(cfg: DictConfig) -> dict:
     """The resolved config as plain data, without the ignored top-level nodes (of ``paths`` only the roots that
     :func:`identity` normalises). Safe inside the resolver and outside a Hydra run (``${hydra:...}`` unread)."""
-    skip = {k for k in IGNORED if "." not in k}
+    skip = set(keys.top_level(IGNORED))
     part = {}
     for key in cfg:
         if key in skip:
@@ -167,6 +123,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("mfti_ckpt_tag", ckpt_tag)
     if not OmegaConf.has_resolver("mfti_template_id"):
         OmegaConf.register_new_resolver("mfti_template_id", text_id)
+    if not OmegaConf.has_resolver("mfti_config_help"):  # mfti-train --help (conf/hydra/default.yaml)
+        OmegaConf.register_new_resolver("mfti_config_help", keys.config_help)
 
 
 # ---- reusing a run directory ----------------------------------------------------------------------------------

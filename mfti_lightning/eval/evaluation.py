@@ -9,6 +9,7 @@ those and translates only the missing directions (or those made with other setti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -45,6 +46,52 @@ class EvalResult:
                     row[parts[1]] = v
             out.append(row)
         return out
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How :func:`evaluate` translates and scores, built once from a validated config (:meth:`from_config`) for
+    every caller: mfti-train's validation and test, mfti-eval. Plain values only (:meth:`record`): the training
+    module keeps them among its checkpointed hyperparameters, which load with ``weights_only=True``."""
+
+    shots: int  # shots.k: in-context demonstrations per prompt
+    seed: int  # seed: the demonstrations' draw
+    num_beams: int  # eval.num_beams
+    max_new_tokens: int  # eval.max_new_tokens
+    batch_tokens: int | str  # eval.batch_tokens: an int, or "auto"
+    bleu_tokenize: str  # eval.bleu_tokenize
+    extraction: str  # eval.extraction
+    analyze_errors: bool | dict  # analysis.analysis_options(cfg.eval): False, or analyze()'s options
+    max_prompt_tokens: int | None  # eval.max_prompt_tokens (mfti-eval only; None in a training config)
+    comet_model: str | None  # eval.comet_model (mfti-eval only)
+
+    @classmethod
+    def from_config(cls, cfg) -> DecodeSettings:
+        """The settings of a composed, validated mfti-train or mfti-eval config (its defaults: the schema's)."""
+        from omegaconf import OmegaConf
+
+        from mfti_lightning.eval.analysis import analysis_options
+        from mfti_lightning.eval.budget import batch_tokens_setting
+
+        e = cfg.eval
+        return cls(
+            shots=cfg.shots.k, seed=cfg.seed, num_beams=e.num_beams, max_new_tokens=e.max_new_tokens,
+            batch_tokens=batch_tokens_setting(e.batch_tokens), bleu_tokenize=e.bleu_tokenize,
+            extraction=e.extraction, analyze_errors=analysis_options(e),
+            max_prompt_tokens=OmegaConf.select(cfg, "eval.max_prompt_tokens"),
+            comet_model=OmegaConf.select(cfg, "eval.comet_model"),
+        )  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict) -> DecodeSettings:
+        """Back from :meth:`record` (keys of other settings beside them are left out)."""
+        return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> DecodeSettings:
+        return dataclasses.replace(self, **changes)
 
 
 def build_prompts(sets: list[EvalSet], template: Template, shots: int, seed: int) -> list[tuple[int, int, str]]:
@@ -189,47 +236,40 @@ def evaluate(
     sets: list[EvalSet],
     *,
     split: str,
-    shots: int = 0,
-    seed: int = 0,
-    num_beams: int = 1,
-    max_new_tokens: int = 150,
-    batch_tokens: int = 4096,
-    bleu_tokenize: str = "auto",
-    max_prompt_tokens: int | None = None,
+    decode: DecodeSettings,
     rank: int = 0,
     world_size: int = 1,
     out_dir: str | Path | None = None,
-    analyze_errors: bool | dict = False,
     settings: dict | None = None,
     synced_gpus: bool | None = None,
-    comet_model: str | None = None,
-    extraction: str = "clean",
 ) -> EvalResult:
     """Translate every sentence of ``sets`` exactly once (batches dealt over ranks) and score each direction.
 
-    ``extraction`` (generation.EXTRACTION_MODES): ``reference`` hypotheses are the whole continuation up to EOS;
-    they are also cut after the fact as ``clean`` would and scored as ``<split>_clean/...`` (same decode).
+    ``decode``: how (:class:`DecodeSettings`). With its ``extraction`` (generation.EXTRACTION_MODES) ``reference``,
+    hypotheses are the whole continuation up to EOS; they are also cut after the fact as ``clean`` would and
+    scored as ``<split>_clean/...`` (same decode).
 
     Every rank must call this with the same arguments; every rank returns the same metrics. With ``out_dir``,
     directions already finished there (same ``settings``) are reloaded, not translated again, and each newly
     finished direction is saved before the next one starts.
     """
+    d, analyze_errors = decode, decode.analyze_errors
     run = dict(
-        shots=shots, seed=seed, num_beams=num_beams, max_new_tokens=max_new_tokens, batch_tokens=batch_tokens,
-        bleu_tokenize=bleu_tokenize, max_prompt_tokens=max_prompt_tokens, rank=rank, world_size=world_size,
-        synced_gpus=synced_gpus, comet_model=comet_model, extraction=extraction,
+        shots=d.shots, seed=d.seed, num_beams=d.num_beams, max_new_tokens=d.max_new_tokens,
+        batch_tokens=d.batch_tokens, bleu_tokenize=d.bleu_tokenize, max_prompt_tokens=d.max_prompt_tokens, rank=rank,
+        world_size=world_size, synced_gpus=synced_gpus, comet_model=d.comet_model, extraction=d.extraction,
     )  # fmt: skip
     if out_dir is None:
         return _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, **run)
     settings = dict(settings or {}) | {
-        "shots": shots,
-        "seed": seed,
-        "num_beams": num_beams,
-        "max_new_tokens": max_new_tokens,
-        "bleu_tokenize": bleu_tokenize,
+        "shots": d.shots,
+        "seed": d.seed,
+        "num_beams": d.num_beams,
+        "max_new_tokens": d.max_new_tokens,
+        "bleu_tokenize": d.bleu_tokenize,
         "template": template.to_dict(),
         "analyze_errors": analyze_errors,
-        "extraction": extraction,
+        "extraction": d.extraction,
     }
     settings = json.loads(json.dumps(settings, default=str))
     return _evaluate_resumable(model, tokenizer, template, sets, split, Path(out_dir), settings, analyze_errors, run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mfti_lightning.core.config import batch_math, training_length
+from mfti_lightning.core.config import BatchPlan, training_length
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.schema import validate
 from mfti_lightning.core.template import from_config as template_from_config
@@ -43,7 +43,7 @@ def check_before_loading(cfg: DictConfig):
     check_languages(cfg)
     check_directions(cfg)  # an empty lang_pairs.train with num_examples.n > 0, nothing to evaluate
     template = template_from_config(cfg.template)
-    bm = batch_math(cfg)
+    bm = BatchPlan.from_config(cfg)
     training_length(cfg)  # optim.max_steps or optim.max_epochs, not both
     require_inputs(
         cfg

@@ -22,7 +22,6 @@ from mfti_lightning.core import schema
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank, launched_ranks
 from mfti_lightning.core.layout import TOKENIZER_DIR
-from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.model.checkpoints import check_state_dict, model_state_of_file, run_dir_of_checkpoint
 
 log = logging.getLogger("mfti_lightning")
@@ -34,7 +33,7 @@ SPLITS = {"devtest": "test", "dev": "val"}  # FLORES split -> metric split name 
 def evaluate_task(cfg: DictConfig) -> float | None:
     from mfti_lightning.tasks.job import run_task
 
-    return run_task(cfg, _eval_body, extra={"eval_split": cfg.split, "checkpoint": cfg.get("ckpt_path")})
+    return run_task(cfg, _eval_body, extra={"eval_split": cfg.split, "checkpoint": cfg.ckpt_path})
 
 
 # ---- checks and model resolution (before any model is loaded) ------------------------------------------
@@ -53,7 +52,7 @@ def resolve_checkpoint(cfg) -> dict:
     from mfti_lightning.core.errors import ModelLoadError
     from mfti_lightning.model.modeling import check_loadable
 
-    ckpt = cfg.get("ckpt_path")
+    ckpt = cfg.ckpt_path
     if not ckpt:
         path = check_loadable(cfg.model)
         return {
@@ -85,7 +84,7 @@ def resolve_checkpoint(cfg) -> dict:
         )
     base = check_loadable(cfg.model)
     # damaged or needing more than plain types (unless trust_checkpoint=true): CheckpointError now, nothing loaded
-    check_state_dict(p, base, bool(cfg.get("trust_checkpoint", False)))
+    check_state_dict(p, base, cfg.trust_checkpoint)
     # <run dir>/checkpoints/{periodic,best}/<name>.ckpt (or a checkpoint file anywhere else)
     run_dir = run_dir_of_checkpoint(p)
     tok = run_dir / TOKENIZER_DIR
@@ -104,7 +103,7 @@ def training_directions(cfg, info: dict):
     from mfti_lightning.core.languages import parse_direction
     from mfti_lightning.eval.partitions import partition_directions
 
-    spec = cfg.get("train_directions", "auto")
+    spec = cfg.train_directions
     if spec != "auto":
         return partition_directions(spec, cfg.lang_pairs)
     run_dir = info.get("run_dir")
@@ -243,30 +242,19 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
     if gpu:
         torch.cuda.set_device(device)
     model, tokenizer = load_decoder(cfg, info, device, rank, world_size)
-    from mfti_lightning.eval.analysis import analysis_options
-    from mfti_lightning.eval.evaluation import evaluate
+    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate
 
-    e = cfg.eval
     result = evaluate(
         model,
         tokenizer,
         template,
         sets,
         split=split,
-        shots=int(cfg.shots.k),
-        seed=int(cfg.seed),
-        num_beams=int(e.num_beams),
-        max_new_tokens=int(e.max_new_tokens),
-        batch_tokens=batch_tokens_setting(e.batch_tokens),
-        bleu_tokenize=e.bleu_tokenize,
-        max_prompt_tokens=e.get("max_prompt_tokens"),
+        decode=DecodeSettings.from_config(cfg),
         rank=rank,
         world_size=world_size,
         out_dir=run_dir,
-        analyze_errors=analysis_options(e),
         settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
-        comet_model=e.get("comet_model"),
-        extraction=str(e.extraction),
     )
     if world_size > 1:
         dist.barrier()
@@ -276,15 +264,15 @@ def _rank_main(cfg, run_dir, sets, template, info, split, world):
 def engine_id(cfg) -> str:
     """The decoder as the saved per-direction state records it (a resumed evaluation with another engine redoes
     the directions): ``hf`` or ``ctranslate2:<compute type>``."""
-    engine = str(cfg.eval.get("engine", "hf"))
-    return engine if engine == "hf" else f"{engine}:{cfg.eval.get('ct2_compute_type', 'auto')}"
+    engine = cfg.eval.engine
+    return engine if engine == "hf" else f"{engine}:{cfg.eval.ct2_compute_type}"
 
 
 def load_decoder(cfg, info: dict, device, rank: int = 0, world_size: int = 1):
     """What translates (``eval.engine``): the Hugging Face model on ``device``, or a CTranslate2 engine converted
     from the same weights (once per checkpoint; a Lightning checkpoint is loaded into the base model on the CPU
     only when the conversion cache has no copy yet)."""
-    if cfg.eval.get("engine", "hf") != "ctranslate2":
+    if cfg.eval.engine != "ctranslate2":
         return load_for_eval(cfg, info, device)
     from mfti_lightning.model.modeling import load_tokenizer
 
@@ -318,7 +306,7 @@ def ct2_decoder(cfg, model_path, tokenizer, device, rank, world_size, ckpt_file=
         tokenizer,
         cache_dir=str(cfg.paths.cache_dir),
         device=device,
-        compute_type=str(cfg.eval.get("ct2_compute_type", "auto")),
+        compute_type=cfg.eval.ct2_compute_type,
         ckpt_file=ckpt_file,
         model=model,
         threads=torch.get_num_threads() if device.type == "cpu" else 0,
@@ -341,7 +329,7 @@ def load_for_eval(cfg, info: dict, device):
         dtype = "float16"
     model = load_model(info["model_path"], dtype, cfg.model.attn_implementation)
     if info.get("ckpt_file"):
-        state = model_state_of_file(Path(info["ckpt_file"]), bool(cfg.get("trust_checkpoint", False)))
+        state = model_state_of_file(Path(info["ckpt_file"]), cfg.trust_checkpoint)
         model.load_state_dict(state, strict=False)
         model.tie_weights()
     model.to(device).eval()

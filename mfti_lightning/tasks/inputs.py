@@ -86,9 +86,9 @@ def _plain(node):
 
 def check_corpora(cfg, offline: bool, env: Mapping[str, str]) -> list[str]:
     """One problem per training direction without a readable corpus (nothing to check when num_examples.n=0)."""
-    if int(cfg.num_examples.n) <= 0:
+    if cfg.num_examples.n <= 0:
         return []
-    specs = [dict(_plain(s)) for s in (cfg.data.get("corpora") or [])]
+    specs = [dict(_plain(s)) for s in cfg.data.corpora]
     if not specs:
         return ["data.corpora is empty: give at least one training corpus (see conf/data/*.yaml)."]
     for i, s in enumerate(specs):
@@ -152,7 +152,7 @@ def flores_needs(cfg) -> dict[tuple[str, str], str]:
     """``{(split, code): why}`` for every FLORES file the job reads: devtest (test) of the eval languages, dev
     (validation, when training), the k-shot pool split, and dev + devtest of every language of the run when
     evaluation sentences are excluded from training."""
-    n, k = int(cfg.num_examples.n), int(cfg.shots.k)
+    n, k = cfg.num_examples.n, cfg.shots.k
     lp = cfg.lang_pairs
     evals, trains = eval_directions(lp), train_directions(lp) if n > 0 else []
     needs: dict[tuple[str, str], str] = {}
@@ -162,8 +162,8 @@ def flores_needs(cfg) -> dict[tuple[str, str], str]:
             if n > 0:
                 needs.setdefault(("dev", code), f"validation set of {src}-{tgt}")
             if k > 0:
-                needs.setdefault((str(cfg.shots.pool), code), f"{k}-shot pool of {src}-{tgt}")
-    if n > 0 and bool(cfg.data.filters.get("exclude_eval", True)):
+                needs.setdefault((cfg.shots.pool, code), f"{k}-shot pool of {src}-{tgt}")
+    if n > 0 and cfg.data.filters.exclude_eval:
         for src, tgt in trains:
             for code in (src, tgt):
                 for split in ("dev", "devtest"):
@@ -263,7 +263,7 @@ def check_spm(cfg, offline: bool, env: Mapping[str, str]) -> list[str]:
     """sacrebleu's FLORES SPM model, when eval.bleu_tokenize names spBLEU (auto needs nothing: it falls back)."""
     from mfti_lightning.eval import metrics
 
-    setting = str(cfg.eval.get("bleu_tokenize", "auto"))
+    setting = cfg.eval.bleu_tokenize
     tok = spm_tokenizer(setting)
     if tok is None:
         return []

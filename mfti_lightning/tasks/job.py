@@ -20,23 +20,13 @@ from mfti_lightning.core.distributed import global_rank
 from mfti_lightning.core.errors import JobInterrupted
 from mfti_lightning.core.identity import decide_reuse
 from mfti_lightning.core.interrupt import RESUME_HINT, received, sigterm_interrupts
+from mfti_lightning.core.keys import swept_values
 from mfti_lightning.core.lease import RunLease, slurm_job
 from mfti_lightning.core.progress_record import end_attempt, start_attempt
 from mfti_lightning.core.schema import validate
 from mfti_lightning.track.tracking import finish_wandb, redact_secrets
 
 log = logging.getLogger("mfti_lightning")
-
-
-def swept_values(cfg: DictConfig) -> dict:
-    return {
-        "model": cfg.model.name,
-        "lang_pairs": cfg.lang_pairs.name,
-        "template": cfg.template.name,
-        "shots": int(cfg.shots.k),
-        "num_examples": int(cfg.num_examples.n),
-        "seed": int(cfg.seed),
-    }
 
 
 def resolved_container(cfg: DictConfig) -> dict:
@@ -117,7 +107,7 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
         "run_name": cfg.run_name,
         "run_dir": str(run_dir.resolve()),
         "sweep_name": cfg.sweep_name,
-        "swept": swept_values(cfg),
+        "swept": swept_values(cfg),  # schema.SWEPT
         "extraction": OmegaConf.select(cfg, "eval.extraction"),  # how hypotheses were cut (eval.extraction)
         "engine": OmegaConf.select(cfg, "eval.engine") or "hf",  # what decoded them (eval.engine)
         "metrics": {},

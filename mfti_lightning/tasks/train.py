@@ -25,7 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mfti_lightning.core import layout
-from mfti_lightning.core.config import batch_math, steps_for_epochs, training_length
+from mfti_lightning.core.config import BatchPlan, steps_for_epochs, training_length
 from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError, JobInterrupted
@@ -33,7 +33,6 @@ from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
 from mfti_lightning.core.results import relative_to_run
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
-from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.tasks.checks import check_before_loading
 from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import resolved_container, run_task
@@ -54,8 +53,8 @@ def preflight(cfg: DictConfig, run_dir: Path, reuse) -> None:
 
     check_logger(cfg)
     check_launch(cfg)
-    if int(cfg.num_examples.n) and reuse.action != "reevaluate":
-        check_resume_config(resolved_container(cfg), run_dir, str(cfg.resume), save=False)
+    if cfg.num_examples.n and reuse.action != "reevaluate":
+        check_resume_config(resolved_container(cfg), run_dir, cfg.resume, save=False)
 
 
 @dataclass
@@ -66,7 +65,7 @@ class TrainingJob:
     run_dir: Path
     record: dict
     template: Template
-    batch: dict
+    batch: BatchPlan
     n_train: int
     bleu_name: str
     model_path: str = ""
@@ -108,11 +107,11 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
         run_dir,
         record,
         template_from_config(cfg.template),
-        batch_math(cfg),
-        int(cfg.num_examples.n),
+        BatchPlan.from_config(cfg),
+        cfg.num_examples.n,
         bleu_metric_name(cfg.eval.bleu_tokenize),
     )
-    record["batch"] = job.batch
+    record["batch"] = job.batch.record()
     record["directions"] = {
         "train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if job.n_train else [],
         "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
@@ -120,7 +119,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
     run_dir.mkdir(parents=True, exist_ok=True)
     if job.n_train:
         job.resume_from = check_checkpoints(job)
-        check_resume_config(record["config"], run_dir, str(cfg.resume))
+        check_resume_config(record["config"], run_dir, cfg.resume)
     job.template.save(run_dir)
     return job
 
@@ -138,12 +137,12 @@ def check_checkpoints(job: TrainingJob) -> Path | None:
         return None
     if global_rank() == 0:
         clean_partial_writes(run_dir)
-    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if str(cfg.resume) == "auto" else None
+    return resume_checkpoint(run_dir, trust, move=global_rank() == 0) if cfg.resume == "auto" else None
 
 
 def trusts_checkpoints(cfg) -> bool:
     """``trust_checkpoint=true``: load checkpoints that need more than plain types (unpickling may run code)."""
-    return bool(cfg.get("trust_checkpoint", False))
+    return cfg.trust_checkpoint
 
 
 def prepare_data(job: TrainingJob) -> None:
@@ -166,15 +165,15 @@ def build_module(job: TrainingJob) -> None:
     from hydra.utils import instantiate
 
     from mfti_lightning.data.datamodule import encode_examples
-    from mfti_lightning.eval.evaluation import selection_record
+    from mfti_lightning.eval.evaluation import DecodeSettings, selection_record
     from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
     cfg = job.cfg
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
     job.encoded, job.record["data"]["tokenization"] = encode_examples(
-        job.examples, job.tokenizer, job.template, int(cfg.data.max_length), cfg.data.loss_on, cfg.data.overlong
+        job.examples, job.tokenizer, job.template, cfg.data.max_length, cfg.data.loss_on, cfg.data.overlong
     )
     if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
         raise ConfigError(
@@ -182,35 +181,31 @@ def build_module(job: TrainingJob) -> None:
             f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
             "data.overlong=truncate_source to shorten their sources."
         )
-    eval_settings = {
-        "shots": int(cfg.shots.k),
-        "seed": int(cfg.seed),
-        "val_num_beams": int(cfg.eval.val_num_beams),
-        "max_new_tokens": int(cfg.eval.max_new_tokens),
-        "batch_tokens": batch_tokens_setting(cfg.eval.batch_tokens),
-        "bleu_tokenize": cfg.eval.bleu_tokenize,
-        "score_before_training": bool(cfg.eval.score_before_training),
-        "select": str(cfg.eval.select),
-        "num_beams": int(cfg.eval.num_beams),
+    # the module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
+    # values: they are checkpointed hyperparameters)
+    eval_settings = DecodeSettings.from_config(cfg).record() | {
+        "val_num_beams": cfg.eval.val_num_beams,
+        "score_before_training": cfg.eval.score_before_training,
+        "select": cfg.eval.select,
     }
     if job.n_train:
         job.record["selection"] = selection_record(
-            str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor"), cfg.lang_pairs.get("val_size"),
-            int(cfg.eval.num_beams), int(cfg.eval.val_num_beams),
+            cfg.eval.select, job.bleu_name, cfg.eval.monitor, cfg.lang_pairs.val_size,
+            cfg.eval.num_beams, cfg.eval.val_num_beams,
         )  # fmt: skip
     job.module = MFTIModule(
         model_path=job.model_path,
         template=job.template.to_dict(),
         optimizer=instantiate(cfg.optim.optimizer),
-        warmup_steps=int(cfg.optim.warmup_steps),
+        warmup_steps=cfg.optim.warmup_steps,
         dtype=cfg.model.dtype,
         attn_implementation=cfg.model.attn_implementation,
-        gradient_checkpointing=bool(cfg.optim.gradient_checkpointing),
+        gradient_checkpointing=cfg.optim.gradient_checkpointing,
         val_sets=job.val_sets,
         eval_settings=eval_settings,
         out_dir=str(job.run_dir),
         peft=peft_settings(cfg.model),
-        shape=dict(cfg.model.shape) if cfg.model.get("shape") else None,
+        shape=dict(cfg.model.shape) if cfg.model.shape else None,
     )
     job.module.tokenizer = job.tokenizer
     job.loggers = make_loggers(cfg, job.run_dir, job.record)
@@ -231,14 +226,14 @@ def fit(job: TrainingJob):
     dm = MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
-        bm["micro_batch_size"],
-        int(cfg.seed),
-        int(cfg.data.length_group_chunk),
-        int(cfg.data.num_workers),
+        bm.micro_batch_size,
+        cfg.seed,
+        cfg.data.length_group_chunk,
+        cfg.data.num_workers,
         n_val_prompts=n_val,
-        total_micro_batches=steps * bm["accumulate"],
+        total_micro_batches=bm.micro_batches(steps),
     )
-    monitor = selection_metric(str(cfg.eval.select), job.bleu_name, cfg.eval.get("monitor")) if n_val else None
+    monitor = selection_metric(cfg.eval.select, job.bleu_name, cfg.eval.monitor) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
@@ -281,13 +276,13 @@ def planned_steps(job: TrainingJob) -> int:
     length = training_length(cfg)
     if length["by"] == "epochs":
         sampler = LengthGroupedBatches(
-            [len(e.input_ids) for e in job.encoded], bm["micro_batch_size"], int(cfg.seed),
-            int(cfg.data.length_group_chunk), 0, bm["world_size"],
+            [len(e.input_ids) for e in job.encoded], bm.micro_batch_size, cfg.seed,
+            cfg.data.length_group_chunk, 0, bm.world_size,
         )  # fmt: skip
         per_epoch = len(sampler.epoch_batches(0))
         length["micro_batches_per_epoch_per_rank"] = per_epoch
-        length["steps_per_epoch"] = per_epoch / bm["accumulate"]
-        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm["accumulate"])
+        length["steps_per_epoch"] = per_epoch / bm.accumulate
+        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm.accumulate)
     job.record["training_length"] = length
     return int(length["max_steps"])
 
@@ -367,7 +362,7 @@ def test_decoder(job: TrainingJob, rank: int, world: int):
     """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
     (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
     model = job.module.model
-    if job.cfg.eval.get("engine", "hf") != "ctranslate2":
+    if job.cfg.eval.engine != "ctranslate2":
         return model
     import copy
 
@@ -389,8 +384,7 @@ def test(job: TrainingJob) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
 
-    from mfti_lightning.eval.analysis import analysis_options
-    from mfti_lightning.eval.evaluation import evaluate, record_result
+    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate, record_result
     from mfti_lightning.eval.partitions import partition_directions
 
     cfg, record = job.cfg, job.record
@@ -402,22 +396,15 @@ def test(job: TrainingJob) -> None:
         job.template,
         job.test_sets,
         split="test",
-        shots=int(cfg.shots.k),
-        seed=int(cfg.seed),
-        num_beams=int(cfg.eval.num_beams),
-        max_new_tokens=int(cfg.eval.max_new_tokens),
-        batch_tokens=batch_tokens_setting(cfg.eval.batch_tokens),
-        bleu_tokenize=cfg.eval.bleu_tokenize,
+        decode=DecodeSettings.from_config(cfg),
         rank=rank,
         world_size=world,
         out_dir=job.run_dir,
-        analyze_errors=analysis_options(cfg.eval),
         settings={
             "checkpoint": relative_to_run(record.get("best_checkpoint"), job.run_dir),  # a moved run resumes too
             "model": str(job.model_path),
             "engine": engine_id(cfg),
         },
-        extraction=str(cfg.eval.extraction),
     )
     # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or
     # the mFTI run it is compared with)

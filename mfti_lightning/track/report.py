@@ -32,8 +32,10 @@ from pathlib import Path
 from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.families import FAMILIES
+from mfti_lightning.core.keys import SWEPT_NAMES, role_of, swept_group, varies_with
 from mfti_lightning.core.languages import LANGUAGES
 from mfti_lightning.core.results import RESULTS_FILE
+from mfti_lightning.core.schema import IGNORED
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
@@ -44,21 +46,7 @@ from mfti_lightning.track.tracking import method_of
 
 log = logging.getLogger("mfti_lightning.track.report")
 
-SWEPT = ("model", "lang_pairs", "template", "shots", "num_examples", "seed")
-# config paths that legitimately differ between runs of one sweep (swept groups, names, paths)
-_SWEPT_PREFIXES = (
-    "model.",
-    "lang_pairs.",
-    "template.",
-    "shots.",
-    "num_examples.",
-    "seed",
-    "run_name",
-    "run_slug",
-    "sweep_name",
-    "paths.",
-    "optim.optimizer.lr",
-)
+SWEPT = SWEPT_NAMES  # core/schema.py's SWEPT: the report's columns
 _SKIP_DIRS = {"wandb", "checkpoints", ".submitit", "tokenizer", "translations", "val", "eval_state", ".hydra"}
 SIMILARITY_FILE = ASSETS_DIR / "lang_similarity.json"
 
@@ -247,12 +235,14 @@ def markdown_table(rows: list[dict], cols: list[str] | None = None) -> str:
 
 # ---- config differences ------------------------------------------------------------------------------------
 def config_differences(records: list[dict]) -> dict[str, dict[str, list[str]]]:
-    """Non-swept config values that differ between runs: ``{key: {value: [run names]}}``."""
+    """Non-swept config values that differ between runs: ``{key: {value: [run names]}}``. Left out: the keys of
+    the swept groups, keys that never change a result (role ``ignored``), and keys that the options of a swept
+    group set (``varies_with``: each model preset its learning rate)."""
     flat = [(r.get("run_name") or r.get("_dir"), flatten(r.get("config") or {})) for r in records]
     keys = sorted({k for _, f in flat for k in f})
     diffs = {}
     for k in keys:
-        if k.startswith(_SWEPT_PREFIXES) or k.startswith(("hydra", "logger.", "progress.", "eval.monitor")):
+        if swept_group(k) or role_of(k) == IGNORED or varies_with(k):
             continue
         values = defaultdict(list)
         for name, f in flat:

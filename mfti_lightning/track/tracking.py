@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 
 from mfti_lightning.core.distributed import FORKING_STRATEGIES, global_rank, srun_started_ranks
 from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.keys import swept_label
 from mfti_lightning.core.languages import DIRECTION_PATTERN
 from mfti_lightning.core.layout import RUN_ID_FILE
 from mfti_lightning.core.results import atomic_write
+from mfti_lightning.core.schema import SWEPT
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 
 log = logging.getLogger("mfti_lightning")
@@ -171,17 +173,9 @@ def wandb_mode_reason(setting: str = "auto", check_timeout: float = 3.0) -> tupl
 
 # ---- the loggers ----------------------------------------------------------------------------------------
 def run_tags(cfg, record: dict) -> list[str]:
-    """Tags from the config groups: the swept values as they ran, plus the other groups chosen."""
-    sw = record.get("swept", {})
-    tags = [
-        f"model:{sw.get('model')}",
-        f"lang_pairs:{sw.get('lang_pairs')}",
-        f"template:{cfg.template.get('short', sw.get('template'))}",
-        f"shots:k{sw.get('shots')}",
-        f"num_examples:n{sw.get('num_examples')}",
-        f"method:{method_of(sw)}",
-        f"task:{cfg.task_name}",
-    ]
+    """Tags from the config groups: the swept values (their labels: ``shots:k8``), plus the other groups chosen."""
+    tags = [f"{s.name}:{swept_label(cfg, s)}" for s in SWEPT if s.tagged]
+    tags += [f"method:{method_of(record.get('swept', {}))}", f"task:{cfg.task_name}"]
     try:
         from hydra.core.hydra_config import HydraConfig
 

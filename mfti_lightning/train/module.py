@@ -16,7 +16,6 @@ from mfti_lightning.core.results import write_json_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet
 from mfti_lightning.eval import evaluation
-from mfti_lightning.eval.budget import batch_tokens_setting
 from mfti_lightning.eval.generation import gather_translations, translate
 from mfti_lightning.model.modeling import load_model
 from mfti_lightning.train import throughput
@@ -49,13 +48,14 @@ class MFTIModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.model = None
         self.val_sets = val_sets or []
+        # tasks.train.build_module: DecodeSettings.record() plus val_num_beams, score_before_training, select
         self.eval_settings = dict(eval_settings or {})
+        self.decode = evaluation.DecodeSettings.from_record(eval_settings) if eval_settings else None
         self.out_dir = Path(out_dir) if out_dir else None
-        self.val_prompts = evaluation.build_prompts(
-            self.val_sets,
-            self.template,
-            int(self.eval_settings.get("shots", 0)),
-            int(self.eval_settings.get("seed", 0)),
+        self.val_prompts = (
+            evaluation.build_prompts(self.val_sets, self.template, self.decode.shots, self.decode.seed)
+            if self.val_sets
+            else []
         )
         self._val_out: dict[int, str] = {}
         self.tokenizer = None
@@ -112,7 +112,7 @@ class MFTIModule(pl.LightningModule):
     # ---- training ------------------------------------------------------------------------------------
     def on_train_start(self):
         self._t_start = time.perf_counter()
-        if self.eval_settings.get("score_before_training") and self.global_step == 0 and self.val_sets:
+        if self.val_sets and self.eval_settings["score_before_training"] and self.global_step == 0:
             result = self.run_eval(
                 self.val_sets, "val_init", num_beams=self.val_beams(), extraction=self.val_extraction()
             )
@@ -196,8 +196,8 @@ class MFTIModule(pl.LightningModule):
             self.template,
             prompts,
             num_beams=self.val_beams(),
-            max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
+            max_new_tokens=self.decode.max_new_tokens,
+            batch_tokens=self.decode.batch_tokens,
             extraction=self.val_extraction(),
         )
         self._val_out.update(zip(batch, hyps))
@@ -217,17 +217,16 @@ class MFTIModule(pl.LightningModule):
     # ---- helpers -------------------------------------------------------------------------------------
     def reference_selection(self) -> bool:
         """``eval.select=reference``: the reference code's checkpoint choice (see conf/train.yaml)."""
-        return self.eval_settings.get("select", "mean") == "reference"
+        return self.eval_settings["select"] == "reference"
 
     def val_beams(self) -> int:
-        key = "num_beams" if self.reference_selection() else "val_num_beams"
-        return int(self.eval_settings.get(key, 1))
+        return self.decode.num_beams if self.reference_selection() else self.eval_settings["val_num_beams"]
 
     def val_extraction(self) -> str:
         return "reference" if self.reference_selection() else "clean"
 
     def bleu_tokenize(self) -> str:
-        return self.eval_settings.get("bleu_tokenize", "auto")
+        return self.decode.bleu_tokenize
 
     def run_eval(self, sets, split: str, num_beams: int, extraction: str = "clean"):
         result = evaluation.evaluate(
@@ -236,15 +235,16 @@ class MFTIModule(pl.LightningModule):
             self.template,
             sets,
             split=split,
-            shots=int(self.eval_settings.get("shots", 0)),
-            seed=int(self.eval_settings.get("seed", 0)),
-            num_beams=num_beams,
-            max_new_tokens=int(self.eval_settings.get("max_new_tokens", 150)),
-            batch_tokens=batch_tokens_setting(self.eval_settings.get("batch_tokens", "auto")),
-            bleu_tokenize=self.bleu_tokenize(),
+            # validation's decoding: no error analysis, no COMET, the whole prompt
+            decode=self.decode.replace(
+                num_beams=num_beams,
+                extraction=extraction,
+                analyze_errors=False,
+                comet_model=None,
+                max_prompt_tokens=None,
+            ),
             rank=self.global_rank,
             world_size=self.trainer.world_size,
-            extraction=extraction,
         )
         return result
 

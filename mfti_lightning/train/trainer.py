@@ -21,7 +21,7 @@ import socket
 import warnings
 from pathlib import Path
 
-from mfti_lightning.core.config import flatten, num_devices, world_size
+from mfti_lightning.core.config import BatchPlan, flatten, num_devices, world_size
 from mfti_lightning.core.distributed import (
     FORKING_STRATEGIES,
     REEXEC_STRATEGIES,
@@ -30,7 +30,8 @@ from mfti_lightning.core.distributed import (
     use_srun_threads,
 )
 from mfti_lightning.core.errors import ConfigError
-from mfti_lightning.core.identity import changed, classify, matches
+from mfti_lightning.core.identity import changed, classify
+from mfti_lightning.core.keys import resume_may_change
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
 from mfti_lightning.core.results import atomic_write
 from mfti_lightning.core.schema import FsdpConfig
@@ -38,25 +39,12 @@ from mfti_lightning.model.checkpoints import newest_checkpoint
 
 log = logging.getLogger(__name__)
 
-# Besides what never changes a result (identity.IGNORED), config keys whose change does not change the trained
-# weights up to a checkpoint (prefix match on dotted keys): a checkpoint may be resumed with other values.
-RESUME_IGNORED = (
-    "eval",
-    "shots",
-    "checkpoint",
-    "lang_pairs.val_size",
-    "lang_pairs.test_size",
-    "lang_pairs.eval",
-    "optim.max_steps",  # extending (or shortening) a run continues the same trajectory
-    "optim.max_epochs",  # the same, counted in passes over the data
-)
-
 
 # ---- launch ---------------------------------------------------------------------------------------------
 def lightning_spawns(cfg) -> bool:
     """True when Lightning itself would start the other ranks (re-executing the command line)."""
     world = world_size(cfg.trainer)
-    strategy = str(cfg.trainer.strategy)
+    strategy = cfg.trainer.strategy
     if world <= 1 or strategy not in REEXEC_STRATEGIES:
         return False
     return slurm_tasks() != world and not torchelastic()
@@ -74,8 +62,8 @@ def _hydra_multirun() -> bool:
 
 def check_launch(cfg) -> None:
     """Refuse launches that hang or fail later, with what to use instead (before any model loading)."""
-    devices, nodes, world = num_devices(cfg.trainer), int(cfg.trainer.num_nodes), world_size(cfg.trainer)
-    strategy = str(cfg.trainer.strategy)
+    devices, nodes, world = num_devices(cfg.trainer), cfg.trainer.num_nodes, world_size(cfg.trainer)
+    strategy = cfg.trainer.strategy
     slurm = slurm_tasks()
     if slurm is not None and slurm > 1 and slurm != world:
         raise ConfigError(
@@ -103,8 +91,10 @@ def check_launch(cfg) -> None:
 
 # ---- resume ---------------------------------------------------------------------------------------------
 def training_config(container: dict) -> dict:
-    """The flattened config keys that change training (everything but :data:`RESUME_IGNORED`)."""
-    return {k: v for k, v in flatten(container).items() if classify(k) is not None and not matches(k, RESUME_IGNORED)}
+    """The flattened config keys that a resumed training must keep: all but those that never change a result and
+    those whose change leaves the weights up to a checkpoint as they are (``resume=True`` on their schema field:
+    evaluation settings, checkpointing, the training length)."""
+    return {k: v for k, v in flatten(container).items() if classify(k) is not None and not resume_may_change(k)}
 
 
 def check_resume_config(container: dict, run_dir: Path, resume: str, save: bool = True) -> None:
@@ -238,7 +228,7 @@ def build_strategy(cfg, model_path: str):
 
 
 def build_trainer(
-    cfg, bm: dict, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps: int | None = None
+    cfg, bm: BatchPlan, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps: int | None = None
 ):
     """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``.
     ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
@@ -254,7 +244,7 @@ def build_trainer(
     plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     periodic = PeriodicCheckpoint(
-        ckdir / "periodic", int(cfg.checkpoint.every_n_steps), int(cfg.checkpoint.keep), validates=bool(monitor)
+        ckdir / "periodic", cfg.checkpoint.every_n_steps, cfg.checkpoint.keep, validates=bool(monitor)
     )
     best = BestCheckpoint(ckdir / "best", monitor) if monitor else None
     callbacks = [
@@ -277,9 +267,9 @@ def build_trainer(
         strategy=strategy,
         precision=precision,
         max_steps=trainer_steps,
-        accumulate_grad_batches=bm["accumulate"],
+        accumulate_grad_batches=bm.accumulate,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        val_check_interval=int(cfg.eval.val_every_n_steps) * bm["accumulate"],
+        val_check_interval=bm.micro_batches(cfg.eval.val_every_n_steps),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=loggers or False,

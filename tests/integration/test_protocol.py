@@ -137,6 +137,35 @@ def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
     assert p.returncode == 0 and _labels(run).count("off_target") < len(SPANISH_FOR_CATALAN)
 
 
+@pytest.mark.timeout(300)
+def test_mfti_analyze_reuses_the_settings_the_run_recorded(tmp_path):
+    """A run made with eval.lid_languages=all, re-analysed without options, keeps the run's labels (the analysis
+    settings come from its results.json config, not from mfti-analyze's own defaults), and says so."""
+    from conftest import compose
+
+    from mfti_lightning.eval.analysis import analysis_options, analyze
+    from mfti_lightning.tasks.job import resolved_container
+
+    cfg = compose(["eval.lid_languages=all", "lang_pairs.eval=[en-ca]"], tmp_path / "out", config_name="eval")
+    rows = [{"source": s, "reference": r, "hypothesis": h} for s, r, h in SPANISH_FOR_CATALAN]
+    analyze({"en-ca": rows}, "test", **analysis_options(cfg.eval))  # labels as the evaluation gives them
+    run = _run_with(tmp_path, SPANISH_FOR_CATALAN)
+    record = json.loads((run / "results.json").read_text()) | {"config": resolved_container(cfg)}
+    (run / "results.json").write_text(json.dumps(record))
+    p = run_cli(["mfti_lightning.cli.analyze", str(run)], cwd=tmp_path, timeout=280)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "eval.lid_languages=all (recorded by the run)" in p.stdout.splitlines()[0]
+    assert _labels(run) == [r["error"] for r in rows] == ["off_target"] * len(rows)
+    # without a recorded config: the schema's defaults, named as such
+    (run / "results.json").write_text(json.dumps(record | {"config": {}}))
+    p = run_cli(["mfti_lightning.cli.analyze", str(run), "--rule", "reference"], cwd=tmp_path, timeout=280)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (
+        "eval.lid_languages=all (schema default)" in p.stdout
+        and "eval.off_target_rule=reference (command line)" in p.stdout
+    )
+
+
 def test_reference_rule_judges_an_empty_half_as_fasttext_does():
     """The reference's fastText lid.176 labels empty text English (measured: scripts/measure_off_target_agreement.py):
     an empty hypothesis is then 'in the source language' of en-ca, and off-target for ca-fr; a one-word Catalan

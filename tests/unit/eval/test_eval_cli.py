@@ -196,7 +196,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
     from mfti_lightning.core.template import from_config
     from mfti_lightning.data.prepare import eval_sets
     from mfti_lightning.eval import generation
-    from mfti_lightning.eval.evaluation import evaluate
+    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate
     from mfti_lightning.model.modeling import load_model
 
     cfg = ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[de-en,en-fr,fr-de]", "lang_pairs.test_size=3")
@@ -213,7 +213,8 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
         return real(model, tok, tmpl, rows, **kw)
 
     monkeypatch.setattr(generation, "generate_batch", dying)
-    kw = dict(split="test", max_new_tokens=6, out_dir=out, analyze_errors=True)
+    decode = DecodeSettings.from_config(cfg).replace(num_beams=1, max_new_tokens=6, analyze_errors=True)
+    kw = dict(split="test", decode=decode, out_dir=out)
     with pytest.raises(KeyboardInterrupt):
         evaluate(model, tiny_tokenizer, template, sets, **kw)
     assert sorted(p.stem for p in (out / "eval_state" / "test").glob("*.json")) == ["de-en", "en-fr"]
@@ -229,7 +230,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
     assert res.metrics["test/chrf/avg"] == pytest.approx(sum(res.metrics[f"test/chrf/{d}"] for d in res.rows) / 3)
     # other settings (beam 2): nothing is reused
     calls.clear()
-    res = evaluate(model, tiny_tokenizer, template, sets, **kw, num_beams=2)
+    res = evaluate(model, tiny_tokenizer, template, sets, **(kw | {"decode": decode.replace(num_beams=2)}))
     assert res.resumed == [] and len(calls) == 3
 
 
