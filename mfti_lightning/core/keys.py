@@ -6,7 +6,7 @@ Nothing else lists keys: the run hash and the reuse of run directories (:mod:`mf
 resume check (``train.trainer.training_config``), the report's unswept differences, results.json's ``swept`` and
 the W&B tags all ask this module. A key inherits the role and the resume flag of the nearest enclosing field that
 declares one, so the keys inside an open node (``optim.optimizer.betas``, ``trainer.fsdp.*``, ``logger.*``) have
-their node's; ``tests/test_keys.py`` fails when a key of a shipped config has no role.
+their node's; ``tests/unit/core/test_keys.py`` fails when a key of a shipped config has no role.
 """
 
 from __future__ import annotations

@@ -700,7 +700,7 @@ class EvalConfig(CommonConfig):
 
 # The values a sweep varies, in the order of results.json's "swept", the report's columns and the W&B tags: (name,
 # config key, label in run names and tags). conf/train.yaml's run_name and run_slug join the labels
-# (tests/test_keys.py checks that they do).
+# (tests/unit/core/test_keys.py checks that they do).
 SWEPT = (
     Swept("model", "model.name", "${model.name}"),
     Swept("lang_pairs", "lang_pairs.name", "${lang_pairs.name}"),

@@ -120,6 +120,7 @@ def test_run_names_join_the_swept_labels():
     assert train["run_slug"] == "_".join(labels) + "-${mfti_run_hash:}"
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_help_shows_each_key_with_its_schema_doc():
     p = subprocess.run(
