@@ -28,6 +28,7 @@ import sys
 import time
 
 from mfti_lightning.core.errors import MftiError
+from mfti_lightning.core.metric_key import MetricKey
 from mfti_lightning.launch.status import SweepStatus, resolve_sweep, sweep_status
 
 STYLE = {
@@ -145,8 +146,9 @@ def cells(j) -> list[str]:
     )
     val = "-"
     if j.val and j.val.get("value") is not None:
-        metric = str(j.val.get("metric") or "").split("/")
-        val = f"{metric[1] if len(metric) > 1 else metric[0]} {float(j.val['value']):.2f} @{j.val.get('step')}"
+        name = str(j.val.get("metric") or "")
+        key = MetricKey.find(name)  # eval.monitor may name any logged value
+        val = f"{key.metric if key else name} {float(j.val['value']):.2f} @{j.val.get('step')}"
     gpu = hours(j.gpu_hours) + (f" / {hours(j.gpu_hours_estimate)}" if j.gpu_hours_estimate is not None else "")
     return [
         j.job_id or "local",

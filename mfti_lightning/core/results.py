@@ -18,7 +18,7 @@ Layout (``schema`` 1)::
       "error": "..." (failed runs only)
     }
 
-Splits: ``val_init`` (dev subset before finetuning), ``val`` (dev subset, last validation), ``test`` (devtest).
+Metric keys (``<split>/<metric>/<scope>``: the splits, metrics and scopes): :mod:`mfti_lightning.core.metric_key`.
 
 Paths: on disk, every path in :data:`RUN_PATHS` that lies inside the run directory is written relative to it
 (``"best_checkpoint": "checkpoints/best/step000004.ckpt"``, ``"run_dir": "."``); :func:`read_results` gives them
@@ -40,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mfti_lightning.core.layout import RESULTS_FILE
+from mfti_lightning.core.metric_key import AVG, MetricKey
 
 SCHEMA = 1
 PACKAGES = (
@@ -213,7 +214,7 @@ def provenance() -> dict:
 
 def objective(metrics: dict) -> float | None:
     """The value a job returns to Hydra (a sweeper's objective): the averaged test BLEU, else chrF."""
-    for key in ("test/spbleu/avg", "test/bleu/avg", "test/chrf/avg"):
-        if key in metrics:
+    for metric in ("spbleu", "bleu", "chrf"):
+        if (key := str(MetricKey("test", metric, AVG))) in metrics:
             return float(metrics[key])
     return None

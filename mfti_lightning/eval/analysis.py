@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from mfti_lightning.core.languages import CHARACTER_LANGUAGES, PAPER_LANGUAGES
+from mfti_lightning.core.metric_key import AVG, RATE, MetricKey
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +217,10 @@ def summarize(errors: dict[str, dict], split: str) -> dict[str, float]:
         rates = []
         for d, e in errors.items():
             rate = e["counts"][cat] / e["n"] if e["n"] else 0.0
-            metrics[f"{split}/rate_{cat}/{d}"] = rate
+            metrics[str(MetricKey(split, f"{RATE}{cat}", d))] = rate
             rates.append(rate)
         if rates:
-            metrics[f"{split}/rate_{cat}/avg"] = sum(rates) / len(rates)
+            metrics[str(MetricKey(split, f"{RATE}{cat}", AVG))] = sum(rates) / len(rates)
     return metrics
 
 
@@ -273,7 +274,8 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules
         write_jsonl_atomic(f, rows[f.stem])
     record.setdefault("errors", {})[split] = errors
     record.setdefault("error_analysis", {})[split] = {"lid": use_lid, **rules}
-    metrics = {k: v for k, v in record.get("metrics", {}).items() if not k.startswith(f"{split}/rate_")}
-    record["metrics"] = metrics | rate_metrics
+    old = record.get("metrics", {})
+    stale = {k for k in old if (key := MetricKey.find(k)) and key.split == split and key.is_error_rate}
+    record["metrics"] = {k: v for k, v in old.items() if k not in stale} | rate_metrics
     res.write_results(run_dir, record)
     return errors

@@ -18,6 +18,7 @@ from pathlib import Path
 from mfti_lightning.core.languages import direction_str
 from mfti_lightning.core.layout import EVAL_STATE_DIR as STATE_DIR
 from mfti_lightning.core.layout import TRANSLATIONS_DIR
+from mfti_lightning.core.metric_key import AVG, POOLED, MetricKey
 from mfti_lightning.core.progress_record import update_progress
 from mfti_lightning.core.results import read_jsonl, write_json_atomic, write_jsonl_atomic
 from mfti_lightning.core.template import Template
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalResult:
-    metrics: dict[str, float] = field(default_factory=dict)  # "<split>/<metric>/<src>-<tgt>" and ".../avg"
+    metrics: dict[str, float] = field(default_factory=dict)  # core.metric_key: per direction, avg, pooled
     signatures: dict[str, str] = field(default_factory=dict)  # same keys as the per-direction metrics
     rows: dict[str, list[dict]] = field(default_factory=dict)  # "<src>-<tgt>" -> one dict per sentence
     errors: dict[str, dict] = field(default_factory=dict)  # "<src>-<tgt>" -> {"n", "counts"} (error analysis)
@@ -41,9 +42,9 @@ class EvalResult:
         for d in self.rows:
             row = {"direction": d, "src": d.split("-")[0], "tgt": d.split("-")[1], "n": len(self.rows[d])}
             for k, v in self.metrics.items():
-                parts = k.split("/")
-                if len(parts) == 3 and parts[0] == split and parts[2] == d:
-                    row[parts[1]] = v
+                key = MetricKey.parse(k)
+                if key.split == split and key.scope == d:
+                    row[key.metric] = v
             out.append(row)
         return out
 
@@ -121,8 +122,8 @@ def score_translations(
         ]
         dir_hyps = [h for _, _, h in items]
         for metric, (value, sig) in mt.score(dir_hyps, es.references, es.direction[1], bleu_tokenize).items():
-            result.metrics[f"{split}/{metric}/{d}"] = value
-            result.signatures[f"{split}/{metric}/{d}"] = sig
+            key = str(MetricKey(split, metric, d))
+            result.metrics[key], result.signatures[key] = value, sig
     if analyze_errors:  # True, or the options of analysis.analyze (analysis.analysis_options)
         from mfti_lightning.eval.analysis import analyze
 
@@ -141,14 +142,14 @@ def add_pooled_score(result: EvalResult, sets, hyps_by_direction: dict[str, list
         refs += es.references
     for metric, (value, sig) in mt.score(hyps, refs, "en", bleu_tokenize).items():
         if metric not in ("chrf", "chrf++"):
-            result.metrics[f"{split}/{metric}/pooled"] = value
-            result.signatures[f"{split}/{metric}/pooled"] = sig
+            key = str(MetricKey(split, metric, POOLED))
+            result.metrics[key], result.signatures[key] = value, sig
 
 
 def selection_metric(select: str, bleu_name: str, monitor: str | None = None) -> str:
     """The validation metric that picks the best checkpoint: ``eval.monitor`` if set, else ``val/<bleu>/pooled``
     (``eval.select=reference``) or ``val/<bleu>/avg``, the mean of the per-direction scores (``mean``)."""
-    return monitor or f"val/{bleu_name}/{'pooled' if select == 'reference' else 'avg'}"
+    return monitor or str(MetricKey("val", bleu_name, POOLED if select == "reference" else AVG))
 
 
 def selection_record(select: str, bleu_name: str, monitor, val_size, num_beams: int, val_beams: int) -> dict:
@@ -183,14 +184,19 @@ def add_averages(result: EvalResult, split: str) -> None:
         result.metrics.update(summarize(result.errors, split))
     per_metric: dict[str, list[float]] = {}
     for k, v in result.metrics.items():
-        parts = k.split("/")
-        if len(parts) == 3 and parts[0] == split and parts[2] != "avg":
-            per_metric.setdefault(parts[1], []).append(v)
+        key = MetricKey.parse(k)
+        if key.split == split and key.is_direction:
+            per_metric.setdefault(key.metric, []).append(v)
     for metric, values in per_metric.items():
-        result.metrics[f"{split}/{metric}/avg"] = sum(values) / len(values)
+        result.metrics[str(MetricKey(split, metric, AVG))] = sum(values) / len(values)
 
 
 # ---- persistence of finished directions ----------------------------------------------------------------
+def _in_direction(key: str, split: str, d: str) -> bool:
+    k = MetricKey.parse(key)
+    return k.split == split and k.scope == d
+
+
 def _state_path(out_dir: Path, split: str, d: str) -> Path:
     return Path(out_dir) / STATE_DIR / split / f"{d}.json"
 
@@ -216,13 +222,12 @@ def save_finished(out_dir: Path, split: str, d: str, result: EvalResult, setting
     """Translations first, then the state file that marks the direction finished (both atomic)."""
     rows = result.rows[d]
     write_jsonl_atomic(Path(out_dir) / TRANSLATIONS_DIR / f"{d}.jsonl", rows)
-    prefix = f"{split}/"
     state = {
         "direction": d,
         "n": len(rows),
         "settings": settings,
-        "metrics": {k: v for k, v in result.metrics.items() if k.startswith(prefix) and k.endswith(f"/{d}")},
-        "signatures": {k: v for k, v in result.signatures.items() if k.endswith(f"/{d}")},
+        "metrics": {k: v for k, v in result.metrics.items() if _in_direction(k, split, d)},
+        "signatures": {k: v for k, v in result.signatures.items() if MetricKey.parse(k).scope == d},
         "errors": result.errors.get(d),
     }
     write_json_atomic(_state_path(out_dir, split, d), state)
@@ -320,9 +325,10 @@ def _evaluate_resumable(model, tokenizer, template, sets, split, out_dir: Path, 
         result.rows.update(one.rows)
         result.errors.update(one.errors)
         result.signatures.update(one.signatures)
-        result.metrics.update({k: v for k, v in one.metrics.items() if not k.endswith("/avg")})
-        scores = {k.split("/")[1]: round(v, 2) for k, v in one.metrics.items() if k.endswith(f"/{d}")}
-        log.info("%s %s: %s", split, d, {k: v for k, v in scores.items() if not k.startswith("rate_")})
+        result.metrics.update({k: v for k, v in one.metrics.items() if MetricKey.parse(k).scope != AVG})
+        keys = [(MetricKey.parse(k), v) for k, v in one.metrics.items()]
+        scores = {k.metric: round(v, 2) for k, v in keys if k.scope == d and not k.is_error_rate}
+        log.info("%s %s: %s", split, d, scores)
     add_averages(result, split)
     if run["extraction"] == "reference":
         add_averages(EvalResult(metrics=result.metrics), f"{split}_clean")  # no error rates: metrics only
@@ -354,8 +360,8 @@ def _add_comet(result: EvalResult, split: str, model_name: str) -> None:
         c = mt.comet_scores(
             [r["source"] for r in rows], [r["hypothesis"] for r in rows], [r["reference"] for r in rows], model_name
         )
-        result.metrics[f"{split}/comet/{d}"] = c["system"]
-        result.signatures[f"{split}/comet/{d}"] = f"comet:{model_name}"
+        key = str(MetricKey(split, "comet", d))
+        result.metrics[key], result.signatures[key] = c["system"], f"comet:{model_name}"
         for r, s in zip(rows, c["segments"]):
             r["comet"] = s
 
@@ -373,7 +379,8 @@ def record_result(record: dict, result: EvalResult, split: str, train_dirs=None)
     if train_dirs:
         parts = partitions(train_dirs, [parse_direction(d) for d in result.rows])
         record["partitions"] = parts
-        names = {k.split("/")[1] for k in result.metrics if k.startswith(f"{split}/") and "/rate_" not in k}
+        keys = [MetricKey.parse(k) for k in result.metrics]
+        names = {k.metric for k in keys if k.split == split and not k.is_error_rate}
         record["metrics"].update(partition_metrics(result.metrics, parts, split, sorted(names)))
     record.setdefault("direction_rows", {})[split] = result.table_rows(split)
     if result.resumed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mfti_lightning.core.languages import Direction, direction_str, parse_direction
+from mfti_lightning.core.metric_key import MetricKey
 
 PARTITIONS = ("seen", "reversed", "one_side_reversed", "src_unseen", "tgt_unseen", "both_unseen")
 
@@ -58,9 +59,9 @@ def partition_metrics(
     out = {}
     for metric in metric_names:
         for name, dirs in parts.items():
-            vals = [metrics.get(f"{split}/{metric}/{d}") for d in dirs]
+            vals = [metrics.get(str(MetricKey(split, metric, d))) for d in dirs]
             if dirs and all(v is not None for v in vals):
-                out[f"{split}/{metric}/partition/{name}"] = sum(vals) / len(vals)
+                out[str(MetricKey.partition(split, metric, name))] = sum(vals) / len(vals)
     return out
 
 

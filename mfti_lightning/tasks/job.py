@@ -22,6 +22,7 @@ from mfti_lightning.core.identity import decide_reuse
 from mfti_lightning.core.interrupt import RESUME_HINT, received, sigterm_interrupts
 from mfti_lightning.core.keys import swept_values
 from mfti_lightning.core.lease import RunLease, slurm_job
+from mfti_lightning.core.metric_key import MetricKey
 from mfti_lightning.core.progress_record import end_attempt, start_attempt
 from mfti_lightning.core.schema import validate
 from mfti_lightning.track.tracking import finish_wandb, redact_secrets
@@ -238,16 +239,15 @@ def archive_previous(run_dir: Path, reuse) -> dict:
 def print_summary(record: dict) -> None:
     m = record["metrics"]
     dirs = record["directions"]["eval"]
-    bleu = next((k.split("/")[1] for k in m if k.startswith("test/") and "bleu" in k.split("/")[1]), "bleu")
+    keys = [k for k in map(MetricKey.find, m) if k and k.split == "test"]
+    bleu = next((k.metric for k in keys if "bleu" in k.metric), "bleu")
     lines = [
         f"\nmFTI run {record['run_name']}  ({record['status']}, {record['wall_time_s']:.0f} s)",
         f"{'direction':<10} {bleu:>8} {'chrF':>8} {'chrF++':>8}",
     ]
     for d in dirs + ["avg"]:
-        lines.append(
-            f"{d:<10} {m.get(f'test/{bleu}/{d}', float('nan')):>8.2f} "
-            f"{m.get(f'test/chrf/{d}', float('nan')):>8.2f} {m.get(f'test/chrf++/{d}', float('nan')):>8.2f}"
-        )
+        scores = [m.get(str(MetricKey("test", metric, d)), float("nan")) for metric in (bleu, "chrf", "chrf++")]
+        lines.append(f"{d:<10} " + " ".join(f"{s:>8.2f}" for s in scores))
     if record.get("reevaluation"):
         changed = ", ".join(
             f"{k} {v['before']!r} -> {v['now']!r}" for k, v in record["reevaluation"]["changed"].items()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfti_lightning.core.identity import changed, identity, matches
-from mfti_lightning.core.languages import DIRECTION_PATTERN
+from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.track.significance import compare_runs
 from mfti_lightning.track.stat_figures import PARTITION_MARKS, direction_map
 from mfti_lightning.track.stats import Interval, SeedGroup, seed_groups, welch
@@ -68,10 +68,8 @@ def evaluation_differences(system: SeedGroup, baseline: SeedGroup) -> list[str]:
 
 
 def _directions(rec: dict, split: str, metric: str) -> list[str]:
-    pre = f"{split}/{metric}/"
-    return sorted(
-        k[len(pre) :] for k in rec.get("metrics", {}) if k.startswith(pre) and DIRECTION_PATTERN.match(k[len(pre) :])
-    )
+    keys = [MetricKey.find(k) for k in rec.get("metrics", {})]
+    return sorted(k.scope for k in keys if k and k.split == split and k.metric == metric and k.is_direction)
 
 
 def significance(pairs, metrics: list[str], split: str, n_samples: int, seed: int) -> tuple[list[dict], list[str]]:
@@ -147,7 +145,7 @@ class Aggregate:
 def _per_direction_mean(g: SeedGroup, split: str, metric: str) -> dict[str, float]:
     out = {}
     for d in _directions(g.first, split, metric):
-        iv = g.interval(f"{split}/{metric}/{d}")
+        iv = g.interval(str(MetricKey(split, metric, d)))
         if iv is not None:
             out[d] = iv.mean
     return out
@@ -190,7 +188,7 @@ def aggregate(records: list[dict], out: Path, split: str, metric: str, n_samples
     """Seed groups, pairs, significance, the best configuration, the headline difference and the maps."""
     groups = seed_groups(records)
     agg = Aggregate(groups, method_pairs(groups))
-    key = f"{split}/{metric}/avg"
+    key = str(MetricKey(split, metric, AVG))
     scored = [(g, g.interval(key)) for g in groups if g.interval(key) is not None]
     if scored:
         agg.best, agg.best_value = max(scored, key=lambda t: t[1].mean)

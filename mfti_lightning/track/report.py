@@ -34,6 +34,7 @@ from mfti_lightning.core.config import flatten
 from mfti_lightning.core.families import FAMILIES
 from mfti_lightning.core.keys import SWEPT_NAMES, role_of, swept_group, varies_with
 from mfti_lightning.core.languages import LANGUAGES
+from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.core.results import RESULTS_FILE
 from mfti_lightning.core.schema import IGNORED
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
@@ -115,7 +116,7 @@ def params_of(rec: dict) -> float | None:
 def bleu_metric(records: list[dict], split: str = "test", choice: str = "auto") -> str:
     if choice != "auto":
         return choice
-    return "spbleu" if any(f"{split}/spbleu/avg" in r.get("metrics", {}) for r in records) else "bleu"
+    return "spbleu" if any(str(MetricKey(split, "spbleu", AVG)) in r.get("metrics", {}) for r in records) else "bleu"
 
 
 def family_of(rec: dict) -> str:
@@ -275,7 +276,7 @@ class Figures:
         self.used: dict[str, list[list[dict]]] = {}  # per figure, the runs of each series (averaged or joined)
 
     def _avg(self, rec: dict) -> float | None:
-        return rec.get("metrics", {}).get(f"{self.split}/{self.metric}/avg")
+        return rec.get("metrics", {}).get(str(MetricKey(self.split, self.metric, AVG)))
 
     def _save(self, fig, name: str, data: dict) -> None:
         import matplotlib.pyplot as plt
@@ -475,11 +476,8 @@ class Figures:
         vary = _varying(self.records, exclude=())
         for r in self.records:
             m = r.get("metrics", {})
-            vals = {
-                p: m[f"{self.split}/{self.metric}/partition/{p}"]
-                for p in PARTITIONS
-                if f"{self.split}/{self.metric}/partition/{p}" in m
-            }
+            keys = {p: str(MetricKey.partition(self.split, self.metric, p)) for p in PARTITIONS}
+            vals = {p: m[k] for p, k in keys.items() if k in m}
             if vals:
                 label = run_label(r, vary)
                 series[label if label not in series else f"{label} ({r.get('run_name')})"] = vals

@@ -20,6 +20,7 @@ from pathlib import Path
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.layout import EVAL_STATE_DIR, TRANSLATIONS_DIR
 from mfti_lightning.core.lease import RunLease
+from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.core.results import read_jsonl, read_results, write_results
 from mfti_lightning.eval.metrics import comet_predict, import_comet, metric_for
 from mfti_lightning.eval.partitions import partition_metrics
@@ -59,7 +60,8 @@ def saved_splits(run_dir: Path, record: dict) -> list[tuple[str, str]]:
     splits = splits or ["test"]
     out = [(s, "hypothesis") for s in splits]
     metrics = record.get("metrics") or {}
-    out += [(f"{s}_clean", "hypothesis_clean") for s in splits if any(k.startswith(f"{s}_clean/") for k in metrics)]
+    clean = {m.split for k in metrics if (m := MetricKey.find(k))}
+    out += [(f"{s}_clean", "hypothesis_clean") for s in splits if f"{s}_clean" in clean]
     return out
 
 
@@ -74,9 +76,9 @@ def _score_one(metric: str, rows: list[dict], field: str, tgt: str, comet) -> tu
 
 def _averages(record: dict, split: str, metric: str, directions: list[str]) -> None:
     m = record["metrics"]
-    vals = [m.get(f"{split}/{metric}/{d}") for d in directions]
+    vals = [m.get(str(MetricKey(split, metric, d))) for d in directions]
     if directions and all(v is not None for v in vals):
-        m[f"{split}/{metric}/avg"] = sum(vals) / len(vals)
+        m[str(MetricKey(split, metric, AVG))] = sum(vals) / len(vals)
         if record.get("partitions"):
             m.update(partition_metrics(m, record["partitions"], split, [metric]))
 
@@ -96,15 +98,15 @@ def _score_run(run_dir: Path, metrics: list[str], comet) -> list[str]:
     record.setdefault("signatures", {})
     for split, field in saved_splits(run_dir, record):
         for metric in metrics:
-            todo = [f for f in files if f"{split}/{metric}/{f.stem}" not in record["metrics"]]
+            todo = [f for f in files if str(MetricKey(split, metric, f.stem)) not in record["metrics"]]
             for f in todo:
                 rows = read_jsonl(f)
                 if any(field not in r for r in rows):
                     continue
                 value, sig = _score_one(metric, rows, field, f.stem.split("-")[1], comet)
-                record["metrics"][f"{split}/{metric}/{f.stem}"] = value
-                record["signatures"][f"{split}/{metric}/{f.stem}"] = sig
-                added.append(f"{split}/{metric}/{f.stem}")
+                key = str(MetricKey(split, metric, f.stem))
+                record["metrics"][key], record["signatures"][key] = value, sig
+                added.append(key)
             if todo:
                 _averages(record, split, metric, directions)
     if added:

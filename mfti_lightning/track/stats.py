@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from mfti_lightning.core.identity import digest, identity
-from mfti_lightning.core.languages import DIRECTION_PATTERN
+from mfti_lightning.core.metric_key import AVG, MetricKey
 
 LEVEL = 0.95
 
@@ -222,10 +222,10 @@ def seed_groups(records: list[dict]) -> list[SeedGroup]:
 def metrics_by_direction(rec: dict, split: str) -> dict[str, dict[str, float]]:
     """``{direction or 'avg': {metric: value}}`` of one split."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    for key, value in (rec.get("metrics") or {}).items():
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == split and (parts[2] == "avg" or DIRECTION_PATTERN.match(parts[2])):
-            out[parts[2]][parts[1]] = value
+    for name, value in (rec.get("metrics") or {}).items():
+        key = MetricKey.find(name)
+        if key and key.split == split and (key.scope == AVG or key.is_direction):
+            out[key.scope][key.metric] = value
     return out
 
 

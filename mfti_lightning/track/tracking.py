@@ -27,15 +27,14 @@ from urllib.parse import urlsplit
 from mfti_lightning.core.distributed import FORKING_STRATEGIES, global_rank, srun_started_ranks
 from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.keys import swept_label
-from mfti_lightning.core.languages import DIRECTION_PATTERN
 from mfti_lightning.core.layout import RUN_ID_FILE
+from mfti_lightning.core.metric_key import SPLITS, MetricKey
 from mfti_lightning.core.results import atomic_write
 from mfti_lightning.core.schema import SWEPT
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 
 log = logging.getLogger("mfti_lightning")
 
-SPLITS = ("val_init", "val", "test")
 # config keys whose values are never sent anywhere (matched against the last key of a path)
 _SECRET_KEY = re.compile(r"(^|[_\-.])(api[_-]?key|apikey|token|secret|passw(or)?d|credentials?)($|[_\-.])", re.I)
 # environment variables whose values must never appear in logged config (even inside a longer string)
@@ -430,8 +429,7 @@ def summary_fields(record: dict) -> dict:
     if record.get("best_step") is not None:
         out["training/best_step"] = record["best_step"]
     for key, value in (record.get("metrics") or {}).items():
-        parts = key.split("/")
-        if len(parts) >= 3 and (parts[-1] == "avg" or parts[-2] == "partition"):
+        if (parsed := MetricKey.find(key)) and parsed.is_summary:
             out[key] = value
     prov = record.get("provenance") or {}
     out["git_commit"], out["git_dirty"] = prov.get("git_commit"), prov.get("git_dirty")
@@ -445,11 +443,11 @@ def direction_rows(record: dict) -> list[dict]:
     trained = set(record.get("directions", {}).get("train", []))
     part_of = {d: name for name, ds in (record.get("partitions") or {}).items() for d in ds}
     rows: dict[tuple[str, str], dict] = {}
-    for key, value in (record.get("metrics") or {}).items():
-        parts = key.split("/")
-        if len(parts) != 3 or not DIRECTION_PATTERN.match(parts[2]):
+    for name, value in (record.get("metrics") or {}).items():
+        key = MetricKey.find(name)
+        if not (key and key.is_direction):
             continue
-        split, metric, d = parts
+        split, metric, d = key.split, key.metric, key.scope
         row = rows.setdefault(
             (split, d),
             {

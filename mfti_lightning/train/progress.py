@@ -15,6 +15,8 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar
 
+from mfti_lightning.core.metric_key import AVG, MetricKey
+
 log = logging.getLogger("mfti_lightning")
 
 
@@ -137,9 +139,10 @@ class PlainProgress(ProgressBar):
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        avg = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and k.endswith("/avg")}
+        keys = [(MetricKey.find(k), v) for k, v in trainer.callback_metrics.items()]
+        avg = {k.metric: float(v) for k, v in keys if k and k.split == "val" and k.scope == AVG}
         took = time.perf_counter() - getattr(self, "_val_t0", time.perf_counter())
-        scores = ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in sorted(avg.items()))
+        scores = ", ".join(f"{metric} {v:.2f}" for metric, v in sorted(avg.items()))
         self._emit(
             trainer,
             f"validation at step {trainer.global_step} done in {_fmt_time(took)}" + (f": {scores}" if scores else ""),

@@ -393,6 +393,22 @@ def test_run_dir_is_self_contained(trained):
 
 
 @pytest.mark.slow
+def test_every_metric_key_of_a_real_run_round_trips(trained):
+    """Every key a real run writes (results.json, its validation history, the per-step files) parses into a
+    MetricKey and formats back to the same text: the keys on disk are exactly what the type describes."""
+    from mfti_lightning.core.metric_key import MetricKey
+
+    run_dir, _ = trained
+    res = json.loads((run_dir / "results.json").read_text())
+    keys = set(res["metrics"]) | set(res["signatures"])
+    keys |= {k for step in res["validation_history"].values() for k in step}
+    keys |= {k for f in (run_dir / "val").glob("step*.json") for k in json.loads(f.read_text())["metrics"]}
+    assert {"val_init/chrf/avg", "val/chrf/avg", "test/chrf/de-en", "test/chrf/avg"} <= keys
+    assert {str(MetricKey.parse(k)) for k in keys} == keys
+    assert res["selection"]["metric"] in keys  # the checkpoint choice names one of them
+
+
+@pytest.mark.slow
 def test_plain_progress_lines(trained):
     _, lines = trained
     progress = [ln for ln in lines if ln.startswith(("step ", "validation", "training"))]
