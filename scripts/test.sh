@@ -47,5 +47,7 @@ if [[ ${MFTI_NO_SLURM:-0} != 1 ]]; then
 fi
 rc=0
 # -m "": every test (pyproject's addopts selects the fast tier for a bare `pytest`); a -m in "$@" comes later and wins
-python -m pytest -q -p no:cacheprovider -m "" "$@" || rc=$?
+# one pytest worker per core (pytest-xdist): most tests start processes that spend their time importing and in
+# single-threaded Python; the tests that use the local clusters stay on one worker (tests/conftest.py)
+python -m pytest -q -p no:cacheprovider -m "" -n "${MFTI_TEST_WORKERS:-auto}" --dist loadgroup "$@" || rc=$?
 exit $rc

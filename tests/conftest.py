@@ -112,3 +112,12 @@ def fake_flores_dir(root: Path, extra: dict[str, str]) -> Path:
                 root / split / f"{get(code).flores101}.{split}",
             )
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (scripts/test.sh: ``-n auto --dist loadgroup``) the tests that submit to a local SLURM run
+    on one worker, one after another: the clusters have two CPUs, and jobs of two workers at once would queue behind
+    each other until their tests time out. Without xdist the group marker does nothing."""
+    for item in items:
+        if item.get_closest_marker("slurm") or item.get_closest_marker("multinode"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
