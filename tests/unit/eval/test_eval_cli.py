@@ -74,61 +74,25 @@ def test_scores_equal_the_sacrebleu_command_line(eval_run, tmp_path):
         _check_cli(tmp_path, d, [x["hypothesis"] for x in lines], [x["reference"] for x in lines], r["metrics"], "test")
 
 
+def _sacrebleu_cli(ref, hyp, *args) -> str:
+    """sacrebleu's own command line on one reference and hypothesis file (JSON output, 4 decimals)."""
+    cmd = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), *args, "-f", "json", "-w", "4"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 def _check_cli(tmp_path, d, hyps, refs, metrics, split):
     hyp, ref = tmp_path / f"{d}.hyp", tmp_path / f"{d}.ref"
     hyp.write_text("\n".join(hyps) + "\n", encoding="utf-8")
     ref.write_text("\n".join(refs) + "\n", encoding="utf-8")
     tok = "zh" if d.endswith("-zh") else "13a"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sacrebleu",
-            str(ref),
-            "-i",
-            str(hyp),
-            "-m",
-            "bleu",
-            "chrf",
-            "--chrf-word-order",
-            "0",
-            "--tokenize",
-            tok,
-            "-f",
-            "json",
-            "-w",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert p.returncode == 0, p.stderr
-    got = {x["name"]: x["score"] for x in json.loads(p.stdout)}
+    out = _sacrebleu_cli(ref, hyp, "-m", "bleu", "chrf", "--chrf-word-order", "0", "--tokenize", tok)
+    got = {x["name"]: x["score"] for x in json.loads(out)}
     assert metrics[f"{split}/bleu/{d}"] == pytest.approx(got["BLEU"], abs=1e-3)
     assert metrics[f"{split}/chrf/{d}"] == pytest.approx(got["chrF2"], abs=1e-3)
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sacrebleu",
-            str(ref),
-            "-i",
-            str(hyp),
-            "-m",
-            "chrf",
-            "--chrf-word-order",
-            "2",
-            "-f",
-            "json",
-            "-w",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert metrics[f"{split}/chrf++/{d}"] == pytest.approx(json.loads(p.stdout)["score"], abs=1e-3)
+    out = _sacrebleu_cli(ref, hyp, "-m", "chrf", "--chrf-word-order", "2")
+    assert metrics[f"{split}/chrf++/{d}"] == pytest.approx(json.loads(out)["score"], abs=1e-3)
 
 
 @pytest.mark.subprocess
