@@ -29,6 +29,8 @@ from mfti_lightning.eval.ct2_engine import is_engine
 
 log = logging.getLogger(__name__)
 
+_TAIL_TOKENS = 12  # tokens decoded per row and step to look for a newline or a stop marker
+
 
 def token_budget_batches(lengths: Sequence[int], budget: int, new_tokens: int, beams: int) -> list[list[int]]:
     """Indices grouped into batches (longest first) so that rows * (longest prompt + new tokens) * beams stays
@@ -60,22 +62,44 @@ def plan_batches(
 
 class StopOnText:
     """``StoppingCriteria``: a row is done once the text generated after the prompt contains a newline or a
-    stop marker of the template. The matching is transformers' ``StopStringCriteria`` (vectorised, no decoding),
-    run on the generated part only: given the whole sequence it would also stop where a marker *begins in the
-    prompt* and the first generated tokens complete it (``generate(stop_strings=...)`` does that), which the
-    template's extraction, working on the generated text, would not cut."""
+    stop marker of the template. A marker can only complete on a token whose text holds the marker's last
+    character, so only rows whose last token is such a trigger token are decoded (a vocabulary-sized lookup
+    table, built once per tokenizer and marker set), and only their last few tokens."""
 
     def __init__(self, tokenizer, markers: Sequence[str], prompt_width: int):
-        from transformers import StopStringCriteria
-
+        self.tokenizer = tokenizer
         self.markers = ("\n", *[m for m in markers if m])
         self.prompt_width = prompt_width
-        self.match = StopStringCriteria(tokenizer, list(self.markers))
+        self.trigger = _trigger_table(tokenizer, "".join(sorted({m[-1] for m in self.markers})))
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if input_ids.shape[1] <= self.prompt_width:
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        return self.match(input_ids[:, self.prompt_width :], scores)
+            return done
+        last = input_ids[:, -1].cpu()
+        rows = (self.trigger[last.clamp(max=len(self.trigger) - 1)] & (last < len(self.trigger))).nonzero()
+        rows = rows.flatten().tolist()
+        if rows:
+            new = input_ids[rows, self.prompt_width :]
+            texts = self.tokenizer.batch_decode(new[:, -_TAIL_TOKENS:].tolist(), skip_special_tokens=True)
+            for r, t in zip(rows, texts):
+                if any(m in t for m in self.markers):
+                    done[r] = True
+        return done
+
+
+_TRIGGERS: dict = {}
+
+
+def _trigger_table(tokenizer, chars: str) -> torch.Tensor:
+    key = (id(tokenizer), len(tokenizer), chars)
+    if key not in _TRIGGERS:
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
+        table = torch.tensor([any(c in p for c in chars) for p in pieces], dtype=torch.bool)
+        # byte-fallback / partial pieces that decode to "\ufffd" may complete a character later: keep them
+        table |= torch.tensor(["\ufffd" in p for p in pieces], dtype=torch.bool)
+        _TRIGGERS[key] = table
+    return _TRIGGERS[key]
 
 
 def needs_synced_gpus(model, world_size: int) -> bool:
