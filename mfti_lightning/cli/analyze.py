@@ -14,9 +14,12 @@ from mfti_lightning.core.lease import RunLease
 from mfti_lightning.core.results import read_results
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
 
-# the run's settings that re-analysis reuses: (key under eval, command-line flag)
-SETTINGS = (("lid_languages", "--lid-languages"), ("lid_accuracy", "--lid-accuracy"), ("off_target_rule", "--rule"))
-_OPTION = {"lid_languages": "lid_scope", "lid_accuracy": "lid_accuracy", "off_target_rule": "rule"}  # analyze()'s
+# the run's settings that re-analysis reuses: (key under eval, command-line flag, analysis.analyze()'s option)
+SETTINGS = (
+    ("lid_languages", "--lid-languages", "lid_scope"),
+    ("lid_accuracy", "--lid-accuracy", "lid_accuracy"),
+    ("off_target_rule", "--rule", "rule"),
+)
 
 
 def chosen_settings(record: dict, args) -> tuple[dict, list[str]]:
@@ -25,14 +28,14 @@ def chosen_settings(record: dict, args) -> tuple[dict, list[str]]:
     setting, so the output says which labels these are."""
     recorded = (record.get("config") or {}).get("eval") or {}
     options, said = {}, []
-    for key, _ in SETTINGS:
+    for key, _, option in SETTINGS:
         if getattr(args, key) is not None:
             value, source = getattr(args, key), "command line"
         elif recorded.get(key) is not None:
             value, source = recorded[key], "recorded by the run"
         else:
             value, source = declarations()[f"eval.{key}"].field.default, "schema default"
-        options[_OPTION[key]] = value
+        options[option] = value
         said.append(f"eval.{key}={value} ({source})")
     return options, said
 
@@ -48,13 +51,14 @@ def run(argv=None) -> int:
     ap.add_argument("run_dir", help="a run directory of mfti-train or mfti-eval (holds results.json, translations/)")
     ap.add_argument("--split", default=None, help="metric split name (default: test, or val for split=dev runs)")
     ap.add_argument("--no-lid", action="store_true", help="skip the language-identification (off-target) rule")
-    for key, flag in SETTINGS:
+    for key, flag, _ in SETTINGS:
+        declared = declarations()[f"eval.{key}"]
         ap.add_argument(
             flag,
             dest=key,
-            choices=declarations()[f"eval.{key}"].field.metadata["choices"],
+            choices=declared.field.metadata["choices"],
             default=None,
-            help=f"eval.{key}: {declarations()[f'eval.{key}'].doc} (default: the run's recorded value, else the schema's)",
+            help=f"eval.{key}: {declared.doc} (default: the run's recorded value, else the schema's)",
         )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
