@@ -259,11 +259,8 @@ def evaluate(
     finished direction is saved before the next one starts.
     """
     d, analyze_errors = decode, decode.analyze_errors
-    run = dict(
-        shots=d.shots, seed=d.seed, num_beams=d.num_beams, max_new_tokens=d.max_new_tokens,
-        batch_tokens=d.batch_tokens, bleu_tokenize=d.bleu_tokenize, max_prompt_tokens=d.max_prompt_tokens, rank=rank,
-        world_size=world_size, synced_gpus=synced_gpus, comet_model=d.comet_model, extraction=d.extraction,
-    )  # fmt: skip
+    run = {k: v for k, v in d.record().items() if k != "analyze_errors"}  # passed on by name; analyze_errors apart
+    run |= dict(rank=rank, world_size=world_size, synced_gpus=synced_gpus)
     if out_dir is None:
         return _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, **run)
     settings = dict(settings or {}) | {
