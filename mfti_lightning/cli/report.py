@@ -10,7 +10,6 @@ from pathlib import Path
 
 from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.track import report
-from mfti_lightning.track.report import make_report
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -52,7 +51,7 @@ def run(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = args.out or str(Path(args.paths[0]) / "report")
-    rep = make_report(
+    rep = report.make_report(
         args.paths, out, args.metric, args.split, args.similarity, args.bootstrap_samples, args.bootstrap_seed
     )
     print(

@@ -3,7 +3,7 @@
 <run dir>/results.json                 RESULTS_FILE       the one results format (core.results)
          template.json                 TEMPLATE_FILE      the prompt template (core.template)
          training_config.json          TRAINING_CONFIG_FILE   what resume=auto compares (train.trainer)
-         wandb_run_id.txt              RUN_ID_FILE        the W&B run id (track.tracking)
+         wandb_run_id.txt              RUN_ID_FILE        the W&B run id (track.wandb_run)
          tokenizer/                    TOKENIZER_DIR
          checkpoints/{periodic,best,damaged}/  CHECKPOINTS_DIR  (model.checkpoints)
          hf/                           HF_DIR             the best checkpoint exported (model.export)

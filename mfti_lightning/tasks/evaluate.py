@@ -160,7 +160,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
 
     record_result(record, result, split, train_dirs)
     if global_rank() == 0:
-        from mfti_lightning.track.tracking import make_loggers
+        from mfti_lightning.track.loggers import make_loggers
 
         for logger in make_loggers(cfg, run_dir, record):
             logger.log_metrics(result.metrics, step=0)

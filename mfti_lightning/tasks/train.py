@@ -36,7 +36,7 @@ from mfti_lightning.core.template import from_config as template_from_config
 from mfti_lightning.tasks.checks import check_before_loading
 from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import resolved_container, run_task
-from mfti_lightning.track.tracking import check_logger, make_loggers
+from mfti_lightning.track.loggers import check_logger, make_loggers
 
 log = logging.getLogger("mfti_lightning")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from mfti_lightning.core.identity import changed, identity, matches
 from mfti_lightning.core.metric_key import AVG, MetricKey
+from mfti_lightning.track.run_values import method_of
 from mfti_lightning.track.significance import compare_runs
 from mfti_lightning.track.stat_figures import PARTITION_MARKS, direction_map
 from mfti_lightning.track.stats import Interval, SeedGroup, seed_groups, welch
-from mfti_lightning.track.tracking import method_of
 
 
 def _method(g: SeedGroup) -> str:

@@ -1,5 +1,5 @@
 """The paper's findings tested on a sweep's runs: the "Claims" section that opens report.md (and the ``claims``
-table of the W&B report run). Pure computation on the report's tidy rows (``report.tidy_rows``: one row per run
+table of the W&B report run). Pure computation on the report's tidy rows (``table.tidy_rows``: one row per run
 and direction plus its ``avg``); no drawing, no files, no torch.
 
 Each finding gets the effect measured on these runs with its 95 % interval over seeds (``stats.welch`` between

@@ -1,7 +1,7 @@
 """``mfti-report --wandb``: the report's tables and figures as one W&B run of the sweep's group (job type
 ``report``), so the dashboard that compares a sweep's runs holds the aggregated curves too.
 
-The run follows the rules of every run (:mod:`mfti_lightning.track.tracking`): ``WANDB_MODE`` wins, ``auto``
+The run follows the rules of every run (:mod:`mfti_lightning.track.wandb_mode`): ``WANDB_MODE`` wins, ``auto``
 goes offline without an API key or a reachable server, a failed online init continues offline. Its id is derived
 from the report directory, so re-running the report continues the same run. wandb is imported only here.
 """
@@ -12,7 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from mfti_lightning.track.tracking import wandb_mode_reason
+from mfti_lightning.track.wandb_mode import wandb_mode_reason
 
 log = logging.getLogger("mfti_lightning.track.publish")
 

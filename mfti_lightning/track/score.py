@@ -24,7 +24,7 @@ from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.core.results import read_jsonl, read_results, write_results
 from mfti_lightning.eval.metrics import comet_predict, import_comet, metric_for
 from mfti_lightning.eval.partitions import partition_metrics
-from mfti_lightning.track.report import collect
+from mfti_lightning.track.runs import collect
 
 log = logging.getLogger("mfti_lightning.track.score")
 

@@ -60,7 +60,7 @@ def test_sigkill_then_resume_gives_the_same_run(tmp_path, batch, kill_at):
 
 
 def test_wandb_run_id_is_stored_and_reused(tmp_path):
-    from mfti_lightning.track.tracking import wandb_run_id
+    from mfti_lightning.track.wandb_run import wandb_run_id
 
     rid = wandb_run_id(tmp_path)
     assert (tmp_path / "wandb_run_id.txt").read_text().strip() == rid

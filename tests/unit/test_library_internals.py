@@ -53,13 +53,13 @@ def test_sacrebleu_sufficient_statistics_sum_to_the_corpus_score(name):
 
 
 def test_lightning_wandb_logger_private_attributes(tmp_path):
-    """track/tracking.py drops ``anonymous`` from WandbLogger's ``_wandb_init`` and ends a forked rank's run
+    """track/wandb_run.py drops ``anonymous`` from WandbLogger's ``_wandb_init`` and ends a forked rank's run
     through ``_experiment``: both must still be what WandbLogger creates its run from / keeps it in."""
     from pytorch_lightning.loggers import WandbLogger
 
-    from mfti_lightning.track import tracking
+    from mfti_lightning.track import wandb_run
 
-    where = f"mfti_lightning/track/tracking.py, checked against pytorch-lightning {tracking.LIGHTNING_CHECKED_WITH}"
+    where = f"mfti_lightning/track/wandb_run.py, checked against pytorch-lightning {wandb_run.LIGHTNING_CHECKED_WITH}"
     logger = WandbLogger(mode="disabled", save_dir=str(tmp_path), project="internals")
     assert isinstance(getattr(logger, "_wandb_init", None), dict), f"WandbLogger._wandb_init is gone: update {where}"
     assert "anonymous" in logger._wandb_init, f"Lightning no longer passes anonymous: drop the pop in {where}"

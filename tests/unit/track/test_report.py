@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mfti_lightning.core.languages import LANGUAGES
-from mfti_lightning.track import report
+from mfti_lightning.track import language_axes, report
 
 LANGS = ["en", "de", "zh", "sw", "ta"]
 DIRS = [f"{s}-{t}" for s in LANGS for t in LANGS if s != t]
@@ -237,7 +237,7 @@ def test_per_language_correlations(rep):
     assert c["spearman"] == pytest.approx(stats.spearmanr(xs, ys)[0], rel=1e-9, abs=1e-12) and c["spearman"] > 0.5
     sim = rep["figures"]["per_language_vs_similarity"]["series"][key]
     assert "en" not in [lang for _, _, lang in sim] and len(sim) == 4  # similarity of English to itself left out
-    shipped = json.loads(report.SIMILARITY_FILE.read_text())
+    shipped = json.loads(language_axes.SIMILARITY_FILE.read_text())
     assert {lang: x for x, _, lang in sim} == {
         c: shipped["languages"][c]["syntactic"] for c in ("de", "zh", "sw", "ta")
     }

@@ -19,11 +19,11 @@ from test_report import DIRS, make_record
 
 from mfti_lightning.core.languages import LANGUAGES
 from mfti_lightning.core.results import read_results, write_results
-from mfti_lightning.track import report, stats
+from mfti_lightning.track import language_axes, report, runs, stats, table
 from mfti_lightning.track.claims import test_claims as claims_of
 from mfti_lightning.track.stats import interval, welch
 
-SIM = report.load_similarity()[0]
+SIM = language_axes.load_similarity()[0]
 
 
 def scored(rec: dict, score, seed: int) -> dict:
@@ -48,8 +48,8 @@ def write_sweep(root: Path, specs: list[tuple]) -> Path:
 
 
 def claims(root: Path, metric: str = "bleu") -> dict[str, dict]:
-    done, _, _ = report.load_runs([root])
-    rows = report.tidy_rows(done)
+    done, _, _ = runs.load_runs([root])
+    rows = table.tidy_rows(done)
     return {c.claim.split(" (")[0]: c for c in claims_of(rows, metric, "test", SIM, stats.seed_groups(done))}
 
 

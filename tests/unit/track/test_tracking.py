@@ -15,7 +15,8 @@ from conftest import compose, run_cli
 from wandb_records import read_run, run_files
 
 from mfti_lightning.core.errors import ConfigError
-from mfti_lightning.track import tracking
+from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
+from mfti_lightning.track import loggers, redact, run_summary, run_values, wandb_mode
 
 FAST = ["lang_pairs.val_size=2", "lang_pairs.test_size=2", "eval.max_new_tokens=4", "logger=wandb"]
 TRAIN_FAST = [
@@ -48,24 +49,24 @@ def _free_port() -> int:
 def test_wandb_mode_env_wins(no_wandb_env):
     no_wandb_env.setenv("WANDB_MODE", "offline")
     no_wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
-    assert tracking.wandb_mode("online") == "offline"
+    assert wandb_mode.wandb_mode("online") == "offline"
     no_wandb_env.setenv("WANDB_MODE", "disabled")
-    assert tracking.wandb_mode("auto") == "disabled"
+    assert wandb_mode.wandb_mode("auto") == "disabled"
 
 
 def test_wandb_mode_without_key_is_offline(no_wandb_env):
-    mode, why = tracking.wandb_mode_reason("auto")
+    mode, why = wandb_mode.wandb_mode_reason("auto")
     assert mode == "offline" and "API key" in why
-    assert tracking.wandb_mode("online") == "offline"  # an explicit online without a key never fails the job
-    assert tracking.wandb_mode("offline") == "offline"
+    assert wandb_mode.wandb_mode("online") == "offline"  # an explicit online without a key never fails the job
+    assert wandb_mode.wandb_mode("offline") == "offline"
     with pytest.raises(ConfigError, match="logger.mode"):
-        tracking.wandb_mode("sometimes")
+        wandb_mode.wandb_mode("sometimes")
 
 
 def test_wandb_mode_with_key_but_no_server_is_offline(no_wandb_env):
     no_wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
     no_wandb_env.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
-    mode, why = tracking.wandb_mode_reason("auto", check_timeout=2)
+    mode, why = wandb_mode.wandb_mode_reason("auto", check_timeout=2)
     assert mode == "offline" and "not reachable" in why
 
 
@@ -75,14 +76,14 @@ def test_wandb_mode_with_key_and_server_is_online(no_wandb_env):
         srv.listen()
         no_wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
         no_wandb_env.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{srv.getsockname()[1]}")
-        assert tracking.wandb_mode("auto", check_timeout=2) == "online"
+        assert wandb_mode.wandb_mode("auto", check_timeout=2) == "online"
 
 
 def test_netrc_key_counts(no_wandb_env, tmp_path):
     netrc = tmp_path / "netrc"
     netrc.write_text(f"machine api.wandb.ai\n  login user\n  password {FAKE_KEY}\n")
     no_wandb_env.setenv("NETRC", str(netrc))
-    assert tracking.has_api_key()
+    assert wandb_mode.has_api_key()
 
 
 @pytest.mark.parametrize(
@@ -98,16 +99,16 @@ def test_netrc_without_a_key_for_the_server_is_no_key(no_wandb_env, tmp_path, te
     """netrc parsed by the standard library (as wandb reads it), not searched for the host name as a substring."""
     (tmp_path / "netrc").write_text(text)
     no_wandb_env.setenv("NETRC", str(tmp_path / "netrc"))
-    assert not tracking.has_api_key()
-    assert tracking.wandb_mode_reason("auto")[0] == "offline"
+    assert not wandb_mode.has_api_key()
+    assert wandb_mode.wandb_mode_reason("auto")[0] == "offline"
 
 
 def test_netrc_key_of_a_self_hosted_server_counts(no_wandb_env, tmp_path):
     (tmp_path / "netrc").write_text(f"machine 127.0.0.1:8080 login user password {FAKE_KEY}\n")
     no_wandb_env.setenv("NETRC", str(tmp_path / "netrc"))
-    assert not tracking.has_api_key()  # the key is for another server than the default one
+    assert not wandb_mode.has_api_key()  # the key is for another server than the default one
     no_wandb_env.setenv("WANDB_BASE_URL", "http://127.0.0.1:8080")
-    assert tracking.has_api_key()
+    assert wandb_mode.has_api_key()
 
 
 # ---- config hygiene and record-derived fields -----------------------------------------------------------------
@@ -121,9 +122,9 @@ def test_clean_config_drops_missing_and_redacts_secrets(monkeypatch):
         "list": ["???", 1],
         "eval": {"max_new_tokens": 4},
     }
-    out = tracking.clean_config(cfg)
-    assert out["logger"] == {"api_key": tracking.REDACTED, "project": "p"}
-    assert out["hf_token"] == tracking.REDACTED and out["note"] == f"key={tracking.REDACTED} inline"
+    out = redact.clean_config(cfg)
+    assert out["logger"] == {"api_key": redact.REDACTED, "project": "p"}
+    assert out["hf_token"] == redact.REDACTED and out["note"] == f"key={redact.REDACTED} inline"
     assert out["model"] == {"tokenizer_lines_per_language": 400, "name": "tiny"} and out["list"] == [1]
     assert out["eval"] == {"max_new_tokens": 4}
     assert FAKE_KEY not in json.dumps(out)
@@ -187,7 +188,7 @@ def hand_record() -> dict:
 
 
 def test_summary_fields_from_record():
-    s = tracking.summary_fields(hand_record())
+    s = run_summary.summary_fields(hand_record())
     assert s["model"] == "xglm-564m" and s["params_total"] == 564_000_000 and s["num_examples"] == 100
     assert s["num_train_directions"] == 1 and s["num_eval_directions"] == 2 and s["shots"] == 0
     assert s["method"] == "mFTI" and s["template"] == "t1_translation_src_tgt"
@@ -199,7 +200,7 @@ def test_summary_fields_from_record():
 
 
 def test_direction_and_error_rows():
-    rows = tracking.direction_rows(hand_record())
+    rows = run_summary.direction_rows(hand_record())
     test = {r["direction"]: r for r in rows if r["split"] == "test"}
     assert set(test) == {"de-en", "en-de"}
     assert test["en-de"] == {
@@ -214,15 +215,15 @@ def test_direction_and_error_rows():
         "rate_off_target": 0.5,
     }
     assert test["de-en"]["trained"] and test["de-en"]["partition"] == "seen"
-    errs = {r["direction"]: r for r in tracking.error_rows(hand_record())}
+    errs = {r["direction"]: r for r in run_summary.error_rows(hand_record())}
     assert errs["en-de"]["off_target"] == 1 and errs["en-de"]["other"] == 1 and errs["en-de"]["n"] == 2
-    assert list(errs["de-en"])[3:] == list(tracking.ERROR_CATEGORIES)
+    assert list(errs["de-en"])[3:] == list(ERROR_CATEGORIES)
 
 
 def test_method_of():
-    assert tracking.method_of({"num_examples": 0, "shots": 8}) == "ICL"
-    assert tracking.method_of({"num_examples": 0, "shots": 0}) == "zero-shot"
-    assert tracking.method_of({"num_examples": 1000, "shots": 0}) == "mFTI"
+    assert run_values.method_of({"num_examples": 0, "shots": 8}) == "ICL"
+    assert run_values.method_of({"num_examples": 0, "shots": 0}) == "zero-shot"
+    assert run_values.method_of({"num_examples": 1000, "shots": 0}) == "mFTI"
 
 
 def test_rank_zero_from_env(monkeypatch):
@@ -245,14 +246,14 @@ def test_rank_zero_from_env(monkeypatch):
 
 
 def test_check_logger(cfg_factory):
-    tracking.check_logger(cfg_factory("logger=csv"))
+    loggers.check_logger(cfg_factory("logger=csv"))
     with pytest.raises(ConfigError, match="logger.mode"):
-        tracking.check_logger(cfg_factory("logger.mode=sometimes"))
-    tracking.check_logger(cfg_factory("logger=tensorboard"))  # installed by the test command ([test] extra)
+        loggers.check_logger(cfg_factory("logger.mode=sometimes"))
+    loggers.check_logger(cfg_factory("logger=tensorboard"))  # installed by the test command ([test] extra)
 
 
 def test_tensorboard_logger_writes_events(cfg_factory, tmp_path):
-    (logger,) = tracking.make_loggers(cfg_factory("logger=tensorboard"), tmp_path, {})
+    (logger,) = loggers.make_loggers(cfg_factory("logger=tensorboard"), tmp_path, {})
     logger.log_metrics({"val/chrf/avg": 1.5}, step=1)
     logger.finalize("success")
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
@@ -269,7 +270,7 @@ def test_tensorboard_missing_names_the_install(cfg_factory, monkeypatch):
         lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a),
     )
     with pytest.raises(ConfigError, match="pip install tensorboard"):
-        tracking.check_logger(cfg)
+        loggers.check_logger(cfg)
 
 
 def test_progress_mode_follows_the_terminal():
@@ -454,12 +455,12 @@ def test_api_key_never_written(tmp_path, monkeypatch, tiny_model_dir):
     # even a config that interpolates the key (a user's local.yaml) must not leak it
     _train([*FAST, "num_examples=n0", "+logger.api_key=${oc.env:WANDB_API_KEY}"], run_dir)
     res = json.loads((run_dir / "results.json").read_text())
-    assert res["status"] == "completed" and res["config"]["logger"]["api_key"] == tracking.REDACTED
+    assert res["status"] == "completed" and res["config"]["logger"]["api_key"] == redact.REDACTED
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files)
     leaks = [str(p) for p in files if FAKE_KEY.encode() in p.read_bytes()]
     assert not leaks, leaks
-    assert read_run(run_files(run_dir)[0]).config["logger"]["api_key"] == tracking.REDACTED
+    assert read_run(run_files(run_dir)[0]).config["logger"]["api_key"] == redact.REDACTED
 
 
 class _RejectingWandbServer(http.server.BaseHTTPRequestHandler):
