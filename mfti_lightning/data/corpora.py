@@ -29,10 +29,10 @@ from pathlib import Path
 
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core import languages
+from mfti_lightning.core.choices import CORPUS_FORMATS as FORMATS
 from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ConfigError, DataError
 from mfti_lightning.core.languages import CHARACTER_LANGUAGES
-from mfti_lightning.core.schema import CORPUS_FORMATS as FORMATS
 
 log = logging.getLogger(__name__)
 

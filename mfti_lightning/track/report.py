@@ -32,11 +32,11 @@ from pathlib import Path
 from mfti_lightning.assets import ASSETS_DIR
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.families import FAMILIES
+from mfti_lightning.core.fields import IGNORED
 from mfti_lightning.core.keys import SWEPT_NAMES, role_of, swept_group, varies_with
 from mfti_lightning.core.languages import LANGUAGES
 from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.core.results import RESULTS_FILE
-from mfti_lightning.core.schema import IGNORED
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.aggregate import aggregate, direction_table, summary_section
