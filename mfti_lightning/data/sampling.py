@@ -83,20 +83,27 @@ def reservoir_sample(
         reservoir.append((i, pair))
         if len(reservoir) == n:
             break
-    available = len(reservoir)
+    available = _replace_from(candidates, reservoir, slots if dedup else None, rng, w)
+    reservoir.sort(key=lambda x: x[0])
+    return [p for _, p in reservoir], available
+
+
+def _replace_from(candidates, reservoir: list, slots: dict | None, rng: random.Random, w: float) -> int:
+    """Algorithm L over the rest of the numbered ``candidates`` once ``reservoir`` is full (with fewer candidates
+    than the sample size nothing is left); returns how many candidates there were in all."""
+    n = available = len(reservoir)
     nxt = available + _gap(rng, w)  # index of the next candidate that enters the full reservoir
     for i, pair in candidates:
         available = i + 1
         if i == nxt:
             j = rng.randrange(n)
-            if dedup:
+            if slots is not None:
                 del slots[reservoir[j][1]]
                 slots[pair] = j
             reservoir[j] = (i, pair)
             w *= math.exp(math.log(rng.random() or 1e-300) / n)
             nxt = i + 1 + _gap(rng, w)
-    reservoir.sort(key=lambda x: x[0])
-    return [p for _, p in reservoir], available
+    return available
 
 
 def _accepted(pairs: Iterable[Pair], keep, slots: dict | None, stats: dict) -> Iterator[Pair]:

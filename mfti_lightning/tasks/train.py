@@ -164,30 +164,14 @@ def build_module(job: TrainingJob) -> None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mfti_lightning.data.datamodule import encode_examples
-    from mfti_lightning.eval.evaluation import DecodeSettings, selection_record
+    from mfti_lightning.eval.evaluation import selection_record
     from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
     cfg = job.cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
-    job.encoded, job.record["data"]["tokenization"] = encode_examples(
-        job.examples, job.tokenizer, job.template, cfg.data.max_length, cfg.data.loss_on, cfg.data.overlong
-    )
-    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
-        raise ConfigError(
-            f"All {len(job.examples)} training examples are longer than data.max_length={cfg.data.max_length} "
-            f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
-            "data.overlong=truncate_source to shorten their sources."
-        )
-    # the module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
-    # values: they are checkpointed hyperparameters)
-    eval_settings = DecodeSettings.from_config(cfg).record() | {
-        "val_num_beams": cfg.eval.val_num_beams,
-        "score_before_training": cfg.eval.score_before_training,
-        "select": cfg.eval.select,
-    }
+    encode_training_examples(job)
     if job.n_train:
         job.record["selection"] = selection_record(
             cfg.eval.select, job.bleu_name, cfg.eval.monitor, cfg.lang_pairs.val_size,
@@ -202,7 +186,7 @@ def build_module(job: TrainingJob) -> None:
         attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.optim.gradient_checkpointing,
         val_sets=job.val_sets,
-        eval_settings=eval_settings,
+        eval_settings=validation_settings(cfg),
         out_dir=str(job.run_dir),
         peft=peft_settings(cfg.model),
         shape=dict(cfg.model.shape) if cfg.model.shape else None,
@@ -211,19 +195,40 @@ def build_module(job: TrainingJob) -> None:
     job.loggers = make_loggers(cfg, job.run_dir, job.record)
 
 
-def fit(job: TrainingJob):
-    """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
-    The Trainer is left on ``job.trainer`` for tests and benchmarks."""
+def encode_training_examples(job: TrainingJob) -> None:
+    """``job.encoded`` (and the tokenization counts in the record); refuses a run none of whose examples fit."""
+    from mfti_lightning.data.datamodule import encode_examples
+
+    data = job.cfg.data
+    job.encoded, job.record["data"]["tokenization"] = encode_examples(
+        job.examples, job.tokenizer, job.template, data.max_length, data.loss_on, data.overlong
+    )
+    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
+        raise ConfigError(
+            f"All {len(job.examples)} training examples are longer than data.max_length={data.max_length} "
+            f"tokens (data.overlong={data.overlong}): raise data.max_length, or set "
+            "data.overlong=truncate_source to shorten their sources."
+        )
+
+
+def validation_settings(cfg: DictConfig) -> dict:
+    """The module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
+    values: they are checkpointed hyperparameters)."""
+    from mfti_lightning.eval.evaluation import DecodeSettings
+
+    return DecodeSettings.from_config(cfg).record() | {
+        "val_num_beams": cfg.eval.val_num_beams,
+        "score_before_training": cfg.eval.score_before_training,
+        "select": cfg.eval.select,
+    }
+
+
+def build_datamodule(job: TrainingJob, steps: int, n_val: int):
+    """The training batches (length-grouped, seeded) for ``steps`` optimizer steps, and ``n_val`` validation prompts."""
     from mfti_lightning.data.datamodule import MFTIDataModule
-    from mfti_lightning.eval.evaluation import selection_metric
-    from mfti_lightning.model.checkpoints import newest_checkpoint
-    from mfti_lightning.track.curves import RestartCurves
-    from mfti_lightning.train.trainer import build_trainer
 
     cfg, bm = job.cfg, job.batch
-    n_val = sum(len(s.sources) for s in job.val_sets)
-    steps = planned_steps(job)
-    dm = MFTIDataModule(
+    return MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
         bm.micro_batch_size,
@@ -233,6 +238,20 @@ def fit(job: TrainingJob):
         n_val_prompts=n_val,
         total_micro_batches=bm.micro_batches(steps),
     )
+
+
+def fit(job: TrainingJob):
+    """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
+    The Trainer is left on ``job.trainer`` for tests and benchmarks."""
+    from mfti_lightning.eval.evaluation import selection_metric
+    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.track.curves import RestartCurves
+    from mfti_lightning.train.trainer import build_trainer
+
+    cfg, bm = job.cfg, job.batch
+    n_val = sum(len(s.sources) for s in job.val_sets)
+    steps = planned_steps(job)
+    dm = build_datamodule(job, steps, n_val)
     monitor = selection_metric(cfg.eval.select, job.bleu_name, cfg.eval.monitor) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
