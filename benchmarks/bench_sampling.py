@@ -36,13 +36,13 @@ def generate(prefix: Path, n_lines: int) -> None:
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from mfti_lightning.data import corpora
+from mfti_lightning.data import corpora, sampling
 prefix, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
 if mode == "stream":
     stats = {{}}
-    keep = corpora.make_filter({{"max_len_ratio": 3.0, "max_tokens": 200}}, "de", "en", set(), stats)
-    sample, lines = corpora.reservoir_sample(corpora.iter_moses(prefix, "de", "en"), n, 42, keep, stats=stats)
+    keep = sampling.make_filter({{"max_len_ratio": 3.0, "max_tokens": 200}}, "de", "en", set(), stats)
+    sample, lines = sampling.reservoir_sample(corpora.iter_moses(prefix, "de", "en"), n, 42, keep, stats=stats)
     lines += sum(stats.values())
 else:
     pairs = list(corpora.iter_moses(prefix, "de", "en"))

@@ -173,7 +173,7 @@ def config_problem(config_name: str, overrides: list[str], config_dir: str | Non
     """What the job itself would refuse before loading anything (values, languages, batch math ...), composed as
     ``mfti <command> [--config-dir D --config-name N] <overrides>`` composes it; inputs that are missing on this
     machine (corpora, hub models, sacrebleu's SPM model) are not a problem of the docs."""
-    from mfti_lightning.core import schema
+    from mfti_lightning.core import validation
     from mfti_lightning.core.compose import compose
     from mfti_lightning.core.errors import InputsError, MftiError
     from mfti_lightning.tasks.checks import check_before_loading, check_engine
@@ -181,7 +181,7 @@ def config_problem(config_name: str, overrides: list[str], config_dir: str | Non
     cfg = compose(config_name, overrides, Path(config_dir) if config_dir else None)
     try:
         if "ckpt_path" in cfg:  # mfti eval: its job checks values and the engine first
-            schema.validate(cfg)
+            validation.validate(cfg)
             check_engine(cfg)
         else:
             check_before_loading(cfg)

@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mfti_lightning.cli.exits import report_errors
-from mfti_lightning.core import schema
+from mfti_lightning.core import schema, validation
 from mfti_lightning.core.config import conf_dir
 
 schema.register()  # before Hydra composes: conf/eval.yaml's defaults list starts with the typed schema
@@ -25,7 +25,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """``mfti-eval``: ``shots=8``-style overrides exit 2 with the fix before Hydra parses the command line."""
-    schema.exit_on_bad_group_override(sys.argv[1:], "mfti-eval")
+    validation.exit_on_bad_group_override(sys.argv[1:], "mfti-eval")
     return hydra_main()
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args, cost = parse_args(argv)
-        from mfti_lightning.core.schema import check_group_overrides
+        from mfti_lightning.core.validation import check_group_overrides
 
         check_group_overrides(args.overrides)  # shots=8: name shots=k8 / shots.k=8 before Hydra's error
         jobs = plan(None if args.sweep == "-" else args.sweep, args.overrides, cost)

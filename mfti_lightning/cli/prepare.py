@@ -20,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mfti_lightning.cli.exits import report_errors
-from mfti_lightning.core import schema
+from mfti_lightning.core import schema, validation
 from mfti_lightning.core.config import conf_dir
 from mfti_lightning.core.results import write_json_atomic
 
@@ -73,7 +73,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     # prepared data gets its own run directories (outputs/prepare/...), not the training runs'
-    schema.exit_on_bad_group_override(sys.argv[1:], "mfti-prepare")
+    validation.exit_on_bad_group_override(sys.argv[1:], "mfti-prepare")
     if not any(a.startswith("task_name=") for a in sys.argv[1:]):
         sys.argv.insert(1, "task_name=prepare")
     _main()

@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mfti_lightning.cli.exits import report_errors
-from mfti_lightning.core import schema
+from mfti_lightning.core import schema, validation
 from mfti_lightning.core.config import conf_dir
 
 schema.register()  # before Hydra composes: conf/train.yaml's defaults list starts with the typed schema
@@ -28,7 +28,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """``mfti-train``: ``shots=8``-style overrides exit 2 with the fix before Hydra parses the command line."""
-    schema.exit_on_bad_group_override(sys.argv[1:], "mfti-train")
+    validation.exit_on_bad_group_override(sys.argv[1:], "mfti-train")
     return hydra_main()
 
 

@@ -2,7 +2,7 @@
 a run directory is reused only for the same experiment. Torch-free.
 
 Every key of the resolved config has one of four roles, declared on its schema field (``role=`` in
-:mod:`mfti_lightning.core.schema`, read by :mod:`mfti_lightning.core.keys`; a key inherits its node's):
+:mod:`mfti_lightning.core.schema`'s groups, read by :mod:`mfti_lightning.core.keys`; a key inherits its node's):
 
 - ``ignored``: never changes a result (logging, progress, paths, resume policy, names, caches, workers);
 - ``evaluation``: changes only the final evaluation of the trained model (beams, test directions, metrics,
@@ -29,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from mfti_lightning.core import keys
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.errors import ConfigError
+from mfti_lightning.core.fields import EVALUATION, IGNORED, RUNTIME, TRAINING
 from mfti_lightning.core.results import RESULTS_FILE, read_results
-from mfti_lightning.core.schema import EVALUATION, IGNORED, RUNTIME, TRAINING
 from mfti_lightning.core.template import text_id
 
 CLASSES = (TRAINING, EVALUATION, RUNTIME)

@@ -1,4 +1,4 @@
-"""Every config key's declaration, read from the fields of the schema (:mod:`mfti_lightning.core.schema`): its
+"""Every config key's declaration, read from the fields of the schema (:mod:`mfti_lightning.core.schema` and its groups): its
 documentation, its role (training | evaluation | runtime | ignored), whether a resumed training may change it, and
 the values sweeps vary. Torch-free.
 
@@ -21,6 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from mfti_lightning.core import schema
+from mfti_lightning.core.fields import choices_of, format_value, is_dataclass_type, unwrap_optional
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ def _walk(cls, prefix: str, out: dict[str, Key]) -> None:
         seen = out.setdefault(key, declared)
         if (seen.role, seen.resume) != (declared.role, declared.resume):
             raise TypeError(f"{key}: the train and eval schemas declare different roles or resume flags")
-        for child in (schema.unwrap_optional(f.type), meta.get("schema")):
-            if schema.is_dataclass_type(child):
+        for child in (unwrap_optional(f.type), meta.get("schema")):
+            if is_dataclass_type(child):
                 _walk(child, key + ".", out)
 
 
@@ -67,7 +68,7 @@ def _enclosing(key: str):
 
 @lru_cache(maxsize=4096)
 def role_of(key: str) -> str | None:
-    """The role of a dotted config key (:data:`schema.ROLES`), or None when neither it nor a node above it has one."""
+    """The role of a dotted config key (:data:`fields.ROLES`), or None when neither it nor a node above it has one."""
     return next((k.role for k in _enclosing(key) if k.role is not None), None)
 
 
@@ -120,11 +121,10 @@ def _doc(key: str) -> str:
     d = declarations().get(key)
     if d is None:
         return ""
-    choices = d.field.metadata.get("choices")
+    choices = choices_of(d.field)
     if choices is None:
         return d.doc
-    choices = choices() if callable(choices) else choices
-    return f"{d.doc} [{' | '.join(schema.format_value(c) for c in choices)}]"
+    return f"{d.doc} [{' | '.join(format_value(c) for c in choices)}]"
 
 
 def _value(v) -> str:

@@ -1,4 +1,4 @@
-"""Corpus readers (streaming, gzip/xz/bz2 transparent) and the seeded streaming sampler. No torch here.
+"""Corpus readers (streaming, gzip/xz/bz2 transparent). No torch here; the sampler is :mod:`.sampling`.
 
 Readers yield ``(source, target)`` pairs oriented as the requested direction, whatever order the files use.
 Formats (``data.corpora[*].format``):
@@ -21,18 +21,14 @@ import gzip
 import io
 import logging
 import lzma
-import math
-import random
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core import languages
+from mfti_lightning.core.choices import CORPUS_FORMATS as FORMATS
 from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ConfigError, DataError
-from mfti_lightning.core.languages import CHARACTER_LANGUAGES
-from mfti_lightning.core.schema import CORPUS_FORMATS as FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -326,116 +322,3 @@ def describe_spec(spec, src: str, tgt: str) -> str:
     if fmt == "hf":
         return f"hf:{spec.get('name')}/{spec.get('split', 'dev')}"
     return f"{fmt}:{fill(spec.get('path'), src, tgt)}" + (".{%s,%s}" % (src, tgt) if fmt == "moses" else "")
-
-
-# ---- filtering and sampling ------------------------------------------------------------------------------
-
-
-def make_filter(filters, src: str, tgt: str, exclude: set[str], stats: dict) -> Callable[[Pair], Pair | None]:
-    """A function pair -> stripped pair, or None when a rule drops it (counted in ``stats[rule]``).
-
-    Rules, first match wins: ``empty``, ``length_ratio`` (characters; one character of zh/ja/th/my counts as 3,
-    roughly the characters of a Latin-script word), ``too_long`` (whitespace tokens, or
-    characters / 3 for zh/ja/th/my), ``in_eval_sets`` (source or target is an evaluation sentence). Duplicates
-    are handled by the sampler (:func:`reservoir_sample`), so that memory stays bounded by the sample size.
-    """
-    max_ratio = float(filters.get("max_len_ratio") or 0)
-    max_tokens = int(filters.get("max_tokens") or 0)
-    src_chars, tgt_chars = src in CHARACTER_LANGUAGES, tgt in CHARACTER_LANGUAGES
-    for k in ("empty", "length_ratio", "too_long", "in_eval_sets"):
-        stats.setdefault(k, 0)
-
-    def keep(pair: Pair) -> Pair | None:
-        s, t = pair[0].strip(), pair[1].strip()
-        if not s or not t:
-            stats["empty"] += 1
-            return None
-        ls, lt = len(s), len(t)
-        ws, wt = ls * 3 if src_chars else ls, lt * 3 if tgt_chars else lt
-        if max_ratio and (ws > wt * max_ratio or wt > ws * max_ratio):
-            stats["length_ratio"] += 1
-            return None
-        # a side has at most len(side) whitespace tokens, so the token count is only needed for long lines
-        if max_tokens and (
-            (ls > max_tokens and (ls // 3 + 1 if src_chars else s.count(" ") + 1) > max_tokens)
-            or (lt > max_tokens and (lt // 3 + 1 if tgt_chars else t.count(" ") + 1) > max_tokens)
-        ):
-            stats["too_long"] += 1
-            return None
-        if exclude and (s in exclude or t in exclude):
-            stats["in_eval_sets"] += 1
-            return None
-        return s, t
-
-    return keep
-
-
-def reservoir_sample(
-    pairs: Iterable[Pair],
-    n: int,
-    seed: int,
-    keep: Callable[[Pair], Pair | None] | None = None,
-    dedup: bool = True,
-    stats: dict | None = None,
-) -> tuple[list[Pair], int]:
-    """A uniform sample of ``n`` pairs in one streaming pass; memory grows with ``n``, not with the corpus.
-
-    Li's Algorithm L: after the reservoir is full, the index of the next accepted item is drawn directly
-    (geometric jumps), so most lines cost one counter comparison besides the filter. Deterministic for a seed.
-
-    ``dedup``: the sample never holds a (source, target) pair twice; a candidate equal to a reservoir entry is
-    dropped and counted in ``stats["duplicate"]`` (a lower bound on the corpus's duplicates: pairs never sampled are
-    not remembered, so a pair occurring m times is up to m times more likely to be sampled). Returns ``(sample,
-    available)``: the sample in corpus order, and how many pairs passed ``keep`` and were not such duplicates.
-    """
-    rng, reservoir, slots = random.Random(seed), [], {}  # reservoir: [(index, pair)]; slots: pair -> its slot
-    stats = stats if stats is not None else {}
-    stats.setdefault("duplicate", 0)
-    i = 0  # number of accepted candidates so far
-    if n <= 0:
-        return [], sum(1 for pair in pairs if keep is None or keep(pair) is not None)
-    w = math.exp(math.log(rng.random() or 1e-300) / n)
-    nxt = None  # index of the next candidate that enters the full reservoir
-    for pair in pairs:
-        if keep is not None:
-            pair = keep(pair)
-            if pair is None:
-                continue
-        if len(reservoir) < n:
-            if dedup:
-                if pair in slots:
-                    stats["duplicate"] += 1
-                    continue
-                slots[pair] = len(reservoir)
-            reservoir.append((i, pair))
-            i += 1
-            if len(reservoir) == n:
-                nxt = i + _gap(rng, w)
-            continue
-        if i == nxt:
-            if dedup and pair in slots:
-                stats["duplicate"] += 1
-                continue  # the next non-duplicate candidate takes this draw
-            j = rng.randrange(n)
-            if dedup:
-                del slots[reservoir[j][1]]
-                slots[pair] = j
-            reservoir[j] = (i, pair)
-            w *= math.exp(math.log(rng.random() or 1e-300) / n)
-            nxt = i + 1 + _gap(rng, w)
-        elif dedup and pair in slots:
-            stats["duplicate"] += 1
-            continue
-        i += 1
-    reservoir.sort(key=lambda x: x[0])
-    return [p for _, p in reservoir], i
-
-
-def _gap(rng: random.Random, w: float) -> int:
-    """Algorithm L's geometric jump: how many accepted candidates to pass before the next one enters."""
-    return int(math.log(rng.random() or 1e-300) / math.log1p(-w)) if w < 1 else 0
-
-
-def direction_seed(seed: int, src: str, tgt: str) -> int:
-    """A per-direction seed that is the same on every machine (no ``hash()``, which is salted per process)."""
-    return (int(seed) * 1_000_003 + zlib.crc32(f"{src}-{tgt}".encode())) % (2**31)

@@ -14,7 +14,7 @@ from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.errors import ConfigError, DataError
 from mfti_lightning.core.languages import Direction, direction_str
 from mfti_lightning.core.template import Template
-from mfti_lightning.data import corpora
+from mfti_lightning.data import corpora, sampling
 from mfti_lightning.data.cache import CACHE_VERSION, discard, read_cache, write_cache
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def shots_for(eval_set: EvalSet, index: int, k: int, seed: int) -> list[tuple[st
     if k <= 0:
         return []
     src, tgt = eval_set.direction
-    rng = random.Random(corpora.direction_seed(seed, src, tgt) * 100_003 + index)
+    rng = random.Random(sampling.direction_seed(seed, src, tgt) * 100_003 + index)
     test_source = eval_set.sources[index].strip()
     pool = eval_set.pool
     if len(pool) > k:  # one spare draw covers the test sentence being in the pool
@@ -169,7 +169,7 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
     """Sample ``num_examples.n`` pairs per training direction and render them (one streaming pass each).
 
     Filters (``data.filters``): empty lines, length ratio, too many tokens, duplicates (within the sample, see
-    :func:`corpora.reservoir_sample`) and evaluation sentences: for FLORES-format training corpora (the demo)
+    :func:`sampling.reservoir_sample`) and evaluation sentences: for FLORES-format training corpora (the demo)
     the validation/test slices of the run; for every other corpus all FLORES dev and devtest sentences of the
     run's languages. Returns ``(examples, report)``; the report has per-direction counts and what was dropped.
     """
@@ -188,7 +188,7 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
         sample = _sample_direction(cfg, chosen[(src, tgt)], src, tgt, excluded, report)
         fraction = float((cfg.data.get("noise") or {}).get("misaligned") or 0.0)
         if fraction:
-            sample, replaced = misalign(sample, fraction, corpora.direction_seed(cfg.seed, src, tgt) + 1)
+            sample, replaced = misalign(sample, fraction, sampling.direction_seed(cfg.seed, src, tgt) + 1)
             report["directions"][direction_str((src, tgt))]["misaligned"] = replaced
         examples += [
             {"src_lang": src, "tgt_lang": tgt, "source": s, "target": t,
@@ -241,9 +241,9 @@ def _sample_direction(cfg, spec: dict, src: str, tgt: str, excluded, report: dic
     """The filtered, seeded sample of one direction (a DataError when there are too few pairs, unless
     ``num_examples.allow_fewer``); its counts go to ``report``."""
     n, filters, stats = int(cfg.num_examples.n), cfg.data.filters, {}
-    keep = corpora.make_filter(filters, src, tgt, excluded(spec), stats)
-    seed = corpora.direction_seed(cfg.seed, src, tgt)
-    sample, available = corpora.reservoir_sample(
+    keep = sampling.make_filter(filters, src, tgt, excluded(spec), stats)
+    seed = sampling.direction_seed(cfg.seed, src, tgt)
+    sample, available = sampling.reservoir_sample(
         corpora.iter_corpus(spec, src, tgt), n, seed, keep, dedup=bool(filters.get("dedup", True)), stats=stats
     )
     where = corpora.describe_spec(spec, src, tgt)

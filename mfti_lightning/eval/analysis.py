@@ -162,7 +162,7 @@ def classify_direction(
     rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None, rule: str = "project"
 ) -> list[str]:
     """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins. ``rule``
-    (``core.schema.OFF_TARGET_RULES``): how the off-target rule treats short and empty hypotheses."""
+    (``core.choices.OFF_TARGET_RULES``): how the off-target rule treats short and empty hypotheses."""
     labels: list[str | None] = [None] * len(rows)
     for k, r in enumerate(rows):
         h = r["hypothesis"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mfti_lightning.core.schema import EXTRACTION_MODES
+from mfti_lightning.core.choices import EXTRACTION_MODES
 from mfti_lightning.core.template import Template
 from mfti_lightning.eval.budget import DEFAULT_BATCH_TOKENS, resolve_batch_tokens
 from mfti_lightning.eval.ct2_engine import is_engine

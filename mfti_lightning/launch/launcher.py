@@ -9,9 +9,10 @@ plus ``wait``). :meth:`SlurmLauncher.launch`
    run directory of another experiment, two jobs sharing a run directory); one report lists every failing job with
    all its problems, and then nothing is submitted;
 2. leaves out the jobs claimed by :attr:`SlurmLauncher.skip_filters`: jobs whose ``results.json`` says
-   ``completed`` (:func:`skip_completed`), and jobs already pending or running (:func:`skip_active`: the
-   manifest's newest submission of the run directory that SLURM has pending or running, or a live lease of the
-   run directory), so that re-running a sweep command never submits a job twice;
+   ``completed`` (:func:`~mfti_lightning.launch.skips.skip_completed`), and jobs already pending or running
+   (:func:`~mfti_lightning.launch.skips.skip_active`: the manifest's newest submission of the run directory that
+   SLURM has pending or running, or a live lease of the run directory), so that re-running a sweep command never
+   submits a job twice;
 3. submits the rest as one job array per set of SLURM resources (a sweep over ``trainer=...`` gets one array per
    trainer, each with its own derived ``tasks_per_node``/``gpus_per_node``/``nodes``), every array before waiting
    for any, through the plugin's own submission steps (:meth:`SlurmLauncher.submit_array`), and appends every
@@ -52,8 +53,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from mfti_lightning.core.errors import ConfigError, MftiError, exit_for
 from mfti_lightning.core.results import git_state
 from mfti_lightning.launch import cost, manifest
-from mfti_lightning.launch import status as st
 from mfti_lightning.launch import sweep as sw
+from mfti_lightning.launch.skips import Skip, skip_active, skip_completed
 
 log = logging.getLogger(__name__)
 
@@ -89,43 +90,6 @@ class SlurmSubmissionError(MftiError, RuntimeError):
 
 class SweepFailedError(MftiError, RuntimeError):
     """``wait=true``: some jobs failed; the message lists them with their log files."""
-
-
-@dataclass
-class Skip:
-    """Why a checked job is not submitted (``kind``, counted in the summary) and what Hydra gets back for it."""
-
-    kind: str
-    reason: str
-    return_value: Any = None
-
-
-def skip_completed(jobs: list[sw.Job], sweep_dir: Path) -> dict[int, Skip]:
-    """Jobs whose results.json says completed, for the same experiment and evaluation settings
-    (:func:`identity.decide_reuse` says ``skip``): re-running a finished sweep submits nothing. Their value for
-    Hydra is the objective the run returned."""
-    return {
-        j.num: Skip("already completed", f"completed in {j.run_dir}", sw.completed_objective(j.run_dir))
-        for j in jobs
-        if j.action == "skip"
-    }
-
-
-def skip_active(jobs: list[sw.Job], sweep_dir: Path) -> dict[int, Skip]:
-    """Jobs that are pending or running (:func:`status.activity`): the newest submission of the run directory in
-    the manifest is pending or running in SLURM (one squeue + one sacct call for the sweep), or a live process holds
-    the run directory's lease. Their value for Hydra is their manifest record. A job submitted before whose SLURM
-    job has ended and whose lease is stale (or free) is submitted again, and the log says why. When SLURM cannot be
-    asked, nothing is submitted (:class:`status.SlurmUnanswered`)."""
-    found = st.activity(sweep_dir, [j.run_dir for j in jobs], strict=True)
-    skips = {}
-    for j in jobs:
-        act = found[j.run_dir]
-        if act.busy:
-            skips[j.num] = Skip("already pending or running", act.busy, act.record)
-        elif act.note:
-            log.info(f"\t#{j.num} : {' '.join(filter_overrides(j.overrides))}  ({act.note})")
-    return skips
 
 
 @dataclass

@@ -111,9 +111,10 @@ def problems_of(error: Exception) -> list[str]:
 def check_job(job_cfg: DictConfig, launcher: dict | None = None) -> None:
     """The checks every job runs before anything is submitted (and again in the job, before loading a model).
 
-    :func:`pipeline.check_before_loading` ends with :func:`inputs.require_inputs`, which checks every input of the
-    job (corpora, FLORES files, model, SPM model) in the environment the job will run with (for SLURM launchers
-    with the exports of ``hydra.launcher.setup``, e.g. HF_HUB_OFFLINE=1). Raises :class:`JobCheckError` listing
+    :func:`~mfti_lightning.tasks.checks.check_before_loading` ends with
+    :func:`~mfti_lightning.tasks.inputs.require_inputs`, which checks every input of the job (corpora, FLORES files,
+    model, SPM model) in the environment the job will run with (for SLURM launchers with the exports of
+    ``hydra.launcher.setup``, e.g. HF_HUB_OFFLINE=1). Raises :class:`JobCheckError` listing
     all missing inputs and a resources mismatch together; a config that cannot work at all raises on its own."""
     from mfti_lightning.core.errors import InputsError
     from mfti_lightning.tasks.checks import check_before_loading

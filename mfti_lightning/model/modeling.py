@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from mfti_lightning.core import families
+from mfti_lightning.core.choices import ATTN_IMPLEMENTATIONS
 from mfti_lightning.core.config import hub_offline
 from mfti_lightning.core.errors import ModelLoadError
-from mfti_lightning.core.schema import ATTN_IMPLEMENTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def peft_settings(model_cfg) -> dict | None:
         return None
     if name != "lora":
         raise ModelLoadError(f"model.peft={name!r}: only lora (or null) is supported.")
-    lora = model_cfg.lora  # defaults: core/schema.py LoraConfig
+    lora = model_cfg.lora  # defaults: core/schema_experiment.py LoraConfig
     return {
         "name": "lora",
         "r": int(lora.r),

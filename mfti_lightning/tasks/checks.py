@@ -7,8 +7,8 @@ from omegaconf import DictConfig
 
 from mfti_lightning.core.config import BatchPlan, training_length
 from mfti_lightning.core.errors import ConfigError
-from mfti_lightning.core.schema import validate
 from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.core.validation import validate
 from mfti_lightning.data.prepare import check_directions, check_languages
 from mfti_lightning.tasks.inputs import require_inputs
 
@@ -29,7 +29,7 @@ def check_engine(cfg: DictConfig) -> None:
 
 
 def check_before_loading(cfg: DictConfig):
-    """Torch-free checks of a training job, most relevant first: types and allowed values (schema.validate),
+    """Torch-free checks of a training job, most relevant first: types and allowed values (core.validation),
     strategy vs accelerator, languages, template, batch math, and every input it reads (mfti_lightning.tasks.inputs).
     Run by the job itself (:func:`run_task`, before it looks at the run directory) and, for sweeps, by the launcher
     and mfti-plan before anything is submitted (sweep.check_job). Returns ``(template, batch math)``."""

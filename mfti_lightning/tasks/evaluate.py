@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mfti_lightning.core import schema
+from mfti_lightning.core import validation
 from mfti_lightning.core.config import world_size
 from mfti_lightning.core.distributed import global_rank, launched_ranks
 from mfti_lightning.core.layout import TOKENIZER_DIR
@@ -124,7 +124,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     from mfti_lightning.eval.metrics import bleu_metric_name
     from mfti_lightning.tasks.checks import check_engine
 
-    schema.validate(cfg)  # types, allowed values and ranges first (torch-free)
+    validation.validate(cfg)  # types, allowed values and ranges first (torch-free)
     check_engine(cfg)  # eval.engine=ctranslate2 without the package: the install command, now
     check_languages(cfg)
     split = metric_split(cfg)

@@ -1,6 +1,7 @@
 """Every input a job reads, checked cheaply before it runs: on the login node (the SLURM launcher and ``mfti-plan``,
 through :func:`mfti_lightning.launch.sweep.check_job`) and in the job before the model is loaded
-(:func:`mfti_lightning.tasks.train.check_before_loading`). No torch here, and no import of pipeline/sweep/launcher.
+(:func:`mfti_lightning.tasks.checks.check_before_loading`). No torch here, and no import of the tasks, the sweep or
+the launcher.
 
 Checked, all problems at once (:func:`check_inputs` returns them all; :func:`require_inputs` raises
 :class:`~mfti_lightning.core.errors.InputsError` with the list):

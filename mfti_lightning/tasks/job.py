@@ -24,7 +24,7 @@ from mfti_lightning.core.keys import swept_values
 from mfti_lightning.core.lease import RunLease, slurm_job
 from mfti_lightning.core.metric_key import MetricKey
 from mfti_lightning.core.progress_record import end_attempt, start_attempt
-from mfti_lightning.core.schema import validate
+from mfti_lightning.core.validation import validate
 from mfti_lightning.track.redact import redact_secrets
 from mfti_lightning.track.wandb_run import finish_wandb
 

@@ -9,7 +9,8 @@ after :func:`mfti_lightning.tasks.checks.check_before_loading`). The phases, in 
 3. :func:`build_module`: encoded examples, the LightningModule, the loggers (Lightning is imported here);
 4. :func:`fit`: the Lightning Trainer (resuming from the newest checkpoint); returns the best checkpoint;
 5. :func:`load_best`: the best checkpoint, unsharded, exported as a Hugging Face directory;
-6. :func:`test`: the full evaluation on FLORES devtest, resumable per direction.
+6. :func:`mfti_lightning.tasks.evaluate_trained.test`: the full evaluation on FLORES devtest, resumable per
+   direction.
 
 A completed run whose evaluation settings alone changed skips 4 (``record["reevaluation"]``).
 """
@@ -30,11 +31,10 @@ from mfti_lightning.core.directions import eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError, JobInterrupted
 from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
-from mfti_lightning.core.results import relative_to_run
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.tasks import evaluate_trained
 from mfti_lightning.tasks.checks import check_before_loading
-from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import resolved_container, run_task
 from mfti_lightning.track.loggers import check_logger, make_loggers
 
@@ -93,7 +93,7 @@ def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if "throughput" in record.get("training", {}):
         record["throughput"] = record["training"]["throughput"]
     load_best(job, best, export=not reeval)
-    test(job)
+    evaluate_trained.test(job)
 
 
 def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
@@ -164,30 +164,14 @@ def build_module(job: TrainingJob) -> None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mfti_lightning.data.datamodule import encode_examples
-    from mfti_lightning.eval.evaluation import DecodeSettings, selection_record
+    from mfti_lightning.eval.evaluation import selection_record
     from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
     cfg = job.cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     job.tokenizer.save_pretrained(job.run_dir / layout.TOKENIZER_DIR)
-    job.encoded, job.record["data"]["tokenization"] = encode_examples(
-        job.examples, job.tokenizer, job.template, cfg.data.max_length, cfg.data.loss_on, cfg.data.overlong
-    )
-    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
-        raise ConfigError(
-            f"All {len(job.examples)} training examples are longer than data.max_length={cfg.data.max_length} "
-            f"tokens (data.overlong={cfg.data.overlong}): raise data.max_length, or set "
-            "data.overlong=truncate_source to shorten their sources."
-        )
-    # the module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
-    # values: they are checkpointed hyperparameters)
-    eval_settings = DecodeSettings.from_config(cfg).record() | {
-        "val_num_beams": cfg.eval.val_num_beams,
-        "score_before_training": cfg.eval.score_before_training,
-        "select": cfg.eval.select,
-    }
+    encode_training_examples(job)
     if job.n_train:
         job.record["selection"] = selection_record(
             cfg.eval.select, job.bleu_name, cfg.eval.monitor, cfg.lang_pairs.val_size,
@@ -202,7 +186,7 @@ def build_module(job: TrainingJob) -> None:
         attn_implementation=cfg.model.attn_implementation,
         gradient_checkpointing=cfg.optim.gradient_checkpointing,
         val_sets=job.val_sets,
-        eval_settings=eval_settings,
+        eval_settings=validation_settings(cfg),
         out_dir=str(job.run_dir),
         peft=peft_settings(cfg.model),
         shape=dict(cfg.model.shape) if cfg.model.shape else None,
@@ -211,19 +195,40 @@ def build_module(job: TrainingJob) -> None:
     job.loggers = make_loggers(cfg, job.run_dir, job.record)
 
 
-def fit(job: TrainingJob):
-    """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
-    The Trainer is left on ``job.trainer`` for tests and benchmarks."""
+def encode_training_examples(job: TrainingJob) -> None:
+    """``job.encoded`` (and the tokenization counts in the record); refuses a run none of whose examples fit."""
+    from mfti_lightning.data.datamodule import encode_examples
+
+    data = job.cfg.data
+    job.encoded, job.record["data"]["tokenization"] = encode_examples(
+        job.examples, job.tokenizer, job.template, data.max_length, data.loss_on, data.overlong
+    )
+    if job.n_train and not job.encoded:  # (no examples at all is refused earlier: data.prepare.check_directions)
+        raise ConfigError(
+            f"All {len(job.examples)} training examples are longer than data.max_length={data.max_length} "
+            f"tokens (data.overlong={data.overlong}): raise data.max_length, or set "
+            "data.overlong=truncate_source to shorten their sources."
+        )
+
+
+def validation_settings(cfg: DictConfig) -> dict:
+    """The module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
+    values: they are checkpointed hyperparameters)."""
+    from mfti_lightning.eval.evaluation import DecodeSettings
+
+    return DecodeSettings.from_config(cfg).record() | {
+        "val_num_beams": cfg.eval.val_num_beams,
+        "score_before_training": cfg.eval.score_before_training,
+        "select": cfg.eval.select,
+    }
+
+
+def build_datamodule(job: TrainingJob, steps: int, n_val: int):
+    """The training batches (length-grouped, seeded) for ``steps`` optimizer steps, and ``n_val`` validation prompts."""
     from mfti_lightning.data.datamodule import MFTIDataModule
-    from mfti_lightning.eval.evaluation import selection_metric
-    from mfti_lightning.model.checkpoints import newest_checkpoint
-    from mfti_lightning.track.curves import RestartCurves
-    from mfti_lightning.train.trainer import build_trainer
 
     cfg, bm = job.cfg, job.batch
-    n_val = sum(len(s.sources) for s in job.val_sets)
-    steps = planned_steps(job)
-    dm = MFTIDataModule(
+    return MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
         bm.micro_batch_size,
@@ -233,6 +238,20 @@ def fit(job: TrainingJob):
         n_val_prompts=n_val,
         total_micro_batches=bm.micro_batches(steps),
     )
+
+
+def fit(job: TrainingJob):
+    """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
+    The Trainer is left on ``job.trainer`` for tests and benchmarks."""
+    from mfti_lightning.eval.evaluation import selection_metric
+    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.track.curves import RestartCurves
+    from mfti_lightning.train.trainer import build_trainer
+
+    cfg, bm = job.cfg, job.batch
+    n_val = sum(len(s.sources) for s in job.val_sets)
+    steps = planned_steps(job)
+    dm = build_datamodule(job, steps, n_val)
     monitor = selection_metric(cfg.eval.select, job.bleu_name, cfg.eval.monitor) if n_val else None
     trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
@@ -336,82 +355,3 @@ def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
     if job.cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         # also the no-finetuning path (num_examples=n0, the ICL baseline), whose model was never fitted
         module.model.to(torch.device("cuda", local_rank()))
-
-
-def eval_ranks(cfg) -> tuple[int, int]:
-    """``(rank, world size)`` of the final test. After fit the ranks of training; an evaluation-only job (n0, the
-    ICL baseline) started as several ranks by srun / torchrun joins them into a process group here, so its ranks
-    deal the sentences (each translated once) instead of each translating everything."""
-    import torch
-    import torch.distributed as dist
-
-    from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.tasks.evaluate import srun_rendezvous
-
-    srun_rendezvous()
-    if not dist.is_initialized() and launched_ranks():
-        from datetime import timedelta
-
-        rank, _, world = launched_ranks()
-        gpu = cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
-        dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30))
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def test_decoder(job: TrainingJob, rank: int, world: int):
-    """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
-    (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
-    model = job.module.model
-    if job.cfg.eval.engine != "ctranslate2":
-        return model
-    import copy
-
-    import torch
-
-    from mfti_lightning.tasks.evaluate import ct2_decoder
-
-    best = job.record.get("best_checkpoint")
-    export = job.record.get("export_dir")
-    source = export or job.model_path
-    device = next(model.parameters()).device
-    in_memory = (lambda: copy.deepcopy(model).to(torch.device("cpu"))) if best and not export else None
-    engine = ct2_decoder(job.cfg, source, job.tokenizer, device, rank, world, None if export else best, in_memory)
-    job.module.model = model.to(torch.device("cpu"))  # the torch copy leaves the accelerator to the engine
-    return engine
-
-
-def test(job: TrainingJob) -> None:
-    """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
-    error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
-
-    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate, record_result
-    from mfti_lightning.eval.partitions import partition_directions
-
-    cfg, record = job.cfg, job.record
-    rank, world = eval_ranks(cfg)
-    record["eval_world_size"] = world  # ranks that dealt the test sentences
-    result = evaluate(
-        test_decoder(job, rank, world),
-        job.tokenizer,
-        job.template,
-        job.test_sets,
-        split="test",
-        decode=DecodeSettings.from_config(cfg),
-        rank=rank,
-        world_size=world,
-        out_dir=job.run_dir,
-        settings={
-            "checkpoint": relative_to_run(record.get("best_checkpoint"), job.run_dir),  # a moved run resumes too
-            "model": str(job.model_path),
-            "engine": engine_id(cfg),
-        },
-    )
-    # partitions: a finetuned run by its own training directions; an ICL run (n0) by train_directions= (a list, or
-    # the mFTI run it is compared with)
-    parts = (
-        train_directions(cfg.lang_pairs) if job.n_train else partition_directions(cfg.train_directions, cfg.lang_pairs)
-    )
-    record_result(record, result, "test", parts)
-    if rank == 0:
-        for logger in job.loggers:
-            logger.log_metrics(result.metrics, step=int(record.get("training", {}).get("steps", 0)))

@@ -8,8 +8,8 @@ import logging
 from collections import defaultdict
 
 from mfti_lightning.core.config import flatten
+from mfti_lightning.core.fields import IGNORED
 from mfti_lightning.core.keys import role_of, swept_group, varies_with
-from mfti_lightning.core.schema import IGNORED
 
 log = logging.getLogger("mfti_lightning.track.report")
 

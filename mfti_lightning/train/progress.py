@@ -37,7 +37,7 @@ def choose_mode(setting: str = "auto", stream=None) -> str:
 
 
 def progress_callbacks(cfg) -> list:
-    p = cfg.progress  # defaults: core/schema.py ProgressConfig
+    p = cfg.progress  # defaults: core/schema_evaluation.py ProgressConfig
     mode = choose_mode(p.mode)
     if mode != "rich":
         # no redrawn bars in a log file: nor transformers' ("Loading weights", "Writing model shards", downloads)

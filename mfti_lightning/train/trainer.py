@@ -34,7 +34,7 @@ from mfti_lightning.core.identity import changed, classify
 from mfti_lightning.core.keys import resume_may_change
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
 from mfti_lightning.core.results import atomic_write
-from mfti_lightning.core.schema import FsdpConfig
+from mfti_lightning.core.schema_training import FsdpConfig
 from mfti_lightning.model.checkpoints import newest_checkpoint
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ def test_language_name_styles():
 
 
 def test_paper_template_with_native_names_is_its_own_experiment(tmp_path):
-    from mfti_lightning.core.schema import validate
+    from mfti_lightning.core.validation import validate
 
     en, nat = compose([], tmp_path), compose(["template.lang_names=native"], tmp_path)
     assert en.run_slug != nat.run_slug

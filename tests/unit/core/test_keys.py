@@ -11,7 +11,7 @@ import pytest
 from conftest import CONF, REPO, compose
 from omegaconf import OmegaConf
 
-from mfti_lightning.core import keys, schema
+from mfti_lightning.core import fields, keys, schema
 from mfti_lightning.core.config import flatten
 from mfti_lightning.core.identity import classify
 from mfti_lightning.tasks.job import resolved_container
@@ -81,22 +81,22 @@ def _yaml_keys() -> dict[str, str]:
 
 def test_every_key_of_every_shipped_yaml_has_a_role():
     unclassified = {k: f for k, f in _yaml_keys().items() if keys.role_of(k) is None}
-    assert not unclassified, f"declare role= on these keys' schema fields (core/schema.py): {unclassified}"
+    assert not unclassified, f"declare role= on these keys' schema fields (core/schema_*.py): {unclassified}"
 
 
 def test_every_key_of_every_shipped_config_has_a_role(shipped):
     unclassified = sorted({k for c in shipped for k in flatten(c) if keys.role_of(k) is None})
-    assert not unclassified, f"declare role= on these keys' schema fields (core/schema.py): {unclassified}"
+    assert not unclassified, f"declare role= on these keys' schema fields (core/schema_*.py): {unclassified}"
     leaves = [
-        k for k, d in keys.declarations().items() if not schema.is_dataclass_type(schema.unwrap_optional(d.field.type))
+        k for k, d in keys.declarations().items() if not fields.is_dataclass_type(fields.unwrap_optional(d.field.type))
     ]
-    assert all(keys.role_of(k) in schema.ROLES for k in leaves)
+    assert all(keys.role_of(k) in fields.ROLES for k in leaves)
 
 
 def test_a_key_without_a_role_is_found():
     assert keys.role_of("no_such_group.key") is None
-    assert keys.role_of("optim.optimizer.betas") == schema.TRAINING  # an open node's key takes the node's role
-    assert keys.role_of("trainer.fsdp.sharding_strategy") == schema.RUNTIME
+    assert keys.role_of("optim.optimizer.betas") == fields.TRAINING  # an open node's key takes the node's role
+    assert keys.role_of("trainer.fsdp.sharding_strategy") == fields.RUNTIME
 
 
 def test_derived_classes_and_resume_checks_equal_the_old_lists(shipped):

@@ -1,4 +1,4 @@
-"""The typed config schema: wrong types and names fail at composition or in schema.validate, before any model,
+"""The typed config schema: wrong types and names fail at composition or in core.validation, before any model,
 data or GPU, with messages that name the key, the bad value and the allowed values."""
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def test_validation_is_torch_free(tmp_path):
     code = (
         "import sys; sys.path.insert(0, %r)\n"
         "from conftest import compose\n"
-        "from mfti_lightning.core.schema import validate\n"
+        "from mfti_lightning.core.validation import validate\n"
         "from mfti_lightning.core.errors import ConfigError\n"
         "for ov in (['resume=Auto'], ['data.overlong=cut'], ['optim.optimizer.lr=fast'], ['trainer.strategy=ddp2']):\n"
         "    try:\n"
@@ -150,7 +150,7 @@ def test_validation_is_torch_free(tmp_path):
 
 
 def _problems(*overrides, config_name="train"):
-    from mfti_lightning.core.schema import problems
+    from mfti_lightning.core.validation import problems
 
     return problems(compose(list(overrides), "/tmp/mfti-schema-test", config_name=config_name))
 
@@ -188,7 +188,7 @@ def test_eval_config_is_validated_with_its_own_schema():
 
 
 def test_several_problems_first_one_leads():
-    from mfti_lightning.core.schema import validate
+    from mfti_lightning.core.validation import validate
 
     cfg = compose(["resume=Auto", "progress.mode=fancy"], "/tmp/mfti-schema-test")
     with pytest.raises(ConfigError) as e:

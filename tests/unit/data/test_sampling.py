@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from mfti_lightning.data import corpora
+from mfti_lightning.data import corpora, sampling
 
 
 def _gen(n_lines: int, dup_every: int = 0):
@@ -24,16 +24,16 @@ def _write_corpus(path_prefix, n_lines: int):
 
 
 def test_seeded_deterministic_and_in_corpus_order():
-    a, n_a = corpora.reservoir_sample(_gen(5000), 100, seed=1)
-    b, _ = corpora.reservoir_sample(_gen(5000), 100, seed=1)
-    c, _ = corpora.reservoir_sample(_gen(5000), 100, seed=2)
+    a, n_a = sampling.reservoir_sample(_gen(5000), 100, seed=1)
+    b, _ = sampling.reservoir_sample(_gen(5000), 100, seed=1)
+    c, _ = sampling.reservoir_sample(_gen(5000), 100, seed=2)
     assert a == b and a != c and n_a == 5000 and len(a) == 100
     idx = [int(s.split()[3]) for s, _ in a]
     assert idx == sorted(idx) and len(set(idx)) == 100
 
 
 def test_small_corpus_returns_everything():
-    sample, n = corpora.reservoir_sample(_gen(30), 100, seed=0)
+    sample, n = sampling.reservoir_sample(_gen(30), 100, seed=0)
     assert n == 30 and sample == list(_gen(30))
 
 
@@ -41,7 +41,7 @@ def test_uniform_inclusion():
     """Every line is sampled with probability n/N: position buckets get equal shares (loose bound, 400 runs)."""
     counts = collections.Counter()
     for seed in range(400):
-        sample, _ = corpora.reservoir_sample(_gen(1000), 50, seed=seed)
+        sample, _ = sampling.reservoir_sample(_gen(1000), 50, seed=seed)
         for s, _ in sample:
             counts[int(s.split()[3]) // 100] += 1
     expected = 400 * 50 / 10
@@ -50,17 +50,17 @@ def test_uniform_inclusion():
 
 def test_filter_counts_and_dedup_within_sample():
     stats: dict = {}
-    keep = corpora.make_filter(
+    keep = sampling.make_filter(
         {"max_len_ratio": 3, "max_tokens": 50}, "de", "en", {"source sentence number 3 with some words"}, stats
     )
     pairs = list(_gen(200, dup_every=20)) + [("", "x"), ("a", "b" * 50), (" ".join(["w"] * 60), " ".join(["w"] * 60))]
-    sample, available = corpora.reservoir_sample(pairs, 15, seed=3, keep=keep, stats=stats)
+    sample, available = sampling.reservoir_sample(pairs, 15, seed=3, keep=keep, stats=stats)
     assert len(sample) == 15 and len(set(sample)) == 15
     assert stats["empty"] == 1 and stats["length_ratio"] == 1 and stats["too_long"] == 1
     assert stats["in_eval_sets"] == 10  # line 3 of each of the 10 repetitions
     assert stats["duplicate"] > 0 and available + stats["duplicate"] == 190
     # only 19 distinct pairs survive the filters: asking for more returns each once
-    everything, _ = corpora.reservoir_sample(list(_gen(200, dup_every=20)), 50, seed=0)
+    everything, _ = sampling.reservoir_sample(list(_gen(200, dup_every=20)), 50, seed=0)
     assert len(everything) == 20 == len(set(everything))
 
 
@@ -79,10 +79,10 @@ def test_memory_grows_with_n_not_with_the_corpus(tmp_path):
     small, big = tmp_path / "small", tmp_path / "big"
     _write_corpus(small, 10_000)
     _write_corpus(big, 100_000)
-    keep = lambda: corpora.make_filter({"max_len_ratio": 3, "max_tokens": 200}, "de", "en", set(), {})  # noqa: E731
+    keep = lambda: sampling.make_filter({"max_len_ratio": 3, "max_tokens": 200}, "de", "en", set(), {})  # noqa: E731
 
     def sample(prefix, n):
-        return lambda: corpora.reservoir_sample(corpora.iter_moses(prefix, "de", "en"), n, 7, keep())
+        return lambda: sampling.reservoir_sample(corpora.iter_moses(prefix, "de", "en"), n, 7, keep())
 
     p_small, p_big = _peak(sample(small, 500)), _peak(sample(big, 500))
     assert p_big < 1.3 * p_small + 256_000, (p_small, p_big)  # 10x the corpus, same memory

@@ -133,7 +133,7 @@ def test_other_errors_are_not_retried(tiny_model_dir, tiny_tokenizer):
 
 def test_schema_accepts_auto_and_positive_numbers(cfg_factory):
     from mfti_lightning.core.errors import ConfigError
-    from mfti_lightning.core.schema import validate
+    from mfti_lightning.core.validation import validate
 
     validate(cfg_factory("eval.batch_tokens=auto"))
     validate(cfg_factory("eval.batch_tokens=8192"))

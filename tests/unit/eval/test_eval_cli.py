@@ -264,12 +264,12 @@ def test_shots_larger_than_the_pool(tmp_path):
 )
 def test_bad_input_fails_before_loading_a_model(tmp_path, monkeypatch, override, exc, match):
     from mfti_lightning.model import modeling
-    from mfti_lightning.tasks import evaluate as eval_cli
+    from mfti_lightning.tasks.evaluate import evaluate_task
 
     monkeypatch.setattr(modeling, "load_model", lambda *a, **k: pytest.fail("model loaded before the check"))
     cfg = ecfg(tmp_path, "logger=none", "model=xglm-564m" if "name_or_path" in override else "logger=none", override)
     with pytest.raises(exc, match=match):
-        eval_cli.evaluate_task(cfg)
+        evaluate_task(cfg)
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     assert r["status"] == "failed" and match.split(".")[0].split("'")[0] in r["error"]
 

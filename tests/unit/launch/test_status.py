@@ -326,7 +326,7 @@ def test_activity_pending_running_held_gone_and_unanswered(tmp_path, fake_slurm)
 
 
 def test_the_launcher_submits_nothing_when_slurm_cannot_be_asked(tmp_path, monkeypatch):
-    from mfti_lightning.launch.launcher import skip_active
+    from mfti_lightning.launch.skips import skip_active
     from mfti_lightning.launch.sweep import Job
 
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -341,14 +341,14 @@ def test_the_launcher_submits_nothing_when_slurm_cannot_be_asked(tmp_path, monke
 
 
 def test_skip_active_leaves_out_running_jobs_and_says_why_others_go_again(tmp_path, fake_slurm, caplog):
-    from mfti_lightning.launch.launcher import skip_active
+    from mfti_lightning.launch.skips import skip_active
     from mfti_lightning.launch.sweep import Job
 
     sweep = tmp_path / "sw"
     recs = [submit(sweep, f"r{i}", f"22_{i}", num=i) for i in range(2)]
     fake_slurm.set(squeue="22_0|RUNNING|None|node1", sacct="22_0|RUNNING|0:0|5|node1\n22_1|CANCELLED by 0|0:0|0|")
     jobs = [Job(num=i, overrides=[f"seed={i}"], cfg=None, run_dir=sweep / f"r{i}", status="new") for i in range(2)]
-    with caplog.at_level("INFO", logger="mfti_lightning.launch.launcher"):
+    with caplog.at_level("INFO", logger="mfti_lightning.launch.skips"):
         skips = skip_active(jobs, sweep)
     assert list(skips) == [0] and skips[0].reason == "running (job 22_0)" and skips[0].return_value == recs[0]
     assert (

@@ -32,7 +32,7 @@ def test_registry_agrees_with_transformers_and_the_schema():
 
     from transformers import CONFIG_MAPPING, MODEL_FOR_CAUSAL_LM_MAPPING
 
-    from mfti_lightning.core.schema import MODEL_FAMILIES
+    from mfti_lightning.core.choices import MODEL_FAMILIES
 
     assert set(MODEL_FAMILIES) == set(families.FAMILIES) and set(TINY) == set(families.FAMILIES)
     for fam in families.FAMILIES.values():
@@ -44,7 +44,7 @@ def test_registry_agrees_with_transformers_and_the_schema():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_model_preset_has_a_family_and_a_shape(tmp_path, preset):
-    from mfti_lightning.core.schema import validate
+    from mfti_lightning.core.validation import validate
     from mfti_lightning.train.throughput import matmul_params
 
     cfg = compose([f"model={preset}"], tmp_path)
@@ -135,7 +135,7 @@ def test_attention_and_lora_per_family(tiny_dirs, tmp_path, family):
 
 
 def test_bloom_with_sdpa_is_refused_before_loading(tmp_path):
-    from mfti_lightning.core.schema import validate
+    from mfti_lightning.core.validation import validate
 
     with pytest.raises(ConfigError, match="model.attn_implementation=eager"):
         validate(compose(["model=tiny-bloom", "model.attn_implementation=sdpa"], tmp_path))

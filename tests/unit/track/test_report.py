@@ -1,4 +1,4 @@
-"""mfti-report over hand-made run directories (results.json as the pipeline writes it): table rows, every figure's
+"""mfti-report over hand-made run directories (results.json as a job writes it): table rows, every figure's
 plotted series, correlations, failed/incomplete runs, directories without results, config differences."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def degrade(sentences: list[str], every: int) -> list[str]:
 
 def make_run(root: Path, model: str, n: int, k: int, seed: int, every: int, beams: int = 4) -> dict:
     """A completed run: translations/ (references degraded by dropping every ``every``-th word) and the
-    results.json the pipeline would write for them (sacrebleu scores, partitions, the resolved config)."""
+    results.json a job would write for them (sacrebleu scores, partitions, the resolved config)."""
     run = root / f"{model}_n{n}_k{k}_s{seed}"
     (run / "translations").mkdir(parents=True)
     metrics, sigs = {}, {}

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def make_run(root: Path, clean: bool = False) -> Path:
-    """A completed run as the pipeline leaves it: results.json (bleu and chrf only), translations/, eval_state/."""
+    """A completed run as a training job leaves it: results.json (bleu and chrf only), translations/, eval_state/."""
     run = root / "sweep" / "tiny_demo_t1_k0_n100_s1-abc"
     (run / "translations").mkdir(parents=True)
     (run / "eval_state" / "test").mkdir(parents=True)

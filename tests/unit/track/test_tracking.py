@@ -426,7 +426,7 @@ def test_resumed_job_continues_its_run(trained):
     run_dir, _ = trained
     res_path = run_dir / "results.json"
     res = json.loads(res_path.read_text())
-    res["status"] = "failed"  # what a killed job leaves (pipeline writes 'failed' or nothing)
+    res["status"] = "failed"  # what a killed job leaves (tasks/job.py writes 'failed' or nothing)
     res_path.write_text(json.dumps(res))
     first = read_run(run_files(run_dir)[0])
     import torch
@@ -541,10 +541,10 @@ def test_multirun_jobs_are_runs_of_one_group(tmp_path):
 @pytest.mark.timeout(300)
 def test_eval_job_is_an_eval_run_with_error_table(tmp_path, tiny_model_dir):
     """mfti-eval jobs share the frame: job_type eval, and the error-analysis table from a real error analysis."""
-    import mfti_lightning.tasks.evaluate as eval_cli
+    from mfti_lightning.tasks.evaluate import evaluate_task
 
     run_dir = tmp_path / "run"
-    eval_cli.evaluate_task(
+    evaluate_task(
         compose(
             ["logger=wandb", "lang_pairs.test_size=3", "eval.max_new_tokens=6", "sweep_name=eval-sweep"],
             run_dir,
