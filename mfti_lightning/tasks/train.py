@@ -33,8 +33,8 @@ from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
 from mfti_lightning.core.results import relative_to_run
 from mfti_lightning.core.template import Template
 from mfti_lightning.core.template import from_config as template_from_config
+from mfti_lightning.eval.decoders import engine_id
 from mfti_lightning.tasks.checks import check_before_loading
-from mfti_lightning.tasks.evaluate import engine_id
 from mfti_lightning.tasks.job import resolved_container, run_task
 from mfti_lightning.track.tracking import check_logger, make_loggers
 
@@ -346,15 +346,12 @@ def eval_ranks(cfg) -> tuple[int, int]:
     import torch.distributed as dist
 
     from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.tasks.evaluate import srun_rendezvous
+    from mfti_lightning.eval.ranks import join_process_group, srun_rendezvous
 
     srun_rendezvous()
     if not dist.is_initialized() and launched_ranks():
-        from datetime import timedelta
-
         rank, _, world = launched_ranks()
-        gpu = cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
-        dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30))
+        join_process_group(rank, world, cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available())
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
@@ -368,7 +365,7 @@ def test_decoder(job: TrainingJob, rank: int, world: int):
 
     import torch
 
-    from mfti_lightning.tasks.evaluate import ct2_decoder
+    from mfti_lightning.eval.decoders import ct2_decoder
 
     best = job.record.get("best_checkpoint")
     export = job.record.get("export_dir")

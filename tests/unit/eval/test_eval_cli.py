@@ -202,7 +202,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
 def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
     import torch
 
-    from mfti_lightning.tasks.evaluate import resolve_checkpoint
+    from mfti_lightning.model.source import resolve_checkpoint
 
     ckpt = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {"model.model.embed_tokens.weight": torch.zeros(10, 8)}}, ckpt)
@@ -218,8 +218,9 @@ def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
 def test_lightning_checkpoint_is_loaded(tmp_path, tiny_model_dir):
     import torch
 
+    from mfti_lightning.eval.decoders import load_for_eval
     from mfti_lightning.model.modeling import load_model
-    from mfti_lightning.tasks.evaluate import load_for_eval, resolve_checkpoint
+    from mfti_lightning.model.source import resolve_checkpoint
 
     model = load_model(str(tiny_model_dir))
     state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
