@@ -9,7 +9,7 @@ after :func:`mfti_lightning.tasks.checks.check_before_loading`). The phases, in 
 3. :func:`build_module`: encoded examples, the LightningModule, the loggers (Lightning is imported here);
 4. :func:`fit`: the Lightning Trainer (resuming from the newest checkpoint); returns the best checkpoint;
 5. :func:`load_best`: the best checkpoint, unsharded, exported as a Hugging Face directory;
-6. :func:`test`: the full evaluation on FLORES devtest, resumable per direction.
+6. :func:`final_evaluation`: the full evaluation on FLORES devtest, resumable per direction.
 
 A completed run whose evaluation settings alone changed skips 4 (``record["reevaluation"]``).
 """
@@ -93,7 +93,7 @@ def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if "throughput" in record.get("training", {}):
         record["throughput"] = record["training"]["throughput"]
     load_best(job, best, export=not reeval)
-    test(job)
+    final_evaluation(job)
 
 
 def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
@@ -355,7 +355,7 @@ def eval_ranks(cfg) -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def test_decoder(job: TrainingJob, rank: int, world: int):
+def final_decoder(job: TrainingJob, rank: int, world: int):
     """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
     (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
     model = job.module.model
@@ -377,7 +377,7 @@ def test_decoder(job: TrainingJob, rank: int, world: int):
     return engine
 
 
-def test(job: TrainingJob) -> None:
+def final_evaluation(job: TrainingJob) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers."""
 
@@ -388,7 +388,7 @@ def test(job: TrainingJob) -> None:
     rank, world = eval_ranks(cfg)
     record["eval_world_size"] = world  # ranks that dealt the test sentences
     result = evaluate(
-        test_decoder(job, rank, world),
+        final_decoder(job, rank, world),
         job.tokenizer,
         job.template,
         job.test_sets,
