@@ -255,14 +255,13 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules
     ``error`` field per line, update ``errors[split]`` and the rate metrics in results.json (atomically)."""
     from pathlib import Path
 
-    from mfti_lightning.core import results as res
-    from mfti_lightning.core.layout import TRANSLATIONS_DIR
-    from mfti_lightning.core.results import read_jsonl, write_jsonl_atomic
+    from mfti_lightning.core.layout import RESULTS_FILE, TRANSLATIONS_DIR
+    from mfti_lightning.core.results import read_jsonl, read_results, write_jsonl_atomic, write_results
 
     run_dir = Path(run_dir)
-    record = res.read_results(run_dir)
+    record = read_results(run_dir)
     if record is None:
-        raise FileNotFoundError(f"{run_dir} has no {res.RESULTS_FILE}: not an mfti run directory.")
+        raise FileNotFoundError(f"{run_dir} has no {RESULTS_FILE}: not an mfti run directory.")
     files = sorted((run_dir / TRANSLATIONS_DIR).glob("*.jsonl"))
     if not files:
         raise FileNotFoundError(f"{run_dir / TRANSLATIONS_DIR} has no <src>-<tgt>.jsonl translations to analyze.")
@@ -277,5 +276,5 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules
     old = record.get("metrics", {})
     stale = {k for k in old if (key := MetricKey.find(k)) and key.split == split and key.is_error_rate}
     record["metrics"] = {k: v for k, v in old.items() if k not in stale} | rate_metrics
-    res.write_results(run_dir, record)
+    write_results(run_dir, record)
     return errors

@@ -280,14 +280,13 @@ def evaluate(
 def _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, *, shots, seed, bleu_tokenize, rank,
                    world_size, comet_model, extraction, **decode) -> EvalResult:  # fmt: skip
     """One pass over ``sets``: prompts, translations (dealt over ranks, gathered), scores."""
-    from mfti_lightning.eval.generation import gather_translations, translate
+    from mfti_lightning.eval.generation import translate
 
     prompts = build_prompts(sets, template, shots, seed)
     texts = [p[2] for p in prompts]
-    local = translate(
+    hyps = translate(
         model, tokenizer, template, texts, rank=rank, world_size=world_size, extraction=extraction, **decode
     )
-    hyps = local if world_size == 1 else gather_translations(local, len(prompts), world_size)
     result = score_translations(sets, prompts, hyps, split, bleu_tokenize, analyze_errors)
     if extraction == "reference":
         add_clean_scores(result, sets, prompts, [template.cut(h) for h in hyps], split, bleu_tokenize)

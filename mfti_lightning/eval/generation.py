@@ -12,7 +12,8 @@ Distributed: :func:`plan_batches` builds the length-sorted batches over *all* pr
 round-robin; every rank runs the same number of ``generate`` calls (a rank with fewer real batches runs a
 one-row dummy batch whose output is thrown away) so FSDP, whose forward is collective, cannot hang, and
 ``synced_gpus=True`` keeps the ranks decoding in lock-step inside each call (otherwise FSDP ranks that finish early hang the others). Each prompt is
-translated by exactly one rank; :func:`gather_translations` collects them on every rank.
+translated by exactly one rank (:func:`translate_share`); :func:`gather_translations` collects them on every
+rank (:func:`translate` does both: one list in input order, on one process or several).
 """
 
 from __future__ import annotations
@@ -170,8 +171,18 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_tokens: int | N
     return encoded
 
 
+def translate(model, tokenizer, template: Template, prompts: Sequence[str], **decode) -> list[str]:
+    """Translations of ``prompts``, a list in input order, whatever the world size: with ``world_size > 1`` each
+    rank translates its share (:func:`translate_share`) and the shares are gathered on every rank
+    (:func:`gather_translations`, a collective: every rank calls it). ``decode``: :func:`translate_share`'s
+    keywords."""
+    world_size = decode.get("world_size", 1)
+    share = translate_share(model, tokenizer, template, prompts, **decode)
+    return gather_translations(share, len(prompts), world_size)
+
+
 @torch.no_grad()
-def translate(
+def translate_share(
     model,
     tokenizer,
     template: Template,
@@ -185,11 +196,11 @@ def translate(
     world_size: int = 1,
     synced_gpus: bool | None = None,
     extraction: str = "clean",
-) -> dict[int, str] | list[str]:
-    """Translations of ``prompts``.
+) -> dict[int, str]:
+    """This rank's share of the translations of ``prompts``: ``{prompt index: translation}`` (every prompt on
+    exactly one rank; all of them when ``world_size == 1``). No collective call (but under ``synced_gpus`` the
+    model's forwards are).
 
-    With ``world_size == 1`` (default): a list in input order. With ``world_size > 1``: this rank's share as
-    ``{prompt index: translation}`` (every prompt on exactly one rank; pass it to :func:`gather_translations`).
     ``synced_gpus=None`` detects FSDP-sharded parameters. ``extraction``: ``reference`` or ``clean`` (module doc).
     ``model``: a Hugging Face model or a :class:`~mfti_lightning.eval.ct2_engine.CT2Engine`. ``batch_tokens``: a
     number, or ``auto`` (:func:`resolve_batch_tokens`). A batch that runs out of accelerator memory is split in
@@ -215,8 +226,6 @@ def translate(
             out.update(zip(batch, texts))  # a dummy row's output is thrown away
     finally:
         model.train(was_training)
-    if world_size == 1:
-        return [out[i] for i in range(len(prompts))]
     return out
 
 

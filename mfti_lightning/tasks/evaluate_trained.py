@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mfti_lightning.core.directions import train_directions
 from mfti_lightning.core.results import relative_to_run
-from mfti_lightning.tasks.evaluate import engine_id
+from mfti_lightning.eval.decoders import engine_id
 
 
 def eval_ranks(cfg) -> tuple[int, int]:
@@ -17,19 +17,16 @@ def eval_ranks(cfg) -> tuple[int, int]:
     import torch.distributed as dist
 
     from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.tasks.evaluate import srun_rendezvous
+    from mfti_lightning.eval.ranks import join_process_group, srun_rendezvous
 
     srun_rendezvous()
     if not dist.is_initialized() and launched_ranks():
-        from datetime import timedelta
-
         rank, _, world = launched_ranks()
-        gpu = cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available()
-        dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world, timeout=timedelta(minutes=30))
+        join_process_group(rank, world, cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available())
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def test_decoder(job, rank: int, world: int):
+def final_decoder(job, rank: int, world: int):
     """The model of the final test, or with ``eval.engine=ctranslate2`` a CTranslate2 engine converted from it
     (the exported best checkpoint, else the base model; an unexported finetuned model from memory)."""
     model = job.module.model
@@ -39,7 +36,7 @@ def test_decoder(job, rank: int, world: int):
 
     import torch
 
-    from mfti_lightning.tasks.evaluate import ct2_decoder
+    from mfti_lightning.eval.decoders import ct2_decoder
 
     best = job.record.get("best_checkpoint")
     export = job.record.get("export_dir")
@@ -51,7 +48,7 @@ def test_decoder(job, rank: int, world: int):
     return engine
 
 
-def test(job) -> None:
+def final_evaluation(job) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers. ``job``: the
     :class:`~mfti_lightning.tasks.train.TrainingJob` after phase 5 (the best checkpoint loaded)."""
@@ -62,7 +59,7 @@ def test(job) -> None:
     rank, world = eval_ranks(cfg)
     record["eval_world_size"] = world  # ranks that dealt the test sentences
     result = evaluate(
-        test_decoder(job, rank, world),
+        final_decoder(job, rank, world),
         job.tokenizer,
         job.template,
         job.test_sets,

@@ -9,7 +9,7 @@ after :func:`mfti_lightning.tasks.checks.check_before_loading`). The phases, in 
 3. :func:`build_module`: encoded examples, the LightningModule, the loggers (Lightning is imported here);
 4. :func:`fit`: the Lightning Trainer (resuming from the newest checkpoint); returns the best checkpoint;
 5. :func:`load_best`: the best checkpoint, unsharded, exported as a Hugging Face directory;
-6. :func:`mfti_lightning.tasks.evaluate_trained.test`: the full evaluation on FLORES devtest, resumable per
+6. :func:`mfti_lightning.tasks.evaluate_trained.final_evaluation`: the full evaluation on FLORES devtest, resumable per
    direction.
 
 A completed run whose evaluation settings alone changed skips 4 (``record["reevaluation"]``).
@@ -93,7 +93,7 @@ def run_training(cfg: DictConfig, run_dir: Path, record: dict) -> None:
     if "throughput" in record.get("training", {}):
         record["throughput"] = record["training"]["throughput"]
     load_best(job, best, export=not reeval)
-    evaluate_trained.test(job)
+    evaluate_trained.final_evaluation(job)
 
 
 def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:

@@ -55,7 +55,7 @@ def test_srun_ranks_without_master_addr_get_it_from_slurm(monkeypatch):
     import pytorch_lightning  # noqa: F401
 
     from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.tasks.evaluate import srun_rendezvous
+    from mfti_lightning.eval.ranks import srun_rendezvous
 
     for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
         # set then delete: monkeypatch then restores the key's original state (absent) after the test, so the

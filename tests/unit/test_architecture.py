@@ -112,6 +112,28 @@ def test_subpackages_import_only_their_layers():
     assert wrong == []
 
 
+# the job frame every task runs in (run directory, checks before loading, input checks): tasks share it, and
+# nothing else of each other (what two tasks share lives in a lower layer: eval/, model/, train/)
+TASK_FRAME = {"mfti_lightning.tasks.job", "mfti_lightning.tasks.checks", "mfti_lightning.tasks.inputs"}
+
+
+def test_no_task_imports_another_task():
+    wrong = [
+        f"{m} -> {t}"
+        for m, targets in edges().items()
+        if m.startswith("mfti_lightning.tasks.") and m not in TASK_FRAME
+        for t in targets
+        if t.startswith("mfti_lightning.tasks.") and t not in TASK_FRAME
+    ]
+    assert wrong == []
+
+
+def test_the_task_frame_imports_no_task():
+    graph = edges()
+    wrong = [f"{m} -> {t}" for m in TASK_FRAME for t in graph[m] if t.startswith("mfti_lightning.tasks.")]
+    assert [w for w in wrong if w.split(" -> ")[1] not in TASK_FRAME] == []
+
+
 def test_no_private_name_imported_from_another_module():
     found = [
         f"{MODULES[m].relative_to(REPO)}:{line}: {target}.{n}"

@@ -111,12 +111,12 @@ def test_nonzero_scores_equal_the_sacrebleu_command_line(tmp_path):
         ref = sets[si].references[j]
         words = ref.split()
         hyps.append(ref[: len(ref) * 2 // 3] if si == 1 else " ".join(words[: len(words) * 2 // 3]))
-    res = score_translations(sets, prompts, hyps, "test")
-    assert 5 < res.metrics["test/bleu/de-en"] < 95 and 5 < res.metrics["test/bleu/en-zh"] < 95
-    assert "tok:zh" in res.signatures["test/bleu/en-zh"]
+    scored = score_translations(sets, prompts, hyps, "test")
+    assert 5 < scored.metrics["test/bleu/de-en"] < 95 and 5 < scored.metrics["test/bleu/en-zh"] < 95
+    assert "tok:zh" in scored.signatures["test/bleu/en-zh"]
     n = len(sets[0].sources)
-    _check_cli(tmp_path, "de-en", hyps[:n], sets[0].references, res.metrics, "test")
-    _check_cli(tmp_path, "en-zh", hyps[n:], sets[1].references, res.metrics, "test")
+    _check_cli(tmp_path, "de-en", hyps[:n], sets[0].references, scored.metrics, "test")
+    _check_cli(tmp_path, "en-zh", hyps[n:], sets[1].references, scored.metrics, "test")
 
 
 @pytest.mark.slow
@@ -187,22 +187,24 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
     f.write_text(f.read_text().replace('"hypothesis": "', '"hypothesis": "KEPT'))
     calls.clear()
     monkeypatch.setattr(generation, "generate_batch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    res = evaluate(model, tiny_tokenizer, template, sets, **kw)
-    assert len(calls) == 1 and res.resumed == ["de-en", "en-fr"]
-    assert all(r["hypothesis"].startswith("KEPT") for r in res.rows["de-en"])
-    assert set(res.rows) == {"de-en", "en-fr", "fr-de"} and res.errors["fr-de"]["n"] == 3
-    assert res.metrics["test/chrf/avg"] == pytest.approx(sum(res.metrics[f"test/chrf/{d}"] for d in res.rows) / 3)
+    result = evaluate(model, tiny_tokenizer, template, sets, **kw)
+    assert len(calls) == 1 and result.resumed == ["de-en", "en-fr"]
+    assert all(r["hypothesis"].startswith("KEPT") for r in result.rows["de-en"])
+    assert set(result.rows) == {"de-en", "en-fr", "fr-de"} and result.errors["fr-de"]["n"] == 3
+    assert result.metrics["test/chrf/avg"] == pytest.approx(
+        sum(result.metrics[f"test/chrf/{d}"] for d in result.rows) / 3
+    )
     # other settings (beam 2): nothing is reused
     calls.clear()
-    res = evaluate(model, tiny_tokenizer, template, sets, **(kw | {"decode": decode.replace(num_beams=2)}))
-    assert res.resumed == [] and len(calls) == 3
+    result = evaluate(model, tiny_tokenizer, template, sets, **(kw | {"decode": decode.replace(num_beams=2)}))
+    assert result.resumed == [] and len(calls) == 3
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
 def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
     import torch
 
-    from mfti_lightning.tasks.evaluate import resolve_checkpoint
+    from mfti_lightning.model.source import resolve_checkpoint
 
     ckpt = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {"model.model.embed_tokens.weight": torch.zeros(10, 8)}}, ckpt)
@@ -218,8 +220,9 @@ def test_checkpoint_that_does_not_match_the_model(tmp_path, tiny_model_dir):
 def test_lightning_checkpoint_is_loaded(tmp_path, tiny_model_dir):
     import torch
 
+    from mfti_lightning.eval.decoders import load_for_eval
     from mfti_lightning.model.modeling import load_model
-    from mfti_lightning.tasks.evaluate import load_for_eval, resolve_checkpoint
+    from mfti_lightning.model.source import resolve_checkpoint
 
     model = load_model(str(tiny_model_dir))
     state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}

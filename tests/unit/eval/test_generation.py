@@ -11,7 +11,13 @@ import pytest
 
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core.template import Template
-from mfti_lightning.eval.generation import gather_translations, plan_batches, token_budget_batches, translate
+from mfti_lightning.eval.generation import (
+    gather_translations,
+    plan_batches,
+    token_budget_batches,
+    translate,
+    translate_share,
+)
 
 T1 = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:", paper_id=1)
 
@@ -97,7 +103,7 @@ _DIST = textwrap.dedent("""
     import torch.distributed as dist
     sys.path.insert(0, os.environ["REPO"])
     from mfti_lightning.model.modeling import load_model, load_tokenizer
-    from mfti_lightning.eval.generation import translate, gather_translations
+    from mfti_lightning.eval.generation import translate, translate_share
     from mfti_lightning.core.template import Template
     rank, world = int(sys.argv[1]), 2
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
@@ -105,11 +111,11 @@ _DIST = textwrap.dedent("""
     prompts = json.loads(os.environ["PROMPTS"])
     model, tok = load_model(os.environ["MODEL"]), load_tokenizer(os.environ["MODEL"])
     # a tiny budget: 5 uneven batches over 2 ranks; synced_gpus forces the FSDP code path (lock-step, dummy batch)
-    local = translate(model, tok, t, prompts, num_beams=1, max_new_tokens=8, batch_tokens=60, rank=rank,
-                      world_size=world, synced_gpus=bool(int(os.environ["SYNCED"])))
-    hyps = gather_translations(local, len(prompts), world)
-    if rank == 0:
-        print("RESULT", json.dumps({"local0": sorted(local), "hyps": hyps}))
+    kw = dict(num_beams=1, max_new_tokens=8, batch_tokens=60, rank=rank, world_size=world,
+              synced_gpus=bool(int(os.environ["SYNCED"])))
+    local = translate_share(model, tok, t, prompts, **kw)
+    hyps = translate(model, tok, t, prompts, **kw)  # the same list on every rank
+    print("RESULT", json.dumps({"rank": rank, "local": sorted(local), "hyps": hyps}))
     dist.destroy_process_group()
 """)
 
@@ -124,6 +130,8 @@ def test_two_process_generation_translates_each_sentence_once(tiny, tiny_model_d
     model, tok = tiny
     prompts = _prompts(5)
     expected = translate(model, tok, T1, prompts, num_beams=1, max_new_tokens=8, batch_tokens=60)
+    one_share = translate_share(model, tok, T1, prompts, num_beams=1, max_new_tokens=8, batch_tokens=60)
+    assert [one_share[i] for i in range(len(prompts))] == expected  # one process: the share is everything
     script = tmp_path / "dist.py"
     script.write_text(_DIST)
     with socket.socket() as s:
@@ -154,7 +162,8 @@ def test_two_process_generation_translates_each_sentence_once(tiny, tiny_model_d
             if p.poll() is None:
                 p.kill()
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    line = next(ln for ln in outs[0][0].splitlines() if ln.startswith("RESULT"))
-    got = json.loads(line[len("RESULT ") :])
-    assert got["hyps"] == expected
-    assert 0 < len(got["local0"]) < len(prompts)  # rank 0 did only part of the work
+    got = [json.loads(next(ln for ln in o[0].splitlines() if ln.startswith("RESULT"))[len("RESULT ") :]) for o in outs]
+    assert [g["rank"] for g in got] == [0, 1]
+    assert got[0]["hyps"] == got[1]["hyps"] == expected  # translate(): one list in input order on every rank
+    shares = [set(g["local"]) for g in got]  # translate_share(): disjoint parts, together every prompt
+    assert shares[0] and shares[1] and not shares[0] & shares[1] and shares[0] | shares[1] == set(range(len(prompts)))

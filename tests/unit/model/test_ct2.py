@@ -95,13 +95,13 @@ def test_translations_equal_hf(engine, sharp_model_dir, beams, extraction):
 def test_ranks_deal_sentences_with_ct2(engine):
     """Two ranks (called in turn, no process group needed) translate disjoint shares whose union is the
     one-process output."""
-    from mfti_lightning.eval.generation import gather_translations, translate
+    from mfti_lightning.eval.generation import gather_translations, translate, translate_share
 
     eng, tok, _ = engine
     prompts = _prompts(10)
     one = translate(eng, tok, T1, prompts, max_new_tokens=8, batch_tokens=120)
     shares = [
-        translate(eng, tok, T1, prompts, max_new_tokens=8, batch_tokens=120, rank=r, world_size=2) for r in (0, 1)
+        translate_share(eng, tok, T1, prompts, max_new_tokens=8, batch_tokens=120, rank=r, world_size=2) for r in (0, 1)
     ]
     assert shares[0] and shares[1] and not shares[0].keys() & shares[1].keys()
     assert gather_translations({**shares[0], **shares[1]}, len(prompts), 1) == one
