@@ -112,20 +112,22 @@ def test_subpackages_import_only_their_layers():
     assert wrong == []
 
 
-# the job frame every task runs in (run directory, checks before loading, input checks): tasks share it, and
-# nothing else of each other (what two tasks share lives in a lower layer: eval/, model/, train/)
+# the tasks (what a console command runs) and the job frame every task runs in (run directory, checks before
+# loading, input checks). Tasks share the frame and nothing else of each other: what two tasks share lives in a lower
+# layer (eval/, model/, train/). Any other module of tasks/ is one task's phase (evaluate_trained: train's last).
+TASKS = {"mfti_lightning.tasks.train", "mfti_lightning.tasks.evaluate"}
 TASK_FRAME = {"mfti_lightning.tasks.job", "mfti_lightning.tasks.checks", "mfti_lightning.tasks.inputs"}
 
 
 def test_no_task_imports_another_task():
-    wrong = [
-        f"{m} -> {t}"
-        for m, targets in edges().items()
-        if m.startswith("mfti_lightning.tasks.") and m not in TASK_FRAME
-        for t in targets
-        if t.startswith("mfti_lightning.tasks.") and t not in TASK_FRAME
-    ]
-    assert wrong == []
+    graph = edges()
+    assert [f"{m} -> {t}" for m in TASKS for t in graph[m] if t in TASKS and t != m] == []
+    phases = {m for m in graph if m.startswith("mfti_lightning.tasks.") and m not in TASKS | TASK_FRAME}
+    assert [f"{m} -> {t}" for m in phases for t in graph[m] if t in TASKS] == []  # a phase imports no task
+    importers = {p: sorted(m for m in graph if p in graph[m]) for p in phases}
+    assert {p: len(users) for p, users in importers.items() if p != "mfti_lightning.tasks"} == {
+        p: 1 for p in phases if p != "mfti_lightning.tasks"
+    }, importers  # each phase belongs to one task
 
 
 def test_the_task_frame_imports_no_task():
