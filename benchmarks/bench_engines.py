@@ -24,7 +24,7 @@ import torch
 
 from mfti_lightning.assets import FLORES101_DIR
 from mfti_lightning.core.template import Template
-from mfti_lightning.eval.ct2_engine import load_engine
+from mfti_lightning.eval.ct2_generation import load_engine
 from mfti_lightning.eval.generation import translate
 from mfti_lightning.model.modeling import load_model, load_tokenizer, resolve_model_path
 

@@ -173,7 +173,7 @@ def eval_case(name, engine_name, budget, model, tok, template, prompts, beams, n
 
 def ct2_for(model, name: str, device, workdir: Path, tok):
     """The model converted for CTranslate2 (bfloat16 on CUDA, float32 on CPU) through the project's converter."""
-    from mfti_lightning.eval.ct2_engine import load_engine
+    from mfti_lightning.eval.ct2_generation import load_engine
 
     model_dir = workdir / name
     model.config.save_pretrained(model_dir)  # the converter reads the config; the weights come from memory

@@ -4,7 +4,7 @@ is there. Any other warning line is unexplained and fails the test that reads th
 WARNING/ERROR log record, a ``wandb: WARNING`` line.
 
 Third-party noise is silenced where the project triggers it (train/trainer.py ``quiet_lightning``,
-train/checkpointing.py ``expect_earlier_checkpoints``), never here: this list only explains the project's own.
+train/checkpoint_callbacks.py ``expect_earlier_checkpoints``), never here: this list only explains the project's own.
 """
 
 from __future__ import annotations

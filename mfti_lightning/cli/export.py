@@ -15,7 +15,7 @@ from pathlib import Path
 from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.layout import HF_DIR
 from mfti_lightning.model import export as export_module
-from mfti_lightning.model.checkpoints import pick_checkpoint, run_dir_of_checkpoint
+from mfti_lightning.model.checkpoint_files import pick_checkpoint, run_dir_of_checkpoint
 from mfti_lightning.model.export import export
 
 

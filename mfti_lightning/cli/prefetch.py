@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfti_lightning.cli.exits import report_errors
-from mfti_lightning.launch import sweep as sw
+from mfti_lightning.launch.sweep import job_overrides, multirun_config, sweep_source
 
 log = logging.getLogger("mfti_lightning.cli.prefetch")
 FLORES101_URL = "https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz"
@@ -75,11 +75,11 @@ def plan(overrides: list[str], config_name: str = "train", sweep: str | None = N
     """Every asset of every job of ``mfti-train -m [--config-dir sweeps --config-name <sweep>] <overrides>``."""
     from mfti_lightning.core.compose import config_loader, search_path_overrides
 
-    config_dir, config_name = sw.sweep_source(sweep, config_name)
+    config_dir, config_name = sweep_source(sweep, config_name)
     seen, out = set(), []
     with config_loader(config_dir) as loader:
-        primary = sw.multirun_config(loader, config_name, search_path_overrides(config_dir) + list(overrides))
-        for job in sw.job_overrides(loader, primary):
+        primary = multirun_config(loader, config_name, search_path_overrides(config_dir) + list(overrides))
+        for job in job_overrides(loader, primary):
             for a in assets_for(loader.load_sweep_config(primary, job)):
                 if a not in seen:
                     seen.add(a)

@@ -29,8 +29,15 @@ EVAL_SPLITS = ("devtest", "dev")  # tasks.evaluate.SPLITS
 BLEU_SETTINGS = ("auto", "lang_default", "flores101", "spm", "flores200")  # metrics.resolve_bleu
 CORPUS_FORMATS = ("flores", "moses", "wikimatrix", "hf")  # corpora.iter_corpus
 EXTRACTION_MODES = ("reference", "clean")  # generation.translate, template.extract
-ENGINES = ("hf", "ctranslate2")  # eval.ct2_engine (ctranslate2: pip install 'mfti-lightning[ct2]')
-CT2_COMPUTE_TYPES = ("auto", "float32", "int8", "float16", "bfloat16", "int8_float16")  # model.ct2.COMPUTE_TYPES
+ENGINES = ("hf", "ctranslate2")  # eval.ct2_generation (ctranslate2: pip install 'mfti-lightning[ct2]')
+CT2_COMPUTE_TYPES = (
+    "auto",
+    "float32",
+    "int8",
+    "float16",
+    "bfloat16",
+    "int8_float16",
+)  # model.ct2_conversion.COMPUTE_TYPES
 LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's
 LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
 SELECT_MODES = (

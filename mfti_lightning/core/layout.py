@@ -5,9 +5,9 @@
          training_config.json          TRAINING_CONFIG_FILE   what resume=auto compares (train.trainer)
          wandb_run_id.txt              RUN_ID_FILE        the W&B run id (track.wandb_run)
          tokenizer/                    TOKENIZER_DIR
-         checkpoints/{periodic,best,damaged}/  CHECKPOINTS_DIR  (model.checkpoints)
+         checkpoints/{periodic,best,damaged}/  CHECKPOINTS_DIR  (model.checkpoint_files)
          hf/                           HF_DIR             the best checkpoint exported (model.export)
-         translations/<src>-<tgt>.jsonl  TRANSLATIONS_DIR (eval.evaluation)
+         translations/<src>-<tgt>.jsonl  TRANSLATIONS_DIR (eval.decode_and_score)
          eval_state/<split>/           EVAL_STATE_DIR     finished directions of an evaluation
          val/step*.json                VAL_DIR            validation scores during training
          train_summary.json            TRAIN_SUMMARY_FILE  steps, losses, throughput (train.module)
@@ -56,4 +56,4 @@ CURVE_FILE = "metrics.csv"
 SUBMISSIONS_FILE = "submissions.jsonl"
 
 # not in a run directory: under paths.cache_dir, shared by every run that evaluates the same checkpoint
-CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2)
+CT2_CACHE_DIR = "ct2"  # <cache_dir>/ct2/<key>/: a checkpoint converted for CTranslate2 (model.ct2_conversion)

@@ -62,7 +62,7 @@ def kv_bytes_per_token(config, dtype_bytes: int) -> int:
 
 def model_memory_figures(model) -> dict | None:
     """``{"device", "kv_bytes_per_token", "vocab_size"}`` of a loaded model on an accelerator, or None on a CPU."""
-    if hasattr(model, "kv_bytes_per_token"):  # eval.ct2_engine.CT2Engine
+    if hasattr(model, "kv_bytes_per_token"):  # eval.ct2_generation.CT2Engine
         if model.device_type != "cuda" or not model.kv_bytes_per_token():
             return None
         import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfti_lightning.model.checkpoints import model_state_of_file
+from mfti_lightning.model.checkpoint_files import model_state_of_file
 
 
 def engine_id(cfg) -> str:
@@ -39,11 +39,11 @@ def load_decoder(cfg, info: dict, device, rank: int = 0, world_size: int = 1):
 
 
 def ct2_decoder(cfg, model_path, tokenizer, device, rank, world_size, ckpt_file=None, model=None):
-    """A :class:`~mfti_lightning.eval.ct2_engine.CT2Engine` for ``model_path`` (+ ``ckpt_file``'s weights, given
+    """A :class:`~mfti_lightning.eval.ct2_generation.CT2Engine` for ``model_path`` (+ ``ckpt_file``'s weights, given
     as ``model``, a loaded model or a function that loads one); rank 0 converts, the other ranks wait for it."""
     import torch
 
-    from mfti_lightning.eval.ct2_engine import load_engine
+    from mfti_lightning.eval.ct2_generation import load_engine
 
     barrier = None
     if world_size > 1:
@@ -67,7 +67,7 @@ def ct2_decoder(cfg, model_path, tokenizer, device, rank, world_size, ckpt_file=
 def load_for_eval(cfg, info: dict, device):
     """Model in eval mode on ``device`` and its tokenizer; a Lightning checkpoint's weights are loaded into the
     base model (``model.`` prefix stripped; already checked by
-    :func:`~mfti_lightning.model.checkpoints.check_state_dict`)."""
+    :func:`~mfti_lightning.model.checkpoint_files.check_state_dict`)."""
     from mfti_lightning.model.modeling import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(info["tokenizer_path"], info["model_path"])

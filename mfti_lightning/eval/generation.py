@@ -26,7 +26,7 @@ import torch
 from mfti_lightning.core.choices import EXTRACTION_MODES
 from mfti_lightning.core.template import Template
 from mfti_lightning.eval.budget import DEFAULT_BATCH_TOKENS, resolve_batch_tokens
-from mfti_lightning.eval.ct2_engine import is_engine
+from mfti_lightning.eval.ct2_generation import is_engine
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def translate_share(
     model's forwards are).
 
     ``synced_gpus=None`` detects FSDP-sharded parameters. ``extraction``: ``reference`` or ``clean`` (module doc).
-    ``model``: a Hugging Face model or a :class:`~mfti_lightning.eval.ct2_engine.CT2Engine`. ``batch_tokens``: a
+    ``model``: a Hugging Face model or a :class:`~mfti_lightning.eval.ct2_generation.CT2Engine`. ``batch_tokens``: a
     number, or ``auto`` (:func:`resolve_batch_tokens`). A batch that runs out of accelerator memory is split in
     half and retried (:func:`decode_splitting`).
     """

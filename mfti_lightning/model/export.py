@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from mfti_lightning.core.layout import TOKENIZER_DIR
-from mfti_lightning.model.checkpoints import PARTIAL
+from mfti_lightning.model.checkpoint_files import PARTIAL
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def save_hf(model, out_dir: str | Path, tokenizer, template, replace: bool = False) -> tuple[Path, object]:
     """``save_pretrained`` model (LoRA merged, eager attention) + tokenizer + template.json into ``out_dir``.
     ``replace``: written into ``.<name>.partial`` beside it, then swapped in for the old ``out_dir``, so a kill
-    mid-export leaves the old directory or none, never a mix (leftovers: ``model.checkpoints.clean_partial_writes``).
+    mid-export leaves the old directory or none, never a mix (leftovers: ``model.checkpoint_files.clean_partial_writes``).
 
     Returns the directory and the model to keep using (the merged one for peft models; sdpa stays on)."""
     from mfti_lightning.model import xglm_sdpa
@@ -61,7 +61,7 @@ def export(
     """Write ``out_dir`` with ``save_pretrained`` model + tokenizer + template.json; returns it. The checkpoint is
     checked and loaded with ``weights_only=True`` unless ``trust`` (see ``model.checkpoint_check``)."""
     from mfti_lightning.core.template import Template
-    from mfti_lightning.model.checkpoints import load_checkpoint, model_from_checkpoint, run_dir_of_checkpoint
+    from mfti_lightning.model.checkpoint_files import load_checkpoint, model_from_checkpoint, run_dir_of_checkpoint
     from mfti_lightning.model.modeling import load_tokenizer
 
     ckpt = load_checkpoint(ckpt_path, trust)

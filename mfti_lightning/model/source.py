@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mfti_lightning.core.errors import ModelLoadError
 from mfti_lightning.core.layout import TOKENIZER_DIR
-from mfti_lightning.model.checkpoints import check_state_dict, run_dir_of_checkpoint
+from mfti_lightning.model.checkpoint_files import check_state_dict, run_dir_of_checkpoint
 from mfti_lightning.model.modeling import check_loadable
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model")

@@ -20,7 +20,7 @@ def check_engine(cfg: DictConfig) -> None:
 
     if OmegaConf.select(cfg, "eval.engine") != "ctranslate2":
         return
-    from mfti_lightning.model.ct2 import require_ctranslate2, resolve_compute_type
+    from mfti_lightning.model.ct2_conversion import require_ctranslate2, resolve_compute_type
 
     require_ctranslate2()
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")
@@ -43,9 +43,9 @@ def check_before_loading(cfg: DictConfig):
     check_languages(cfg)
     check_directions(cfg)  # an empty lang_pairs.train with num_examples.n > 0, nothing to evaluate
     template = template_from_config(cfg.template)
-    bm = BatchPlan.from_config(cfg)
+    batches = BatchPlan.from_config(cfg)
     training_length(cfg)  # optim.max_steps or optim.max_epochs, not both
     require_inputs(
         cfg
     )  # corpora, FLORES files, model, SPM model: every missing one at once (mfti_lightning.tasks.inputs)
-    return template, bm
+    return template, batches

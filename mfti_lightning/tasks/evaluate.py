@@ -104,7 +104,7 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
         result = fork_ranks(devices, partial(rank_main, cfg, run_dir, sets, template, info, split))
     else:
         result = rank_main(cfg, run_dir, sets, template, info, split, world)
-    from mfti_lightning.eval.evaluation import record_result
+    from mfti_lightning.eval.decode_and_score import record_result
 
     record_result(record, result, split, train_dirs)
     if global_rank() == 0:
@@ -120,8 +120,8 @@ def rank_main(cfg, run_dir, sets, template, info, split, world):
     import torch
     import torch.distributed as dist
 
+    from mfti_lightning.eval.decode_and_score import DecodeSettings, evaluate
     from mfti_lightning.eval.decoders import engine_id, load_decoder
-    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate
     from mfti_lightning.eval.ranks import join_process_group
 
     rank, local_rank, world_size = world or (0, 0, 1)

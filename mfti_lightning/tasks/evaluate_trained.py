@@ -52,7 +52,7 @@ def final_evaluation(job) -> None:
     """Phase 6: the full evaluation on devtest, resumable per direction (translations/ + eval_state/test/), with
     error analysis and seen/unseen partitions; the test metrics go to results.json and the loggers. ``job``: the
     :class:`~mfti_lightning.tasks.train.TrainingJob` after phase 5 (the best checkpoint loaded)."""
-    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate, record_result
+    from mfti_lightning.eval.decode_and_score import DecodeSettings, evaluate, record_result
     from mfti_lightning.eval.partitions import partition_directions
 
     cfg, record = job.cfg, job.record

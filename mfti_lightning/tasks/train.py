@@ -126,9 +126,9 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
 
 def check_checkpoints(job: TrainingJob) -> Path | None:
     """Phase 1: the checkpoints this run will read, checked before any data or model loads; returns the one to
-    resume from (``model.checkpoints.resume_checkpoint``: damaged ones set aside). Leftovers of killed writes are
+    resume from (``model.checkpoint_files.resume_checkpoint``: damaged ones set aside). Leftovers of killed writes are
     removed (rank 0). A re-evaluation checks the best checkpoint it needs."""
-    from mfti_lightning.model.checkpoints import check_best_checkpoint, clean_partial_writes, resume_checkpoint
+    from mfti_lightning.model.checkpoint_files import check_best_checkpoint, clean_partial_writes, resume_checkpoint
 
     cfg, run_dir, trust = job.cfg, job.run_dir, trusts_checkpoints(job.cfg)
     reeval = job.record.get("reevaluation")
@@ -164,7 +164,7 @@ def build_module(job: TrainingJob) -> None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mfti_lightning.eval.evaluation import selection_record
+    from mfti_lightning.eval.decode_and_score import selection_record
     from mfti_lightning.model.modeling import peft_settings
     from mfti_lightning.train.module import MFTIModule
 
@@ -214,7 +214,7 @@ def encode_training_examples(job: TrainingJob) -> None:
 def validation_settings(cfg: DictConfig) -> dict:
     """The module's validation settings: the test's decoding, and how validation picks the best checkpoint (plain
     values: they are checkpointed hyperparameters)."""
-    from mfti_lightning.eval.evaluation import DecodeSettings
+    from mfti_lightning.eval.decode_and_score import DecodeSettings
 
     return DecodeSettings.from_config(cfg).record() | {
         "val_num_beams": cfg.eval.val_num_beams,
@@ -227,33 +227,35 @@ def build_datamodule(job: TrainingJob, steps: int, n_val: int):
     """The training batches (length-grouped, seeded) for ``steps`` optimizer steps, and ``n_val`` validation prompts."""
     from mfti_lightning.data.datamodule import MFTIDataModule
 
-    cfg, bm = job.cfg, job.batch
+    cfg, batches = job.cfg, job.batch
     return MFTIDataModule(
         job.encoded,
         job.tokenizer.pad_token_id,
-        bm.micro_batch_size,
+        batches.micro_batch_size,
         cfg.seed,
         cfg.data.length_group_chunk,
         cfg.data.num_workers,
         n_val_prompts=n_val,
-        total_micro_batches=bm.micro_batches(steps),
+        total_micro_batches=batches.micro_batches(steps),
     )
 
 
 def fit(job: TrainingJob):
     """Phase 4: train (resuming from the newest checkpoint under resume=auto); returns the best checkpoint's path.
     The Trainer is left on ``job.trainer`` for tests and benchmarks."""
-    from mfti_lightning.eval.evaluation import selection_metric
-    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.eval.decode_and_score import selection_metric
+    from mfti_lightning.model.checkpoint_files import newest_checkpoint
     from mfti_lightning.track.curves import RestartCurves
     from mfti_lightning.train.trainer import build_trainer
 
-    cfg, bm = job.cfg, job.batch
+    cfg, batches = job.cfg, job.batch
     n_val = sum(len(s.sources) for s in job.val_sets)
     steps = planned_steps(job)
     dm = build_datamodule(job, steps, n_val)
     monitor = selection_metric(cfg.eval.select, job.bleu_name, cfg.eval.monitor) if n_val else None
-    trainer, best_cb, _ = build_trainer(cfg, bm, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps)
+    trainer, best_cb, _ = build_trainer(
+        cfg, batches, job.run_dir, job.loggers, monitor, job.model_path, max_steps=steps
+    )
     trainer.callbacks.append(RestartCurves())  # logger=csv: a resumed job's rows replace those after its checkpoint
     job.trainer = trainer
     resume_from = job.resume_from  # checked in phase 1 (check_checkpoints)
@@ -277,7 +279,7 @@ def fit(job: TrainingJob):
 
 def interrupted_in_fit(run_dir: Path, step: int) -> JobInterrupted:
     """The one line of a training interrupted by a signal: where it stopped and what a re-run resumes from."""
-    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.model.checkpoint_files import newest_checkpoint
 
     newest = newest_checkpoint(run_dir)
     kept = f"it resumes from {newest.parent.name}/{newest.name}" if newest else "no checkpoint was written yet"
@@ -291,17 +293,17 @@ def planned_steps(job: TrainingJob) -> int:
     ``results.json["training_length"]``."""
     from mfti_lightning.data.datamodule import LengthGroupedBatches
 
-    cfg, bm = job.cfg, job.batch
+    cfg, batches = job.cfg, job.batch
     length = training_length(cfg)
     if length["by"] == "epochs":
         sampler = LengthGroupedBatches(
-            [len(e.input_ids) for e in job.encoded], bm.micro_batch_size, cfg.seed,
-            cfg.data.length_group_chunk, 0, bm.world_size,
+            [len(e.input_ids) for e in job.encoded], batches.micro_batch_size, cfg.seed,
+            cfg.data.length_group_chunk, 0, batches.world_size,
         )  # fmt: skip
         per_epoch = len(sampler.epoch_batches(0))
         length["micro_batches_per_epoch_per_rank"] = per_epoch
-        length["steps_per_epoch"] = per_epoch / bm.accumulate
-        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, bm.accumulate)
+        length["steps_per_epoch"] = per_epoch / batches.accumulate
+        length["max_steps"] = steps_for_epochs(length["max_epochs"], per_epoch, batches.accumulate)
     job.record["training_length"] = length
     return int(length["max_steps"])
 
@@ -329,7 +331,7 @@ def load_best(job: TrainingJob, best: str | None, export: bool = True) -> None:
     import torch
 
     from mfti_lightning.core.errors import CheckpointError
-    from mfti_lightning.model.checkpoints import load_checkpoint, model_from_checkpoint
+    from mfti_lightning.model.checkpoint_files import load_checkpoint, model_from_checkpoint
     from mfti_lightning.model.export import save_hf
 
     record, module = job.record, job.module

@@ -40,8 +40,8 @@ from mfti_lightning.track.table import markdown_table, tidy_rows, write_csv
 
 
 def _group_base(rec: dict) -> dict:
-    sw = rec.get("swept", {})
-    return {"method": method_of(sw), **{k: sw.get(k) for k in SWEPT if k != "seed"}, "params": params_of(rec)}
+    swept = rec.get("swept", {})
+    return {"method": method_of(swept), **{k: swept.get(k) for k in SWEPT if k != "seed"}, "params": params_of(rec)}
 
 
 def _write_table(rows: list[dict], out: Path, name: str) -> None:

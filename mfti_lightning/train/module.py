@@ -15,7 +15,7 @@ from mfti_lightning.core import layout
 from mfti_lightning.core.results import write_json_atomic
 from mfti_lightning.core.template import Template
 from mfti_lightning.data.prepare import EvalSet
-from mfti_lightning.eval import evaluation
+from mfti_lightning.eval import decode_and_score
 from mfti_lightning.eval.generation import gather_translations, translate
 from mfti_lightning.model.modeling import load_model
 from mfti_lightning.train import throughput
@@ -50,10 +50,10 @@ class MFTIModule(pl.LightningModule):
         self.val_sets = val_sets or []
         # tasks.train.build_module: DecodeSettings.record() plus val_num_beams, score_before_training, select
         self.eval_settings = dict(eval_settings or {})
-        self.decode = evaluation.DecodeSettings.from_record(eval_settings) if eval_settings else None
+        self.decode = decode_and_score.DecodeSettings.from_record(eval_settings) if eval_settings else None
         self.out_dir = Path(out_dir) if out_dir else None
         self.val_prompts = (
-            evaluation.build_prompts(self.val_sets, self.template, self.decode.shots, self.decode.seed)
+            decode_and_score.build_prompts(self.val_sets, self.template, self.decode.shots, self.decode.seed)
             if self.val_sets
             else []
         )
@@ -118,7 +118,7 @@ class MFTIModule(pl.LightningModule):
             )
             if self.reference_selection():
                 hyps = {d: [row["hypothesis"] for row in rows] for d, rows in result.rows.items()}
-                evaluation.add_pooled_score(result, self.val_sets, hyps, "val_init", self.bleu_tokenize())
+                decode_and_score.add_pooled_score(result, self.val_sets, hyps, "val_init", self.bleu_tokenize())
             for logger in self.loggers:
                 logger.log_metrics(result.metrics, step=0)
             self._write_json(layout.VAL_INIT_FILE, {"metrics": result.metrics, "signatures": result.signatures})
@@ -206,10 +206,10 @@ class MFTIModule(pl.LightningModule):
         if self.trainer.sanity_checking or not self.val_prompts:
             return
         hyps = gather_translations(self._val_out, len(self.val_prompts), self.trainer.world_size)
-        result = evaluation.score_translations(self.val_sets, self.val_prompts, hyps, "val", self.bleu_tokenize())
+        result = decode_and_score.score_translations(self.val_sets, self.val_prompts, hyps, "val", self.bleu_tokenize())
         if self.reference_selection():  # one corpus score over all directions pooled (eval.select=reference)
             by_dir = {d: [row["hypothesis"] for row in rows] for d, rows in result.rows.items()}
-            evaluation.add_pooled_score(result, self.val_sets, by_dir, "val", self.bleu_tokenize())
+            decode_and_score.add_pooled_score(result, self.val_sets, by_dir, "val", self.bleu_tokenize())
         for k, v in result.metrics.items():  # identical on every rank: no sync needed
             self.log(k, v, on_step=False, on_epoch=True, sync_dist=False)
         self._write_json(f"val/step{self.global_step:06d}.json", {"metrics": result.metrics})
@@ -229,7 +229,7 @@ class MFTIModule(pl.LightningModule):
         return self.decode.bleu_tokenize
 
     def run_eval(self, sets, split: str, num_beams: int, extraction: str = "clean"):
-        result = evaluation.evaluate(
+        result = decode_and_score.evaluate(
             self.model,
             self.tokenizer,
             self.template,

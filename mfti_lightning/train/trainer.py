@@ -35,7 +35,7 @@ from mfti_lightning.core.keys import resume_may_change
 from mfti_lightning.core.layout import CHECKPOINTS_DIR, TRAINING_CONFIG_FILE
 from mfti_lightning.core.results import atomic_write
 from mfti_lightning.core.schema_training import FsdpConfig
-from mfti_lightning.model.checkpoints import newest_checkpoint
+from mfti_lightning.model.checkpoint_files import newest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -227,21 +227,14 @@ def build_strategy(cfg, model_path: str):
     return strategy
 
 
-def build_trainer(
-    cfg, bm: BatchPlan, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps: int | None = None
-):
-    """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``.
-    ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
-    import pytorch_lightning as pl
+def checkpoint_callbacks(cfg, run_dir: Path, loggers: list, monitor: str | None) -> tuple:
+    """``(callbacks, best_callback_or_None, periodic_callback)``: the resumable checkpoints, the learning-rate
+    monitor, the progress bar or lines and ``progress.json``, in the order they must run."""
     from pytorch_lightning.callbacks import LearningRateMonitor
 
-    from mfti_lightning.train.checkpointing import AtomicCheckpointIO, BestCheckpoint, PeriodicCheckpoint, ResumeState
+    from mfti_lightning.train.checkpoint_callbacks import BestCheckpoint, PeriodicCheckpoint, ResumeState
     from mfti_lightning.train.progress import ProgressRecord, progress_callbacks
 
-    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
-    kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
-    strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
-    plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     periodic = PeriodicCheckpoint(
         ckdir / "periodic", cfg.checkpoint.every_n_steps, cfg.checkpoint.keep, validates=bool(monitor)
@@ -255,6 +248,23 @@ def build_trainer(
     ]
     callbacks += progress_callbacks(cfg)  # rich bar in a terminal, plain lines in batch logs (progress.mode)
     callbacks.append(ProgressRecord(run_dir, monitor))  # progress.json, for mfti status
+    return callbacks, best, periodic
+
+
+def build_trainer(
+    cfg, batches: BatchPlan, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps=None
+):
+    """The Trainer and its checkpoint callbacks: ``(trainer, best_callback_or_None, periodic_callback)``.
+    ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
+    import pytorch_lightning as pl
+
+    from mfti_lightning.train.checkpoint_callbacks import AtomicCheckpointIO
+
+    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
+    kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
+    strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
+    plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
+    callbacks, best, periodic = checkpoint_callbacks(cfg, run_dir, loggers, monitor)
     t = cfg.trainer
     trainer_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
     precision = str(t.precision)
@@ -267,9 +277,9 @@ def build_trainer(
         strategy=strategy,
         precision=precision,
         max_steps=trainer_steps,
-        accumulate_grad_batches=bm.accumulate,
+        accumulate_grad_batches=batches.accumulate,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        val_check_interval=bm.micro_batches(cfg.eval.val_every_n_steps),
+        val_check_interval=batches.micro_batches(cfg.eval.val_every_n_steps),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=loggers or False,

@@ -75,7 +75,7 @@ def patch_template(mod):
 
 PATCHES = {
     "mfti_lightning.train.module": patch_module,
-    "mfti_lightning.train.checkpointing": patch_checkpointing,
+    "mfti_lightning.train.checkpoint_callbacks": patch_checkpointing,
     "mfti_lightning.core.template": patch_template,
 }
 

@@ -33,7 +33,7 @@ def _train(cwd, extra, timeout=280):
 
 
 def _weights(path):
-    from mfti_lightning.model.checkpoints import load_checkpoint, model_state
+    from mfti_lightning.model.checkpoint_files import load_checkpoint, model_state
 
     return model_state(load_checkpoint(path)["state_dict"])
 

@@ -275,7 +275,7 @@ def test_sharded_checkpoints_are_checked_without_unpickling(tmp_path):
 
     from mfti_lightning.core.errors import CheckpointError, UntrustedCheckpointError
     from mfti_lightning.model.checkpoint_check import check_checkpoint
-    from mfti_lightning.model.checkpoints import load_checkpoint
+    from mfti_lightning.model.checkpoint_files import load_checkpoint
 
     def sharded(name: str, extra=None) -> Path:
         path = tmp_path / name
@@ -324,7 +324,7 @@ def test_the_best_checkpoint_state_follows_a_moved_run_dir(tmp_path):
     import torch
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from mfti_lightning.train.checkpointing import BestCheckpoint
+    from mfti_lightning.train.checkpoint_callbacks import BestCheckpoint
 
     old, new = tmp_path / "old/checkpoints/best", tmp_path / "new/checkpoints/best"
     saved = BestCheckpoint(old, "val/chrf/avg")

@@ -90,7 +90,7 @@ CSV_ARGS = [
     "checkpoint.keep=5",
     "checkpoint.export=false",
     # validation at the checkpoint steps, as the presets have it: resuming from a checkpoint whose step has no
-    # validation logs the next steps one too low in every logger (the restart state of train/checkpointing.py)
+    # validation logs the next steps one too low in every logger (the restart state of train/checkpoint_callbacks.py)
     "eval.val_every_n_steps=3",
     "lang_pairs.val_size=2",
     "lang_pairs.test_size=2",

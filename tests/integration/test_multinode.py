@@ -75,7 +75,7 @@ def references(tmp_path_factory, tiny_model_dir):
 
 
 def weights(ckpt: Path) -> dict:
-    from mfti_lightning.model.checkpoints import load_checkpoint
+    from mfti_lightning.model.checkpoint_files import load_checkpoint
 
     return load_checkpoint(ckpt)["state_dict"]  # a sharded (FSDP2) checkpoint consolidated
 

@@ -71,7 +71,7 @@ def test_fsdp2_two_processes_and_export(tmp_path):
     _check(run_dir, r)
     ckpt = run_dir / "checkpoints" / "periodic" / "step000003.ckpt"
     assert ckpt.is_dir() and (ckpt / "meta.pt").exists()  # sharded: one file per rank
-    from mfti_lightning.model.checkpoints import load_checkpoint, model_state
+    from mfti_lightning.model.checkpoint_files import load_checkpoint, model_state
 
     state = model_state(load_checkpoint(ckpt)["state_dict"])
     hf = AutoModelForCausalLM.from_pretrained(run_dir / "hf")

@@ -144,7 +144,7 @@ def test_schema_accepts_auto_and_positive_numbers(cfg_factory):
 
 def test_ct2_out_of_memory_is_split_too(tiny_tokenizer):
     """CTranslate2 reports CUDA OOM as a RuntimeError ("CUDA failed with error out of memory"): same split path."""
-    from mfti_lightning.eval.ct2_engine import CT2Engine
+    from mfti_lightning.eval.ct2_generation import CT2Engine
     from mfti_lightning.eval.generation import translate
 
     class Engine(CT2Engine):

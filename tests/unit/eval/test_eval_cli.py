@@ -100,7 +100,7 @@ def test_nonzero_scores_equal_the_sacrebleu_command_line(tmp_path):
     """Real BLEU values (not the ~0 of a random model), Chinese tokenizer included."""
     from mfti_lightning.core.template import from_config
     from mfti_lightning.data.prepare import eval_sets
-    from mfti_lightning.eval.evaluation import build_prompts, score_translations
+    from mfti_lightning.eval.decode_and_score import build_prompts, score_translations
 
     cfg = ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[de-en,en-zh]", "lang_pairs.test_size=30")
     sets = eval_sets(cfg, "test")
@@ -160,7 +160,7 @@ def test_resume_redoes_only_missing_directions(tmp_path, tiny_model_dir, tiny_to
     from mfti_lightning.core.template import from_config
     from mfti_lightning.data.prepare import eval_sets
     from mfti_lightning.eval import generation
-    from mfti_lightning.eval.evaluation import DecodeSettings, evaluate
+    from mfti_lightning.eval.decode_and_score import DecodeSettings, evaluate
     from mfti_lightning.model.modeling import load_model
 
     cfg = ecfg(tmp_path, "lang_pairs=custom", "lang_pairs.train=[de-en,en-fr,fr-de]", "lang_pairs.test_size=3")
@@ -281,7 +281,7 @@ def test_bad_input_fails_before_loading_a_model(tmp_path, monkeypatch, override,
 def test_kshot_prompts_for_a_fixed_seed(tmp_path):
     from mfti_lightning.core.template import from_config
     from mfti_lightning.data.prepare import eval_sets
-    from mfti_lightning.eval.evaluation import build_prompts
+    from mfti_lightning.eval.decode_and_score import build_prompts
 
     cfg = ecfg(tmp_path, "shots=k2", "lang_pairs.test_size=4")
     sets, template = eval_sets(cfg, "test"), from_config(cfg.template)

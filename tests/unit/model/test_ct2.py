@@ -46,7 +46,7 @@ def _prompts(n=16):
 
 @pytest.fixture(scope="module")
 def engine(sharp_model_dir, tmp_path_factory):
-    from mfti_lightning.eval.ct2_engine import load_engine
+    from mfti_lightning.eval.ct2_generation import load_engine
     from mfti_lightning.model.modeling import load_tokenizer
 
     tok = load_tokenizer(str(sharp_model_dir))
@@ -110,7 +110,7 @@ def test_ranks_deal_sentences_with_ct2(engine):
 def test_conversion_is_cached_per_checkpoint_and_compute_type(engine, sharp_model_dir):
     import os
 
-    from mfti_lightning.model.ct2 import cache_key, convert_cached
+    from mfti_lightning.model.ct2_conversion import cache_key, convert_cached
 
     eng, _, cache = engine
     again = convert_cached(str(sharp_model_dir), cache, "float32")
@@ -128,7 +128,7 @@ def test_conversion_is_cached_per_checkpoint_and_compute_type(engine, sharp_mode
 
 
 def test_compute_types_are_checked_per_device():
-    from mfti_lightning.model.ct2 import resolve_compute_type
+    from mfti_lightning.model.ct2_conversion import resolve_compute_type
 
     assert resolve_compute_type("auto", "cpu") == "float32"
     assert resolve_compute_type("auto", "cuda") == "bfloat16"

@@ -27,7 +27,7 @@ def _sets():
 
 def _selection_scores(hyps_by_dir: dict[str, list[str]]) -> dict:
     from mfti_lightning.core.languages import direction_str
-    from mfti_lightning.eval.evaluation import add_pooled_score, score_translations
+    from mfti_lightning.eval.decode_and_score import add_pooled_score, score_translations
 
     sets = _sets()
     prompts = [(si, j, f"p{si}-{j}") for si, es in enumerate(sets) for j in range(len(es.sources))]
@@ -40,7 +40,7 @@ def _selection_scores(hyps_by_dir: dict[str, list[str]]) -> dict:
 def test_mean_and_reference_selection_choose_differently():
     """Checkpoint A is perfect on the one short sentence and poor on the three long ones; B the reverse. The mean of
     per-direction scores (eval.select=mean) prefers A, one corpus score over all sentences pooled (reference) B."""
-    from mfti_lightning.eval.evaluation import selection_metric
+    from mfti_lightning.eval.decode_and_score import selection_metric
 
     poor = ["The committee meets.", "Scientists found sediment.", "Visitors come to the town."]
     a = _selection_scores({"de-en": SHORT, "fr-en": poor})

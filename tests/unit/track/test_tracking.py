@@ -431,7 +431,7 @@ def test_resumed_job_continues_its_run(trained):
     first = read_run(run_files(run_dir)[0])
     import torch
 
-    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.model.checkpoint_files import newest_checkpoint
 
     ckpt_step = torch.load(newest_checkpoint(run_dir), map_location="cpu", weights_only=False)["global_step"]
     assert 0 < ckpt_step <= 4

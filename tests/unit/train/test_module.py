@@ -14,7 +14,7 @@ def fit_tiny(cfg, run_dir: Path, *, max_steps: int = 4):
 
     from mfti_lightning.tasks import train as task
     from mfti_lightning.tasks.job import resolved_container
-    from mfti_lightning.train.checkpointing import PeriodicCheckpoint
+    from mfti_lightning.train.checkpoint_callbacks import PeriodicCheckpoint
 
     with open_dict(cfg):
         cfg.optim.max_steps = max_steps

@@ -62,7 +62,7 @@ def test_resume_with_changed_training_config_is_refused(cfg_factory, tmp_path):
 
 
 def test_newest_checkpoint_skips_partial_writes(tmp_path):
-    from mfti_lightning.model.checkpoints import newest_checkpoint
+    from mfti_lightning.model.checkpoint_files import newest_checkpoint
 
     d = tmp_path / "checkpoints"
     (d / "periodic").mkdir(parents=True)

@@ -19,14 +19,14 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from mfti_lightning.core.errors import CheckpointError
-from mfti_lightning.model.checkpoints import PARTIAL
+from mfti_lightning.model.checkpoint_files import PARTIAL
 
 
 def save_atomic(path: Path, write) -> None:
     """``write(f)`` into ``.<name>.<pid>.partial`` beside ``path`` (same filesystem; never $TMPDIR, never a copy in
     memory), fsync, rename over ``path``, fsync the folder: readers see the old file or the new one. A failed write
     removes its partial file and names the path (a full disk: :class:`CheckpointError`); one killed mid-write
-    leaves the partial file for ``model.checkpoints.clean_partial_writes`` on the next start."""
+    leaves the partial file for ``model.checkpoint_files.clean_partial_writes`` on the next start."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")

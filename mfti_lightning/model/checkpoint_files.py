@@ -1,7 +1,7 @@
 """Checkpoints, in one place: where a run keeps them, which one is complete, newest or best, which one a run resumes
 from (damaged ones set aside), how a (maybe sharded) checkpoint is read back into one dict, how its keys map onto
 the Hugging Face model, and how it is checked against an architecture before any weights are loaded. Written by
-:mod:`mfti_lightning.train.checkpointing` (atomic, resumable); read by training (resume), ``mfti-export`` and
+:mod:`mfti_lightning.train.checkpoint_callbacks` (atomic, resumable); read by training (resume), ``mfti-export`` and
 ``mfti-eval``, always after :func:`~mfti_lightning.model.checkpoint_check.check_checkpoint` and with
 ``torch.load(weights_only=True)`` unless the user trusts the file (``trust_checkpoint=true``).
 

@@ -8,7 +8,7 @@ own; ``extraction=clean`` decodes the same way and cuts after the fact at the fi
 (for greedy decoding this equals Hugging Face's in-decode stop, which only ends a row early; under beam search an
 in-decode stop can change which beam wins, so beam outputs may differ).
 
-The model is converted once per checkpoint (:func:`mfti_lightning.model.ct2.convert_cached`) and loaded from the
+The model is converted once per checkpoint (:func:`mfti_lightning.model.ct2_conversion.convert_cached`) and loaded from the
 cache; any family CTranslate2's Transformers converter knows works, XGLM through this project's loader.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mfti_lightning.model.ct2 import convert_cached, require_ctranslate2, resolve_compute_type
+from mfti_lightning.model.ct2_conversion import convert_cached, require_ctranslate2, resolve_compute_type
 
 log = logging.getLogger(__name__)
 
