@@ -227,7 +227,7 @@ def build_strategy(cfg, model_path: str):
     return strategy
 
 
-def checkpoint_callbacks(cfg, run_dir: Path, loggers: list, monitor: str | None) -> tuple:
+def trainer_callbacks(cfg, run_dir: Path, loggers: list, monitor: str | None) -> tuple:
     """``(callbacks, best_callback_or_None, periodic_callback)``: the resumable checkpoints, the learning-rate
     monitor, the progress bar or lines and ``progress.json``, in the order they must run."""
     from pytorch_lightning.callbacks import LearningRateMonitor
@@ -264,7 +264,7 @@ def build_trainer(
     kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
     strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
     plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
-    callbacks, best, periodic = checkpoint_callbacks(cfg, run_dir, loggers, monitor)
+    callbacks, best, periodic = trainer_callbacks(cfg, run_dir, loggers, monitor)
     t = cfg.trainer
     trainer_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
     precision = str(t.precision)
