@@ -10,7 +10,7 @@ over matched seeds where both sides ran the same seeds (``stats.paired``), the p
 - ``inconclusive``: it includes 0, or a side has fewer than 2 seeds (no interval: the seeds are named);
 - ``not measured``: these runs do not hold the comparison; the sweep under ``sweeps/`` that does is named.
 
-A seed group here is the runs with the same swept values except ``seed`` (the report's figures pool the same way).
+A seed group is the report's (``stats.seed_groups``): runs whose config differs only in ``seed``.
 The paper's magnitudes (``> 3 BLEU``, ``up to +1.7 BLEU``) are spBLEU; they are compared only when the report's
 metric is a BLEU, and never decide the verdict, which is about the direction of the effect.
 """
@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from mfti_lightning.core.languages import LANGUAGES
-from mfti_lightning.track.stats import Interval, correlation, fit_line, interval, paired, welch
+from mfti_lightning.track.stats import Interval, SeedGroup, correlation, fit_line, interval, paired, welch
 
 GROUP_KEYS = ("method", "model", "lang_pairs", "template", "shots", "num_examples")
 PAPER_SHOTS = 8
@@ -72,17 +72,17 @@ class Run:
     partition: dict  # direction -> partition name ("" when the run has none)
     params: float | None
     train_directions: int
-    group: str = ""  # the report's seed group (stats.seed_groups: the config's identity without the seed)
+    run_dir: str
+    group: str = ""  # the report's seed group's label (stats.seed_groups)
 
 
-def runs_of(rows: list[dict], col: str, group_of: dict[str, str] | None = None) -> list[Run]:
-    """One :class:`Run` per run directory of the tidy rows, with its score column ``col`` (``test/bleu``) and
-    its seed group's label from ``group_of`` (run directory -> label)."""
+def runs_of(rows: list[dict], col: str) -> list[Run]:
+    """One :class:`Run` per run directory of the tidy rows, with its score column ``col`` (``test/bleu``)."""
     by_run: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_run[str(r.get("run_dir") or r.get("run"))].append(r)
     out = []
-    for rs in by_run.values():
+    for run_dir, rs in by_run.items():
         first = rs[0]
         dirs = [r for r in rs if r["direction"] != "avg" and r.get(col) is not None]
         out.append(
@@ -90,18 +90,23 @@ def runs_of(rows: list[dict], col: str, group_of: dict[str, str] | None = None) 
                 {k: first.get(k) for k in GROUP_KEYS}, first.get("seed"),
                 next((r.get(col) for r in rs if r["direction"] == "avg"), None),
                 {r["direction"]: float(r[col]) for r in dirs}, {r["direction"]: r.get("partition") or "" for r in dirs},
-                first.get("params"), int(first.get("num_train_directions") or 0),
-                (group_of or {}).get(str(first.get("run_dir")), ""),
+                first.get("params"), int(first.get("num_train_directions") or 0), run_dir,
             )
         )  # fmt: skip
     return out
 
 
-def seed_groups(runs: list[Run]) -> list[list[Run]]:
-    groups: dict[str, list[Run]] = defaultdict(list)
+def claim_groups(runs: list[Run], groups: list[SeedGroup]) -> list[list[Run]]:
+    """The report's seed groups (:func:`stats.seed_groups`: the config's identity without the seed, so that runs
+    alike in their swept values but not in their config are never taken for seeds of one experiment) as lists of
+    :class:`Run`, sorted by seed, in the order their first run comes in the tidy rows."""
+    group_of = {str(rec.get("_dir")): g for g in groups for rec in g.records}
+    by_group: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
-        groups[repr((r.group, sorted(r.keys.items())))].append(r)
-    return [sorted(g, key=lambda r: str(r.seed)) for g in groups.values()]
+        g = group_of.get(r.run_dir)
+        r.group = g.label if g else ""
+        by_group[g.key if g else r.run_dir].append(r)
+    return [sorted(g, key=lambda r: str(r.seed)) for g in by_group.values()]
 
 
 def describe(group: list[Run]) -> str:
@@ -318,13 +323,11 @@ def more_directions(groups: list[list[Run]]) -> Claim:
 
 
 # ---- all claims -----------------------------------------------------------------------------------------------------
-def test_claims(rows: list[dict], metric: str, split: str, similarity: dict[str, float], groups=()) -> list[Claim]:
+def test_claims(rows: list[dict], metric: str, split: str, similarity: dict[str, float], groups) -> list[Claim]:
     """Every claim, on the tidy rows' ``<split>/<metric>`` scores; ``similarity``: language -> similarity to
     English (the report's ``--similarity``); pretraining tokens come from the language registry. ``groups``: the
-    report's seed groups (stats.SeedGroup), so that runs alike in their swept values but not in their config (another
-    learning rate) are never taken for seeds of one experiment; without them the swept values decide."""
-    group_of = {str(r.get("_dir")): g.label for g in groups for r in g.records}
-    groups = seed_groups(runs_of(rows, f"{split}/{metric}", group_of))
+    report's seed groups (:class:`stats.SeedGroup`), the one grouping of runs over seeds."""
+    groups = claim_groups(runs_of(rows, f"{split}/{metric}"), groups)
     tokens = {c: float(lang.cc100xl_tokens) for c, lang in LANGUAGES.items() if lang.cc100xl_tokens}
     return [
         mfti_vs_icl(groups, metric),
