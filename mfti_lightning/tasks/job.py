@@ -243,7 +243,7 @@ def print_summary(record: dict) -> None:
     keys = [k for k in map(MetricKey.find, m) if k and k.split == "test"]
     bleu = next((k.metric for k in keys if "bleu" in k.metric), "bleu")
     lines = [
-        f"\nmFTI run {record['run_name']}  ({record['status']}, {record['wall_time_s']:.0f} s)",
+        f"\nrun {record['run_name']}  ({record['status']}, {record['wall_time_s']:.0f} s)",
         f"{'direction':<10} {bleu:>8} {'chrF':>8} {'chrF++':>8}",
     ]
     for d in dirs + ["avg"]:
