@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -81,8 +83,6 @@ def tiny_tokenizer(tiny_model_dir):
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):
     """Run a console script of this package in a subprocess with a timeout; returns CompletedProcess."""
-    import subprocess
-
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=cwd,
@@ -96,8 +96,6 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None =
 def fake_flores_dir(root: Path, extra: dict[str, str]) -> Path:
     """A FLORES-101 directory made from the shipped copy: the 13 languages, plus each ``extra`` code's files copied
     from the shipped files of another language (``{"es": "ca"}``: Catalan lines under Spanish's file stem)."""
-    import shutil
-
     from mfti_lightning.core.languages import get
     from mfti_lightning.data.corpora import FLORES101_DIR
 
@@ -121,3 +119,16 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("slurm") or item.get_closest_marker("multinode"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The local SLURM cluster, started if needed (root + apt), else a skip with the reason."""
+    if (
+        shutil.which("scontrol")
+        and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
+    ):
+        return
+    from slurm_jobs import start_cluster
+
+    start_cluster("local_slurm.sh")

@@ -174,3 +174,66 @@ def task_logs(sweep: Path, jid: str) -> dict[int, str]:
     """``{task: text}`` of submitit's per-task logs of job ``jid`` (one task per rank)."""
     folder = sweep / ".submitit" / jid
     return {int(p.name.split("_")[-2]): p.read_text() for p in sorted(folder.glob(f"{jid}_*_log.out"))}
+
+
+def paper_inputs(root: Path) -> dict:
+    """What the paper sweeps read, as small stand-ins: a WikiMatrix file for every pair of the 13 languages, the
+    five XGLM models in an (offline) hub cache and sacrebleu's FLORES SentencePiece model (the paper overlays
+    require spBLEU). Returns the environment that points the jobs at them."""
+    import gzip
+    import itertools
+
+    from mfti_lightning.core.languages import PAPER_LANGUAGES
+
+    corpora = root / "corpora"
+    corpora.mkdir(parents=True)
+    for a, b in itertools.combinations(sorted(PAPER_LANGUAGES), 2):
+        (corpora / f"WikiMatrix.{a}-{b}.tsv.gz").write_bytes(gzip.compress(b"1.2\tx\ty\n"))
+    hub = [f"facebook--xglm-{size}" for size in ("564M", "1.7B", "2.9B", "4.5B", "7.5B")]
+    hub += ["bigscience--bloom-560m", "bigscience--bloom-1b7", "bigscience--bloom-7b1", "ai-forever--mGPT"]
+    hub += [f"Qwen--Qwen2.5-{size}" for size in ("0.5B", "1.5B", "7B")]  # sweeps/architectures.yaml
+    for name in hub:
+        snap = root / "hf" / "hub" / f"models--{name}"
+        (snap / "refs").mkdir(parents=True)
+        (snap / "refs" / "main").write_text("0" * 40)
+        (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (snap / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
+    spm = root / "sacrebleu" / "models" / "sacrebleu_tokenizer_spm.model"
+    spm.parent.mkdir(parents=True)
+    spm.write_bytes(b"stand-in")
+    from conftest import fake_flores_dir
+
+    from mfti_lightning.core.languages import LANGUAGES
+
+    extra = {c: "en" for c, lang in LANGUAGES.items() if lang.flores101 and c not in PAPER_LANGUAGES}
+    flores = fake_flores_dir(root / "flores101", extra)  # sweeps/more_languages.yaml: a full FLORES-101 copy
+    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf"), "SACREBLEU": str(root / "sacrebleu"),
+            "MFTI_FLORES_DIR": str(flores)}  # fmt: skip
+
+
+# A fault injected into the job only (this directory goes on the job's PYTHONPATH through hydra.launcher.setup):
+# loading the training data raises an error no check foresees, as a bug or a broken node would.
+FAULT_SITECUSTOMIZE = """
+import importlib.abc, importlib.util, sys
+
+class _Inject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "mfti_lightning.data.prepare":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+
+            def boom(*a, **k):
+                raise RuntimeError("injected fault on the node")
+
+            module.load_or_prepare = boom
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Inject())
+"""

@@ -87,9 +87,9 @@ def test_icl_run_partitioned_by_train_directions(tmp_path):
 
 @pytest.mark.subprocess
 def test_plan_unseen_has_the_icl_baseline_on_the_same_partitions(tmp_path):
-    from test_slurm import _fake_inputs
+    from slurm_jobs import paper_inputs
 
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)}
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), **paper_inputs(tmp_path)}
     p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.plan", "unseen", "--json"], capture_output=True,
                        text=True, timeout=120, cwd=REPO, env=env)  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,18 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from quiet_output import assert_quiet
-from slurm_jobs import FAST, job_id, mfti, results, sacct_jobs, start_cluster, submitit_dirs
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    """The local SLURM cluster, started if needed (root + apt), else a skip with the reason."""
-    if (
-        shutil.which("scontrol")
-        and subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
-    ):
-        return
-    start_cluster("local_slurm.sh")
+from slurm_jobs import FAST, FAULT_SITECUSTOMIZE, job_id, mfti, paper_inputs, results, sacct_jobs, submitit_dirs
 
 
 @pytest.fixture(scope="module")
@@ -102,41 +90,6 @@ def test_every_paper_experiment_has_a_sweep_file():
         assert f"--config-name {name}" in readme, f"{name} has no documented command in sweeps/README.md"
 
 
-def _fake_inputs(root: Path) -> dict:
-    """What the paper sweeps read, as small stand-ins: a WikiMatrix file for every pair of the 13 languages, the
-    five XGLM models in an (offline) hub cache and sacrebleu's FLORES SentencePiece model (the paper overlays
-    require spBLEU). Returns the environment that points the jobs at them."""
-    import gzip
-    import itertools
-
-    from mfti_lightning.core.languages import PAPER_LANGUAGES
-
-    corpora = root / "corpora"
-    corpora.mkdir(parents=True)
-    for a, b in itertools.combinations(sorted(PAPER_LANGUAGES), 2):
-        (corpora / f"WikiMatrix.{a}-{b}.tsv.gz").write_bytes(gzip.compress(b"1.2\tx\ty\n"))
-    hub = [f"facebook--xglm-{size}" for size in ("564M", "1.7B", "2.9B", "4.5B", "7.5B")]
-    hub += ["bigscience--bloom-560m", "bigscience--bloom-1b7", "bigscience--bloom-7b1", "ai-forever--mGPT"]
-    hub += [f"Qwen--Qwen2.5-{size}" for size in ("0.5B", "1.5B", "7B")]  # sweeps/architectures.yaml
-    for name in hub:
-        snap = root / "hf" / "hub" / f"models--{name}"
-        (snap / "refs").mkdir(parents=True)
-        (snap / "refs" / "main").write_text("0" * 40)
-        (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
-        (snap / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
-    spm = root / "sacrebleu" / "models" / "sacrebleu_tokenizer_spm.model"
-    spm.parent.mkdir(parents=True)
-    spm.write_bytes(b"stand-in")
-    from conftest import fake_flores_dir
-
-    from mfti_lightning.core.languages import LANGUAGES
-
-    extra = {c: "en" for c, lang in LANGUAGES.items() if lang.flores101 and c not in PAPER_LANGUAGES}
-    flores = fake_flores_dir(root / "flores101", extra)  # sweeps/more_languages.yaml: a full FLORES-101 copy
-    return {"MFTI_CORPORA_DIR": str(corpora), "HF_HOME": str(root / "hf"), "SACREBLEU": str(root / "sacrebleu"),
-            "MFTI_FLORES_DIR": str(flores)}  # fmt: skip
-
-
 @pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_plan_every_sweep_file_torch_free(tmp_path):
@@ -153,7 +106,7 @@ def test_plan_every_sweep_file_torch_free(tmp_path):
         text=True,
         timeout=280,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **paper_inputs(tmp_path)},
     )
     assert "HEAVY []" in p.stderr and f"RC {[0] * len(_sweep_files())}" in p.stderr, p.stderr[-3000:]
     jobs = [json.loads(line) for line in p.stdout.splitlines()]
@@ -437,34 +390,6 @@ def test_requeue_resumes_from_checkpoint_with_same_result(slurm, tiny, tmp_path)
 
 
 # ------------------------------------------------------------------------- exit status: what sacct records
-# A fault injected into the job only (this directory goes on the job's PYTHONPATH through hydra.launcher.setup):
-# loading the training data raises an error no check foresees, as a bug or a broken node would.
-_FAULT_SITECUSTOMIZE = """
-import importlib.abc, importlib.util, sys
-
-class _Inject(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "mfti_lightning.data.prepare":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-
-            def boom(*a, **k):
-                raise RuntimeError("injected fault on the node")
-
-            module.load_or_prepare = boom
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-sys.meta_path.insert(0, _Inject())
-"""
-
-
 def _wait_state(job: str, timeout: float) -> str:
     end = time.time() + timeout
     state = ""
@@ -522,7 +447,7 @@ def _sbatch_script(sweep: Path, job_id: str) -> str:
 def test_job_that_raises_is_failed_in_sacct(slurm, tiny, tmp_path):
     fault = tmp_path / "fault"
     fault.mkdir()
-    (fault / "sitecustomize.py").write_text(_FAULT_SITECUSTOMIZE)
+    (fault / "sitecustomize.py").write_text(FAULT_SITECUSTOMIZE)
     setup = f'hydra.launcher.setup=["export PYTHONPATH={fault}:{REPO}"]'
     proc, sweep = _submit_one(tmp_path, "raises", *FAST, setup)
     try:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from slurm_jobs import FAST, mfti
-from test_slurm import _FAULT_SITECUSTOMIZE, slurm  # noqa: F401  (slurm: the cluster fixture)
+from slurm_jobs import FAST, FAULT_SITECUSTOMIZE, mfti
 
 from mfti_lightning.launch.slurm_state import expand
 
@@ -46,11 +45,11 @@ def slurm_jobs_named() -> set[str]:
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error(slurm, tiny_model_dir, tmp_path):  # noqa: F811
+def test_status_follows_a_sweep_rerun_submits_nothing_failed_job_shows_its_error(slurm, tiny_model_dir, tmp_path):
     fault = tmp_path / "fault"
     fault.mkdir()
     only_task_2 = "import os\nif os.environ.get('SLURM_ARRAY_TASK_ID') == '2':\n"
-    (fault / "sitecustomize.py").write_text(only_task_2 + textwrap.indent(_FAULT_SITECUSTOMIZE, "    "))
+    (fault / "sitecustomize.py").write_text(only_task_2 + textwrap.indent(FAULT_SITECUSTOMIZE, "    "))
     args = [*ARGS, f'hydra.launcher.setup=["export PYTHONPATH={fault}:{REPO}"]']
     sweep = tmp_path / "train" / "sweeps" / SWEEP
 

@@ -155,9 +155,9 @@ def test_mfti_eval_on_a_language_beyond_the_13(tmp_path):
 
 @pytest.mark.subprocess
 def test_new_sweep_files_are_listed_by_mfti_plan(tmp_path):
-    from test_slurm import _fake_inputs
+    from slurm_jobs import paper_inputs
 
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), **_fake_inputs(tmp_path)}
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), **paper_inputs(tmp_path)}
     out = {}
     for name in ("pivot", "data_quality", "more_languages"):
         p = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.plan", name, "--json"], capture_output=True,
