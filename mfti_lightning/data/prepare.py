@@ -41,7 +41,7 @@ def _slice(n_total: int, size, from_end: bool) -> slice:
 def val_from_end(cfg) -> bool:
     """Validation takes the last ``val_size`` dev sentences (``eval.select=mean``) or, as the reference code does
     for its checkpoint choice, the first (``eval.select=reference``)."""
-    return str(cfg.get("eval", {}).get("select", "mean")) != "reference"
+    return cfg.eval.select != "reference"
 
 
 def eval_sets(cfg, split: str, directions: list[Direction] | None = None) -> list[EvalSet]:
@@ -144,7 +144,7 @@ def _plain(node):
 
 
 def _specs(cfg) -> list[dict]:
-    specs = [dict(_plain(s)) for s in (cfg.data.get("corpora") or [])]
+    specs = [dict(_plain(s)) for s in cfg.data.corpora or []]
     if not specs:
         raise ConfigError("data.corpora is empty: give at least one training corpus (see conf/data/*.yaml).")
     for i, s in enumerate(specs):
@@ -186,7 +186,7 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
     examples: list[dict] = []
     for src, tgt in dirs:
         sample = _sample_direction(cfg, chosen[(src, tgt)], src, tgt, excluded, report)
-        fraction = float((cfg.data.get("noise") or {}).get("misaligned") or 0.0)
+        fraction = cfg.data.noise.misaligned
         if fraction:
             sample, replaced = misalign(sample, fraction, sampling.direction_seed(cfg.seed, src, tgt) + 1)
             report["directions"][direction_str((src, tgt))]["misaligned"] = replaced
@@ -225,7 +225,7 @@ def _excluder(cfg):
     exclusions: dict[str, set[str]] = {}
 
     def excluded(spec) -> set[str]:
-        if not bool(cfg.data.filters.get("exclude_eval", True)):
+        if not cfg.data.filters.exclude_eval:
             return set()
         kind = "evaluated" if spec["format"] == "flores" else "flores_all"
         if kind not in exclusions:
@@ -257,7 +257,7 @@ def _sample_direction(cfg, spec: dict, src: str, tgt: str, excluded, report: dic
             f"{src}-{tgt}: num_examples.n={n} but only {len(sample)} pairs are available in {where} "
             f"after filtering (dropped: {stats})."
         )
-        if not bool(cfg.num_examples.get("allow_fewer", False)):
+        if not cfg.num_examples.allow_fewer:
             raise DataError(
                 msg + " Lower num_examples.n, add data for the pair, or set "
                 "num_examples.allow_fewer=true to train on what there is."
@@ -291,15 +291,15 @@ def data_key(cfg, template: Template) -> dict:
     return {
         "version": CACHE_VERSION,
         "n": int(cfg.num_examples.n),
-        "allow_fewer": bool(cfg.num_examples.get("allow_fewer", False)),
+        "allow_fewer": cfg.num_examples.allow_fewer,
         "seed": int(cfg.seed),
         "train": [direction_str(d) for d in dirs],
         "eval": [direction_str(d) for d in eval_directions(cfg.lang_pairs)],
-        "val_size": _plain(cfg.lang_pairs.get("val_size")),
+        "val_size": cfg.lang_pairs.val_size,
         "val_from_end": val_from_end(cfg),
-        "noise": _plain(cfg.data.get("noise")),
-        "test_size": _plain(cfg.lang_pairs.get("test_size")),
-        "corpora": _plain(cfg.data.get("corpora")),
+        "noise": _plain(cfg.data.noise),
+        "test_size": cfg.lang_pairs.test_size,
+        "corpora": _plain(cfg.data.corpora),
         "filters": _plain(cfg.data.filters),
         "flores_root": str(Path(cfg.data.flores_root).resolve()) if cfg.data.flores_root else None,
         "flores_layout": cfg.data.flores_layout,
@@ -321,7 +321,7 @@ def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
     concurrent jobs never see a half-written entry (the first rename wins; the others discard theirs). A cached
     entry is used only when its files match ``check.json``; a damaged one is rebuilt with a warning naming it.
     """
-    cache_root = cfg.data.get("cache_dir")
+    cache_root = cfg.data.cache_dir
     if int(cfg.num_examples.n) == 0 or not cache_root:
         examples, report = training_examples(cfg, template)
         report["cache"] = None
@@ -360,7 +360,7 @@ def check_directions(cfg, evaluates: bool = True) -> None:
             "finetuning."
         )
     if evaluates and not eval_directions(cfg.lang_pairs):
-        why = "is empty" if cfg.lang_pairs.get("eval") is not None else "is null (the training directions: none)"
+        why = "is empty" if cfg.lang_pairs.eval is not None else "is null (the training directions: none)"
         raise ConfigError(
             f"Nothing to evaluate: lang_pairs.eval {why}. List the directions to evaluate: "
             "lang_pairs.eval=[de-en,en-de]."
