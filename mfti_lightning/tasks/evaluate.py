@@ -4,10 +4,10 @@ FLORES-101 (entry point: :mod:`mfti_lightning.cli.eval`).
 Torch is imported only inside the functions that load a model; the job frame (checks, run-directory reuse,
 provenance, atomic results.json) is :func:`mfti_lightning.tasks.job.run_task`, the same as mfti-train's.
 
-Several processes: under ``torchrun`` / ``srun`` (``WORLD_SIZE``/``RANK`` or ``SLURM_NTASKS``/``SLURM_PROCID``
-plus ``MASTER_ADDR``/``MASTER_PORT`` in the environment) every process is one rank; otherwise
-``trainer.devices > 1`` forks the extra ranks locally. Each rank holds a full copy of the model (evaluation
-shards the sentences, not the weights) and translates its share of the batches; rank 0 scores and writes.
+Several processes, through Lightning Fabric (:func:`mfti_lightning.train.trainer.eval_fabric`): under ``torchrun``
+/ ``srun`` every process is one rank (``ddp``: Fabric starts nothing and takes the rendezvous from torchrun or
+SLURM); otherwise ``trainer.devices > 1`` forks the ranks (``ddp_fork``). Each rank holds a full copy of the model
+(evaluation shards the sentences, not the weights) and translates its share of the batches; rank 0 scores and writes.
 """
 
 from __future__ import annotations
@@ -126,47 +126,52 @@ def record_directions(cfg, record: dict, info: dict, train_dirs) -> None:
 
 def run_ranks(cfg, record: dict, rank_fn):
     """``rank_fn(fabric)`` on every rank (:func:`~mfti_lightning.train.trainer.eval_fabric`: the ranks srun /
-    torchrun started, else ``trainer.devices`` forked ones, else this process); rank 0's result, and its world
-    size in ``record``. A user error
-    (:class:`MftiError`) comes back from the rank as its result and is raised here as itself; any other failure of
-    a forked rank is one RuntimeError naming the rank, with its traceback."""
+    torchrun started, else ``trainer.devices`` forked ones, else this process); rank 0's result, and the world size
+    in ``record``. A user error (:class:`MftiError`) of rank 0 is raised here as itself; any other failure of a
+    forked rank is one RuntimeError naming the rank, with its traceback."""
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     from mfti_lightning.train.trainer import eval_fabric
 
     fabric = eval_fabric(cfg.trainer)
     try:
-        record["world_size"], result = fabric.launch(rank_fn)
+        record["world_size"], result = fabric.launch(partial(rank_outcome, rank_fn))
     except (ProcessRaisedException, ProcessExitedException) as e:
-        raise RuntimeError(f"evaluation rank {e.error_index} of {fabric.world_size} failed: {e}") from None
+        why = str(e).strip().splitlines()[-1]  # the exception of a raised one; the exit status of a killed one
+        raise RuntimeError(f"evaluation rank {e.error_index} of {fabric.world_size} failed ({why}):{e}") from None
     if isinstance(result, MftiError):
         raise result
     return result
 
 
+def rank_outcome(rank_fn, fabric):
+    """``(world size, rank_fn(fabric))``; a user error is returned as the result, not raised: from a forked rank
+    torch would pass it on as traceback text only, and its message is the one the user needs."""
+    try:
+        return fabric.world_size, rank_fn(fabric)
+    except MftiError as e:
+        return fabric.world_size, e
+
+
 def rank_main(fabric, cfg, run_dir, sets, template, info, split):
     """One rank's evaluation (``fabric``: this rank, its device and the joined process group): the decoder loaded
-    on this rank's device, its share of the sentences translated; ``(world size, result)``. A user error is
-    returned as the result, not raised: from a forked rank torch would pass it on as traceback text only."""
+    on this rank's device, its share of the sentences translated."""
     from mfti_lightning.eval.decode_and_score import DecodeSettings, evaluate
     from mfti_lightning.eval.decoders import engine_id, load_decoder
 
     rank, world_size = fabric.global_rank, fabric.world_size
-    try:
-        model, tokenizer = load_decoder(cfg, info, fabric.device, rank, world_size)
-        result = evaluate(
-            model,
-            tokenizer,
-            template,
-            sets,
-            split=split,
-            decode=DecodeSettings.from_config(cfg),
-            rank=rank,
-            world_size=world_size,
-            out_dir=run_dir,
-            settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
-        )
-    except MftiError as e:
-        return world_size, e
+    model, tokenizer = load_decoder(cfg, info, fabric.device, rank, world_size)
+    result = evaluate(
+        model,
+        tokenizer,
+        template,
+        sets,
+        split=split,
+        decode=DecodeSettings.from_config(cfg),
+        rank=rank,
+        world_size=world_size,
+        out_dir=run_dir,
+        settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
+    )
     fabric.barrier()
-    return world_size, result
+    return result
