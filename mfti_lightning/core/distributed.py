@@ -47,17 +47,10 @@ def torchelastic() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
 
 
-def launched_ranks() -> tuple[int, int, int] | None:
-    """``(rank, local_rank, world_size)`` when torchrun or srun started this process as one of several ranks."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
-    if srun_started_ranks() and "MASTER_ADDR" in os.environ:
-        return (
-            int(os.environ["SLURM_PROCID"]),
-            int(os.environ.get("SLURM_LOCALID", 0)),
-            int(os.environ["SLURM_NTASKS"]),
-        )
-    return None
+def ranks_started_outside() -> bool:
+    """torchrun (``WORLD_SIZE > 1``) or srun (several tasks) started this process as one of several ranks: they
+    join one another (Lightning's ``ddp``); nothing is to be started here."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or srun_started_ranks()
 
 
 def local_rank() -> int:

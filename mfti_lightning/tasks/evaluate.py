@@ -4,10 +4,10 @@ FLORES-101 (entry point: :mod:`mfti_lightning.cli.eval`).
 Torch is imported only inside the functions that load a model; the job frame (checks, run-directory reuse,
 provenance, atomic results.json) is :func:`mfti_lightning.tasks.job.run_task`, the same as mfti-train's.
 
-Several processes: under ``torchrun`` / ``srun`` (``WORLD_SIZE``/``RANK`` or ``SLURM_NTASKS``/``SLURM_PROCID``
-plus ``MASTER_ADDR``/``MASTER_PORT`` in the environment) every process is one rank; otherwise
-``trainer.devices > 1`` forks the extra ranks locally. Each rank holds a full copy of the model (evaluation
-shards the sentences, not the weights) and translates its share of the batches; rank 0 scores and writes.
+Several processes, through Lightning Fabric (:func:`mfti_lightning.train.trainer.eval_fabric`): under ``torchrun``
+/ ``srun`` every process is one rank (``ddp``: Fabric starts nothing and takes the rendezvous from torchrun or
+SLURM); otherwise ``trainer.devices > 1`` forks the ranks (``ddp_fork``). Each rank holds a full copy of the model
+(evaluation shards the sentences, not the weights) and translates its share of the batches; rank 0 scores and writes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mfti_lightning.core import validation
-from mfti_lightning.core.config import world_size
-from mfti_lightning.core.distributed import global_rank, launched_ranks
+from mfti_lightning.core.distributed import global_rank
+from mfti_lightning.core.errors import MftiError
 
 log = logging.getLogger("mfti_lightning")
 
@@ -63,49 +63,22 @@ def training_directions(cfg, info: dict):
 
 # ---- the job --------------------------------------------------------------------------------------------
 def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
-    from mfti_lightning.core.directions import eval_directions
-    from mfti_lightning.core.template import Template
     from mfti_lightning.core.template import from_config as template_from_config
-    from mfti_lightning.data.prepare import check_languages, eval_sets
-    from mfti_lightning.eval.metrics import bleu_metric_name
-    from mfti_lightning.eval.ranks import fork_ranks, srun_rendezvous
+    from mfti_lightning.data.prepare import eval_sets
+    from mfti_lightning.eval.decode_and_score import record_result
     from mfti_lightning.model.source import resolve_checkpoint
-    from mfti_lightning.tasks.checks import check_engine
 
-    validation.validate(cfg)  # types, allowed values and ranges first (torch-free)
-    check_engine(cfg)  # eval.engine=ctranslate2 without the package: the install command, now
-    check_languages(cfg)
-    split = metric_split(cfg)
+    split = check_inputs(cfg)
     template = template_from_config(cfg.template)
-    bleu_metric_name(cfg.eval.bleu_tokenize)  # unknown tokenizer: ConfigError now
     sets = eval_sets(cfg, split)  # missing languages, shots > pool: DataError / ConfigError now
     info = resolve_checkpoint(cfg)
-    saved = info.get("run_dir") and Path(info["run_dir"]) / "template.json"
-    if saved and saved.exists() and Template.load(saved.parent) != template:
-        log.warning(
-            "The model was trained with template %s but is evaluated with %s (template=...).",
-            Template.load(saved.parent).name,
-            template.name,
-        )
+    warn_template_change(info, template)
     train_dirs = training_directions(cfg, info)
-    record["directions"] = {
-        "train": [f"{s}-{t}" for s, t in train_dirs or []],
-        "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
-    }
-    record["model_source"] = {k: (str(v) if v is not None else None) for k, v in info.items()}
+    record_directions(cfg, record, info, train_dirs)
     run_dir.mkdir(parents=True, exist_ok=True)
     template.save(run_dir)
-
-    srun_rendezvous()
-    world = launched_ranks()
-    devices = world_size(cfg.trainer)
-    record["world_size"] = world[2] if world else devices
-    if world is None and devices > 1:
-        result = fork_ranks(devices, partial(rank_main, cfg, run_dir, sets, template, info, split))
-    else:
-        result = rank_main(cfg, run_dir, sets, template, info, split, world)
-    from mfti_lightning.eval.decode_and_score import record_result
-
+    result = run_ranks(cfg, record, partial(rank_main, cfg=cfg, run_dir=run_dir, sets=sets, template=template,
+                                            info=info, split=split))  # fmt: skip
     record_result(record, result, split, train_dirs)
     if global_rank() == 0:
         from mfti_lightning.track.loggers import make_loggers
@@ -114,25 +87,80 @@ def _eval_body(cfg: DictConfig, run_dir: Path, record: dict) -> None:
             logger.log_metrics(result.metrics, step=0)
 
 
-def rank_main(cfg, run_dir, sets, template, info, split, world):
-    """One rank's evaluation (``world``: ``(rank, local rank, world size)``, None for one process): the process
-    group joined, the decoder loaded on this rank's device, its share of the sentences translated."""
-    import torch
-    import torch.distributed as dist
+def check_inputs(cfg) -> str:
+    """The checks before any model is loaded; returns the metric split."""
+    from mfti_lightning.data.prepare import check_languages
+    from mfti_lightning.eval.metrics import bleu_metric_name
+    from mfti_lightning.tasks.checks import check_engine
 
+    validation.validate(cfg)  # types, allowed values and ranges first (torch-free)
+    check_engine(cfg)  # eval.engine=ctranslate2 without the package: the install command, now
+    check_languages(cfg)
+    split = metric_split(cfg)
+    bleu_metric_name(cfg.eval.bleu_tokenize)  # unknown tokenizer: ConfigError now
+    return split
+
+
+def warn_template_change(info: dict, template) -> None:
+    """A warning when the model was trained with another prompt template than the one it is evaluated with."""
+    from mfti_lightning.core.template import Template
+
+    saved = info.get("run_dir") and Path(info["run_dir"]) / "template.json"
+    if saved and saved.exists() and Template.load(saved.parent) != template:
+        log.warning(
+            "The model was trained with template %s but is evaluated with %s (template=...).",
+            Template.load(saved.parent).name,
+            template.name,
+        )
+
+
+def record_directions(cfg, record: dict, info: dict, train_dirs) -> None:
+    from mfti_lightning.core.directions import eval_directions
+
+    record["directions"] = {
+        "train": [f"{s}-{t}" for s, t in train_dirs or []],
+        "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
+    }
+    record["model_source"] = {k: (str(v) if v is not None else None) for k, v in info.items()}
+
+
+def run_ranks(cfg, record: dict, rank_fn):
+    """``rank_fn(fabric)`` on every rank (:func:`~mfti_lightning.train.trainer.eval_fabric`: the ranks srun /
+    torchrun started, else ``trainer.devices`` forked ones, else this process); rank 0's result, and the world size
+    in ``record``. A user error (:class:`MftiError`) of rank 0 is raised here as itself; any other failure of a
+    forked rank is one RuntimeError naming the rank, with its traceback."""
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
+    from mfti_lightning.train.trainer import eval_fabric
+
+    fabric = eval_fabric(cfg.trainer)
+    try:
+        record["world_size"], result = fabric.launch(partial(rank_outcome, rank_fn))
+    except (ProcessRaisedException, ProcessExitedException) as e:
+        why = str(e).strip().splitlines()[-1]  # the exception of a raised one; the exit status of a killed one
+        raise RuntimeError(f"evaluation rank {e.error_index} of {fabric.world_size} failed ({why}):{e}") from None
+    if isinstance(result, MftiError):
+        raise result
+    return result
+
+
+def rank_outcome(rank_fn, fabric):
+    """``(world size, rank_fn(fabric))``; a user error is returned as the result, not raised: from a forked rank
+    torch would pass it on as traceback text only, and its message is the one the user needs."""
+    try:
+        return fabric.world_size, rank_fn(fabric)
+    except MftiError as e:
+        return fabric.world_size, e
+
+
+def rank_main(fabric, cfg, run_dir, sets, template, info, split):
+    """One rank's evaluation (``fabric``: this rank, its device and the joined process group): the decoder loaded
+    on this rank's device, its share of the sentences translated."""
     from mfti_lightning.eval.decode_and_score import DecodeSettings, evaluate
     from mfti_lightning.eval.decoders import engine_id, load_decoder
-    from mfti_lightning.eval.ranks import join_process_group
 
-    rank, local_rank, world_size = world or (0, 0, 1)
-    gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
-        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
-    )
-    join_process_group(rank, world_size, gpu)
-    device = torch.device(f"cuda:{local_rank}" if gpu else "cpu")
-    if gpu:
-        torch.cuda.set_device(device)
-    model, tokenizer = load_decoder(cfg, info, device, rank, world_size)
+    rank, world_size = fabric.global_rank, fabric.world_size
+    model, tokenizer = load_decoder(cfg, info, fabric.device, rank, world_size)
     result = evaluate(
         model,
         tokenizer,
@@ -145,6 +173,5 @@ def rank_main(cfg, run_dir, sets, template, info, split, world):
         out_dir=run_dir,
         settings={"model": info["model_path"], "ckpt": info.get("ckpt_file"), "engine": engine_id(cfg)},
     )
-    if world_size > 1:
-        dist.barrier()
+    fabric.barrier()
     return result

@@ -11,18 +11,16 @@ from mfti_lightning.eval.decoders import engine_id
 
 def eval_ranks(cfg) -> tuple[int, int]:
     """``(rank, world size)`` of the final test. After fit the ranks of training; an evaluation-only job (n0, the
-    ICL baseline) started as several ranks by srun / torchrun joins them into a process group here, so its ranks
-    deal the sentences (each translated once) instead of each translating everything."""
-    import torch
+    ICL baseline) started as several ranks by srun / torchrun joins them into a process group here (Lightning
+    Fabric, :func:`~mfti_lightning.train.trainer.eval_fabric`), so its ranks deal the sentences (each translated
+    once) instead of each translating everything."""
     import torch.distributed as dist
 
-    from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.eval.ranks import join_process_group, srun_rendezvous
+    from mfti_lightning.core.distributed import ranks_started_outside
+    from mfti_lightning.train.trainer import eval_fabric
 
-    srun_rendezvous()
-    if not dist.is_initialized() and launched_ranks():
-        rank, _, world = launched_ranks()
-        join_process_group(rank, world, cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available())
+    if not dist.is_initialized() and ranks_started_outside():
+        eval_fabric(cfg.trainer).launch()  # starts nothing: joins the ranks srun / torchrun started
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 

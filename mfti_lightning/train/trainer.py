@@ -25,7 +25,9 @@ from mfti_lightning.core.config import BatchPlan, flatten, num_devices, world_si
 from mfti_lightning.core.distributed import (
     FORKING_STRATEGIES,
     REEXEC_STRATEGIES,
+    ranks_started_outside,
     slurm_tasks,
+    srun_started_ranks,
     torchelastic,
     use_srun_threads,
 )
@@ -149,6 +151,28 @@ def lightning_cluster_kwargs(strategy) -> dict:
             os.environ.get("SLURM_JOB_NUM_NODES", "?"), env.local_rank(), threads, env.main_address, env.main_port,
         )  # fmt: skip
     return {"strategy": strategy, "plugins": [env]}
+
+
+# ---- the ranks of an evaluation (Lightning Fabric) -----------------------------------------------------------
+def eval_fabric(trainer_cfg):
+    """Lightning Fabric for the ranks of an evaluation (each holds a full copy of the model: evaluation deals the
+    sentences, not the weights). Ranks that srun / torchrun started join one another (``ddp``; under SLURM with
+    :func:`lightning_cluster_kwargs`, as in training: SLURMEnvironment without auto-requeue, each rank with the CPUs
+    of its task); otherwise ``trainer.devices x trainer.num_nodes > 1`` ranks are forked here (``ddp_fork``: the Hydra
+    command line is not re-run) on a free local port (LightningEnvironment, also inside a one-task SLURM job).
+    ``fabric.launch(fn)`` joins the process group and returns rank 0's ``fn(fabric)``."""
+    from lightning_fabric import Fabric
+    from lightning_fabric.plugins.environments import LightningEnvironment
+
+    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
+    if ranks_started_outside():  # torchrun: Fabric detects TorchElasticEnvironment (or reads LOCAL_RANK)
+        kw = lightning_cluster_kwargs("ddp") if srun_started_ranks() else {"strategy": "ddp"}
+        devices, nodes = trainer_cfg.devices, trainer_cfg.num_nodes
+    else:
+        world = world_size(trainer_cfg)
+        kw = {"strategy": "ddp_fork" if world > 1 else "auto", "plugins": [LightningEnvironment()]}
+        devices, nodes = world, 1
+    return Fabric(accelerator=trainer_cfg.accelerator, devices=devices, num_nodes=nodes, **kw)
 
 
 # ---- Trainer --------------------------------------------------------------------------------------------

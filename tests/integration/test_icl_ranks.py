@@ -47,26 +47,37 @@ def test_two_ranks_deal_the_icl_evaluation(tmp_path):
     assert _translations(tmp_path / "two") == _translations(tmp_path / "one")  # every sentence once, the same
 
 
-def test_srun_ranks_without_master_addr_get_it_from_slurm(monkeypatch):
+def test_srun_ranks_join_through_lightnings_slurm_environment(monkeypatch):
     """srun sets no MASTER_ADDR (Lightning derives it inside fit, which an evaluation-only job never runs): the
-    first node of the job's node list and a port from the job id, as Lightning's SLURMEnvironment does."""
+    evaluation's Lightning Fabric takes rank, world size and rendezvous from SLURM (the first node of the job's node
+    list, a port from the job id), starts no process, leaves requeueing to submitit (no auto-requeue), and each rank
+    computes with the CPUs of its task (core.distributed.use_srun_threads), as in training."""
     # imported before SLURM_PROCID is set: Lightning reads its rank_zero_only.rank from it once, at import, and a
     # rank 3 left there would silence every rank-zero logger of the later tests in this session
     import pytorch_lightning  # noqa: F401
+    import torch
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+    from omegaconf import OmegaConf
 
-    from mfti_lightning.core.distributed import launched_ranks
-    from mfti_lightning.eval.ranks import srun_rendezvous
+    from mfti_lightning.train.trainer import eval_fabric
 
-    for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"):
+    for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "OMP_NUM_THREADS"):
         # set then delete: monkeypatch then restores the key's original state (absent) after the test, so the
-        # MASTER_ADDR that srun_rendezvous writes does not leak into later tests' subprocesses
+        # MASTER_ADDR and OMP_NUM_THREADS written here do not leak into later tests' subprocesses
         monkeypatch.setenv(k, "unset")
         monkeypatch.delenv(k)
-    slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODELIST": "gpu[07-08]",
-             "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "mfti", "SLURM_NTASKS_PER_NODE": "4"}  # fmt: skip
+    slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODEID": "0",
+             "SLURM_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "mfti",
+             "SLURM_NTASKS_PER_NODE": "4", "SLURM_CPUS_PER_TASK": "2"}  # fmt: skip
     for k, v in slurm.items():
         monkeypatch.setenv(k, v)
-    assert launched_ranks() is None  # without the rendezvous the ranks are not seen
-    srun_rendezvous()
-    assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["MASTER_PORT"].isdigit()
-    assert launched_ranks() == (3, 3, 8)
+    threads = torch.get_num_threads()
+    try:
+        fabric = eval_fabric(OmegaConf.create({"accelerator": "cpu", "devices": 4, "num_nodes": 2}))
+        assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+    finally:
+        torch.set_num_threads(threads)
+    env = fabric.strategy.cluster_environment
+    assert isinstance(env, SLURMEnvironment) and not env.auto_requeue and env.creates_processes_externally
+    assert (fabric.global_rank, fabric.local_rank, fabric.world_size) == (3, 3, 8)
+    assert env.main_address == "gpu07" and env.main_port == int(os.environ["MASTER_PORT"]) > 1024  # from the job id

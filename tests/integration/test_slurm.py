@@ -315,6 +315,38 @@ def test_two_tasks_started_by_srun(slurm, tiny, tmp_path):
     assert "strategy ddp_fork -> ddp" in logs[0]
 
 
+EVAL = ["logger=none", "lang_pairs.test_size=5", "eval.max_new_tokens=10"]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_mfti_eval_on_two_srun_tasks_deals_the_sentences(slurm, tiny, tmp_path):
+    """mfti-eval trainer=ddp_cpu started by srun as two tasks: Lightning Fabric joins them through SLURM (no
+    MASTER_ADDR from srun, no process started), each sentence is translated once, with the translations of one
+    process (one CPU thread, as each task)."""
+    srun = ["srun", "-N1", "-n2", "--ntasks-per-node=2", "-c1", "--time=8", "-J", "mfti-eval-srun"]
+    two = subprocess.run([*srun, sys.executable, "-m", "mfti_lightning.cli.eval", "trainer=ddp_cpu", *EVAL,
+                          f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=500)  # fmt: skip
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    out = two.stdout + two.stderr
+    for t in (0, 1):
+        assert f"SLURM rank {t} of 2" in out and f"GLOBAL_RANK: {t}, MEMBER: {t + 1}/2" in out, out[-3000:]
+    one = subprocess.run([sys.executable, "-m", "mfti_lightning.cli.eval", *EVAL, f"hydra.run.dir={tmp_path / 'one'}"],
+                         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    recs = {d: json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two")}
+    assert recs["two"]["status"] == "completed" and (recs["one"]["world_size"], recs["two"]["world_size"]) == (1, 2)
+    hyps = {
+        d: {f.stem: [json.loads(x)["hypothesis"] for x in f.read_text().splitlines()]
+            for f in sorted((tmp_path / d / "translations").glob("*.jsonl"))}
+        for d in ("one", "two")
+    }  # fmt: skip
+    assert hyps["two"] == hyps["one"] and sum(map(len, hyps["two"].values())) == 5 * len(hyps["two"]) > 0
+
+
 @pytest.mark.slurm
 @pytest.mark.timeout(300)
 def test_sweep_with_missing_corpora_submits_nothing(slurm, tmp_path):
