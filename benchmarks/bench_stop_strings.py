@@ -1,5 +1,5 @@
 """Clean stopping, two implementations on the same model: ``translate()`` of this checkout (StopOnText on
-transformers' ``StopStringCriteria``) against ``translate()`` of a git revision (by default ``334e5bd``, the
+transformers' ``StopStringCriteria``) against ``translate()`` of a git revision (by default ``b820b4c``, the
 decoding StopOnText), on the demo's FLORES devtest directions, greedy and beam 4, with the paper's template 1,
 a custom template (``<input> = [<tgtlang>]:``, whose only stop string, a newline, the tiny vocabulary cannot
 produce) and a probe template whose markers are pieces of what the model generates unstopped (so stopping
@@ -71,7 +71,7 @@ def timed(fn, *args, **kw):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, help="a Hugging Face directory (the demo run's hf/)")
-    ap.add_argument("--rev", default="334e5bd", help="git revision of the implementation to compare with")
+    ap.add_argument("--rev", default="b820b4c", help="git revision of the implementation to compare with")
     ap.add_argument("--n", type=int, default=40, help="devtest sentences per direction (the demo: 40)")
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)

@@ -18,6 +18,7 @@ rank (:func:`translate` does both: one list in input order, on one process or se
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -67,7 +68,8 @@ class StopOnText:
     template's extraction, working on the generated text, would not cut."""
 
     def __init__(self, tokenizer, markers: Sequence[str], prompt_width: int):
-        self.match, self.prompt_width = stop_string_match(tokenizer, markers), prompt_width
+        self.match = stop_string_match(tokenizer, len(tokenizer), tuple(m for m in markers if m))
+        self.prompt_width = prompt_width
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         if self.match is None or input_ids.shape[1] <= self.prompt_width:
@@ -75,18 +77,23 @@ class StopOnText:
         return self.match(input_ids[:, self.prompt_width :], scores)
 
 
-def stop_string_match(tokenizer, markers: Sequence[str]):
-    """transformers' ``StopStringCriteria`` for a newline and ``markers``, or None when no token of the vocabulary
-    can end any of them. Then none of them can appear in decoded text, so there is nothing to stop on: the token
-    whose text holds a string's last character would end it (its text up to there is the end of the string, or
-    holds the whole string); special tokens decode to nothing. transformers refuses to build its tables in that
-    case ("unable to identify tokens matching ..."): the tiny XGLM vocabulary has no newline and no ``=``, so the
-    markers of ``<input> = [<tgtlang>]:`` are only a newline. A marker that no token can end among others that
-    some can is simply never matched, by the same argument."""
+@functools.lru_cache(maxsize=8)
+def stop_string_match(tokenizer, vocab_size: int, markers: tuple[str, ...]):
+    """transformers' ``StopStringCriteria`` for a newline and ``markers``, or None when no token of the
+    vocabulary can end any of them. Built once per tokenizer, vocabulary size and marker set: transformers caches
+    its tables, but every construction still reads, sorts and hashes the whole vocabulary for the cache key
+    (1.6 s on a 256k-piece XGLMTokenizer, benchmarks/RESULTS.md), which would be paid per ``generate`` call.
+
+    A string no token can end can never appear in decoded text: the token whose text holds the string's last
+    character would end it (its text up to that character is an end of the string, or holds all of it), and
+    special tokens decode to nothing. transformers never matches such a string, and when no string can be ended
+    at all refuses to build ("unable to identify tokens matching ..."): then nothing can stop a row. The tiny
+    XGLM vocabulary has no newline and no ``=``, so ``<input> = [<tgtlang>]:``, whose only stop string is the
+    newline, is that case."""
     from transformers import StopStringCriteria
 
     try:
-        return StopStringCriteria(tokenizer, ["\n", *[m for m in markers if m]])
+        return StopStringCriteria(tokenizer, ["\n", *markers])
     except ValueError as e:
         if "unable to identify tokens" not in str(e):
             raise
