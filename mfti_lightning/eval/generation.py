@@ -18,6 +18,7 @@ rank (:func:`translate` does both: one list in input order, on one process or se
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -29,8 +30,6 @@ from mfti_lightning.eval.budget import DEFAULT_BATCH_TOKENS, resolve_batch_token
 from mfti_lightning.eval.ct2_generation import is_engine
 
 log = logging.getLogger(__name__)
-
-_TAIL_TOKENS = 12  # tokens decoded per row and step to look for a newline or a stop marker
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, new_tokens: int, beams: int) -> list[list[int]]:
@@ -63,44 +62,42 @@ def plan_batches(
 
 class StopOnText:
     """``StoppingCriteria``: a row is done once the text generated after the prompt contains a newline or a
-    stop marker of the template. A marker can only complete on a token whose text holds the marker's last
-    character, so only rows whose last token is such a trigger token are decoded (a vocabulary-sized lookup
-    table, built once per tokenizer and marker set), and only their last few tokens."""
+    stop marker of the template. The matching is transformers' ``StopStringCriteria`` (:func:`stop_string_match`),
+    run on the generated part only: given the whole sequence it would also stop where a marker *begins in the
+    prompt* and the first generated tokens complete it (``generate(stop_strings=...)`` does that), which the
+    template's extraction, working on the generated text, would not cut."""
 
     def __init__(self, tokenizer, markers: Sequence[str], prompt_width: int):
-        self.tokenizer = tokenizer
-        self.markers = ("\n", *[m for m in markers if m])
+        self.match = stop_string_match(tokenizer, len(tokenizer), tuple(m for m in markers if m))
         self.prompt_width = prompt_width
-        self.trigger = _trigger_table(tokenizer, "".join(sorted({m[-1] for m in self.markers})))
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if input_ids.shape[1] <= self.prompt_width:
-            return done
-        last = input_ids[:, -1].cpu()
-        rows = (self.trigger[last.clamp(max=len(self.trigger) - 1)] & (last < len(self.trigger))).nonzero()
-        rows = rows.flatten().tolist()
-        if rows:
-            new = input_ids[rows, self.prompt_width :]
-            texts = self.tokenizer.batch_decode(new[:, -_TAIL_TOKENS:].tolist(), skip_special_tokens=True)
-            for r, t in zip(rows, texts):
-                if any(m in t for m in self.markers):
-                    done[r] = True
-        return done
+        if self.match is None or input_ids.shape[1] <= self.prompt_width:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self.match(input_ids[:, self.prompt_width :], scores)
 
 
-_TRIGGERS: dict = {}
+@functools.lru_cache(maxsize=8)
+def stop_string_match(tokenizer, vocab_size: int, markers: tuple[str, ...]):
+    """transformers' ``StopStringCriteria`` for a newline and ``markers``, or None when no token of the
+    vocabulary can end any of them. Built once per tokenizer, vocabulary size and marker set: transformers caches
+    its tables, but every construction still reads, sorts and hashes the whole vocabulary for the cache key
+    (1.6 s on a 256k-piece XGLMTokenizer, benchmarks/RESULTS.md), which would be paid per ``generate`` call.
 
+    A string no token can end can never appear in decoded text: the token whose text holds the string's last
+    character would end it (its text up to that character is an end of the string, or holds all of it), and
+    special tokens decode to nothing. transformers never matches such a string, and when no string can be ended
+    at all refuses to build ("unable to identify tokens matching ..."): then nothing can stop a row. The tiny
+    XGLM vocabulary has no newline and no ``=``, so ``<input> = [<tgtlang>]:``, whose only stop string is the
+    newline, is that case."""
+    from transformers import StopStringCriteria
 
-def _trigger_table(tokenizer, chars: str) -> torch.Tensor:
-    key = (id(tokenizer), len(tokenizer), chars)
-    if key not in _TRIGGERS:
-        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
-        table = torch.tensor([any(c in p for c in chars) for p in pieces], dtype=torch.bool)
-        # byte-fallback / partial pieces that decode to "\ufffd" may complete a character later: keep them
-        table |= torch.tensor(["\ufffd" in p for p in pieces], dtype=torch.bool)
-        _TRIGGERS[key] = table
-    return _TRIGGERS[key]
+    try:
+        return StopStringCriteria(tokenizer, ["\n", *markers])
+    except ValueError as e:
+        if "unable to identify tokens" not in str(e):
+            raise
+        return None
 
 
 def needs_synced_gpus(model, world_size: int) -> bool:
@@ -188,8 +185,8 @@ def translate_share(
     template: Template,
     prompts: Sequence[str],
     *,
+    max_new_tokens: int,
     num_beams: int = 1,
-    max_new_tokens: int = 150,
     batch_tokens: int | str = DEFAULT_BATCH_TOKENS,
     max_prompt_tokens: int | None = None,
     rank: int = 0,
@@ -208,24 +205,30 @@ def translate_share(
     """
     if extraction not in EXTRACTION_MODES:
         raise ValueError(f"extraction={extraction!r}: use one of {EXTRACTION_MODES}")
-    was_training = model.training
-    model.eval()
     encoded = encode_prompts(tokenizer, prompts, max_prompt_tokens)
     if synced_gpus is None:
         synced_gpus = False if is_engine(model) else needs_synced_gpus(model, world_size)
     budget = resolve_batch_tokens(batch_tokens, model, max_new_tokens, world_size)
+    batches = plan_batches([len(e) for e in encoded], budget, max_new_tokens, num_beams, rank, world_size)
     decode = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, synced_gpus=synced_gpus, extraction=extraction)
-    out: dict[int, str] = {}
+    was_training = model.training
+    model.eval()
     try:
-        for batch in plan_batches([len(e) for e in encoded], budget, max_new_tokens, num_beams, rank, world_size):
-            if not batch and not synced_gpus:
-                continue  # nothing collective happens in generate: a rank without work can skip
-            # an empty batch of a sharded model: one dummy row, so that this rank joins the collective forwards
-            rows = [encoded[i] for i in batch] or [encoded[0] if encoded else [tokenizer.eos_token_id]]
-            texts = decode_splitting(model, tokenizer, template, rows, can_split=not synced_gpus, **decode)
-            out.update(zip(batch, texts))  # a dummy row's output is thrown away
+        return decode_batches(model, tokenizer, template, encoded, batches, **decode)
     finally:
         model.train(was_training)
+
+
+def decode_batches(model, tokenizer, template, encoded, batches, **decode) -> dict[int, str]:
+    """``{index: translation}`` for ``batches`` of indices into ``encoded`` (:func:`decode_splitting` each). An
+    empty batch is skipped, unless the model is sharded (``synced_gpus``): then one dummy row, whose output is
+    thrown away, joins the collective forwards of the other ranks."""
+    out: dict[int, str] = {}
+    for batch in batches:
+        if batch or decode["synced_gpus"]:
+            rows = [encoded[i] for i in batch] or [encoded[0] if encoded else [tokenizer.eos_token_id]]
+            can_split = not decode["synced_gpus"]
+            out.update(zip(batch, decode_splitting(model, tokenizer, template, rows, can_split=can_split, **decode)))
     return out
 
 

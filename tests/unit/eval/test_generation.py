@@ -93,6 +93,93 @@ def test_stop_on_text_ends_generation_early(tiny):
     assert crit(ids, None).tolist() == [True, False]
 
 
+class _GeneratedTextContains:
+    """Clean stopping as specified, written plainly (the oracle): a row is done once the whole decoded text
+    generated after the prompt contains a newline or a marker. Counts the rows it stopped."""
+
+    def __init__(self, tok, markers, width):
+        self.tok, self.markers, self.width, self.fired = tok, ("\n", *markers), width, 0
+
+    def __call__(self, input_ids, scores=None, **kwargs):
+        import torch
+
+        texts = self.tok.batch_decode(input_ids[:, self.width :].tolist(), skip_special_tokens=True)
+        done = [input_ids.shape[1] > self.width and any(m in t for m in self.markers) for t in texts]
+        self.fired += sum(done)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_stop_on_text_stops_where_the_generated_text_first_contains_a_marker(tiny, beams):
+    """StopOnText (transformers' StopStringCriteria on the generated part) against the plain oracle, on FLORES
+    prompts, greedy and beam: the same generated ids, step for step, and the same hypotheses through
+    ``translate``. The markers are pieces of what the tiny model generates unstopped (spanning token boundaries),
+    so stopping really fires, on most rows; one more holds ``=``, which no token of the tiny vocabulary holds."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    from mfti_lightning.eval.generation import StopOnText
+
+    model, tok = tiny
+    prompts = _prompts(8)
+    free = translate(model, tok, T1, prompts, num_beams=beams, max_new_tokens=16, extraction="reference")
+    markers = (*dict.fromkeys(h[2:6] for h in free[::2] if len(h) >= 6), "a = b")
+    probe = Template(name="probe", prefix=T1.prefix, paper_id=1, stop_markers=markers)
+    oracle_hyps, fired = [], 0
+    for p in prompts:
+        ids = torch.tensor([tok(p)["input_ids"]])
+        out = {}
+        for name, crit in (("ours", StopOnText(tok, markers, ids.shape[1])), ("oracle", None)):
+            crit = crit or _GeneratedTextContains(tok, markers, ids.shape[1])
+            out[name] = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=beams, do_sample=False,
+                max_new_tokens=16, early_stopping=beams > 1, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id, stopping_criteria=StoppingCriteriaList([crit]),
+            )  # fmt: skip
+        fired += crit.fired
+        assert torch.equal(out["ours"], out["oracle"]), p
+        oracle_hyps.append(probe.extract(out["oracle"][0, ids.shape[1] :].tolist(), tok, "clean"))
+    assert fired >= len(prompts) // 2  # the markers really stopped rows
+    assert translate(model, tok, probe, prompts, num_beams=beams, max_new_tokens=16, batch_tokens=10**6) == oracle_hyps
+
+
+def test_generate_stop_strings_would_also_stop_on_a_marker_begun_in_the_prompt(tiny):
+    """Why StopOnText is not ``generate(stop_strings=..., tokenizer=...)``: transformers matches the stop string
+    against the whole sequence, so a prompt ending in the start of a marker (``... Translation``) and a model going on
+    with ``: [`` stops there; the template cuts markers in the generated text only and would not cut this,
+    so a stop there changes what beam search keeps. StopOnText looks at the generated part only."""
+    import torch
+    from transformers import StopStringCriteria
+
+    from mfti_lightning.eval.generation import StopOnText
+
+    model, tok = tiny
+    full = tok("Translation: [German]: Hallo [English]: Translation: [")["input_ids"]
+    prompt, cont = full[:-3], full[-3:]  # the prompt ends in "... Translation", the model goes on with ": ["
+    assert tok.decode(prompt, skip_special_tokens=True).endswith("[English]: Translation")
+    ids = torch.tensor([full])
+    assert StopStringCriteria(tok, ["\n", *T1.stop_markers])(ids, None).tolist() == [True]
+    assert StopOnText(tok, T1.stop_markers, len(prompt))(ids, None).tolist() == [False]
+    assert T1.cut(tok.decode(cont, skip_special_tokens=True)) == ": ["  # nothing for extraction to cut
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_stop_strings_the_vocabulary_cannot_produce_never_stop(tiny, beams):
+    """The custom template ``<input> = [<tgtlang>]:`` has no marker of its own, only a newline, and no token of the
+    tiny vocabulary holds a newline (nor ``=``): transformers cannot build StopStringCriteria for it, and no
+    decoded text can ever contain it. Clean translation then runs without a stop: the same continuations as
+    ``reference``, and extraction has nothing to cut."""
+    model, tok = tiny
+    vocabulary_text = "".join(tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=True))
+    assert "\n" not in vocabulary_text and "=" not in vocabulary_text
+    custom = Template(name="custom", prefix="<input> = [<tgtlang>]:", lang_names="native")
+    assert custom.stop_markers == ()
+    prompts = [custom.render_prompt(p.split("]: ", 1)[1].rsplit(" [", 1)[0], "de", "en") for p in _prompts(6)]
+    kw = dict(num_beams=beams, max_new_tokens=12, batch_tokens=10**6)
+    clean = translate(model, tok, custom, prompts, **kw)
+    assert clean == translate(model, tok, custom, prompts, extraction="reference", **kw) and any(clean)
+
+
 def test_gather_refuses_missing():
     with pytest.raises(RuntimeError, match="not translated"):
         gather_translations({0: "a"}, 2, 1)
