@@ -9,12 +9,15 @@ import json
 import logging
 import typing
 
+import pytest
 from conftest import REPO
 
 from mfti_lightning.core import results_schema as rs
+from mfti_lightning.core.errors import ConfigError
 from mfti_lightning.core.keys import SWEPT_NAMES
 from mfti_lightning.core.results import read_results, write_results
 from mfti_lightning.core.results_schema import RunResults
+from mfti_lightning.eval.partitions import partition_directions
 from mfti_lightning.launch.status import read_status_fields
 from mfti_lightning.track import run_values, runs, table
 
@@ -122,3 +125,13 @@ def test_every_recorded_path_is_a_declared_text_field():
             hint = typing.get_type_hints(cls)[part]
             cls = next(a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a))
         assert typing.get_type_hints(cls)[path[-1]] == str | None, path
+
+
+def test_an_icl_run_is_split_by_the_training_directions_a_run_directory_records(tmp_path):
+    """eval.partitions reads ``directions.train`` of the run named by train_directions=; a record without it (one
+    written before directions were) is refused with the fix."""
+    write_results(tmp_path / "mfti", {**OLD, "directions": {"train": ["de-en", "en-fr"], "eval": ["de-en"]}})
+    assert partition_directions(str(tmp_path / "mfti"), None) == [("de", "en"), ("en", "fr")]
+    write_results(tmp_path / "old", OLD)
+    with pytest.raises(ConfigError, match="the run directory of a training run"):
+        partition_directions(str(tmp_path / "old"), None)
