@@ -7,8 +7,9 @@ What writes each key: ``tasks/job.py`` (the frame: schema .. provenance, status,
 best_checkpoint, best_step, export_dir), ``tasks/evaluate.py`` (eval_split, checkpoint, directions, model_source,
 world_size), ``tasks/evaluate_trained.py`` (eval_world_size), ``eval/decode_and_score.py`` (metrics, signatures,
 errors, partitions, direction_rows, resumed_directions), ``track/wandb_run.py`` (wandb), ``eval/analysis.py``
-(errors, error_analysis) and ``track/score.py`` (rescored). A key written anywhere else fails
-``tests/unit/core/test_results_schema.py`` until it is declared here (and in docs/results.md, generated from here).
+(errors, error_analysis) and ``track/score.py`` (rescored). A writer that adds a key fails the tests that check
+real records with :func:`problems` (the demo's, mfti-eval's, a failed job's, mfti-analyze's) until the key is
+declared here; docs/results.md's tables are generated from here (a test compares them).
 
 Every key has a default: a record written before a key existed reads with it (None, empty). The sections that hold
 free data (``config``, ``data``, ``errors``, ...) stay plain JSON; their meaning is documented, their inside is not
