@@ -45,17 +45,14 @@ class _Section:
         """Keys it does not declare are left out; a missing key, or a null one declared not nullable, reads as its
         default."""
         d = d or {}
-        hints = _hints(cls)
-        return cls(
-            **{
-                f.name: _typed(d[f.name], hints[f.name])
-                for f in dataclasses.fields(cls)
-                if f.name in d and (d[f.name] is not None or _nullable(hints[f.name]))
-            }
-        )
+        kwargs = {}
+        for name, convert, nullable in _readers(cls):
+            if name in d and (d[name] is not None or nullable):
+                kwargs[name] = d[name] if convert is None or d[name] is None else convert(d[name])
+        return cls(**kwargs)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Swept(_Section):
     """``swept``: the values a sweep varies (``core.schema.SWEPT``), as the config had them."""
 
@@ -67,7 +64,7 @@ class Swept(_Section):
     seed: int | None = _f("seed: the run's random seed")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Directions(_Section):
     """``directions``: the translation directions of the run, ``<src>-<tgt>``."""
 
@@ -75,7 +72,7 @@ class Directions(_Section):
     eval: list[str] = _f("directions evaluated", factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Throughput(_Section):
     """``throughput`` (and ``training.throughput``): training speed, counters summed over ranks
     (``train/throughput.py``)."""
@@ -94,7 +91,7 @@ class Throughput(_Section):
     model_flops: float | None = _f("model FLOPs of training")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Training(_Section):
     """``training``: the training summary rank 0 writes at the end of fit (``train_summary.json``)."""
 
@@ -109,7 +106,7 @@ class Training(_Section):
     throughput: Throughput = _f("the throughput record (copied to the top-level ``throughput``)", factory=Throughput)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reevaluation(_Section):
     """``reevaluation``: a completed run re-evaluated because its evaluation settings changed (no training)."""
 
@@ -119,7 +116,7 @@ class Reevaluation(_Section):
     best_step: int | None = _f("its optimizer step")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Provenance(_Section):
     """``provenance``: where and from what the job ran (``core/results.py``)."""
 
@@ -134,7 +131,7 @@ class Provenance(_Section):
     slurm_job_id: str | None = _f("SLURM_JOB_ID (None outside SLURM)")
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelSource(_Section):
     """``model_source`` (mfti-eval): what was loaded (``model/source.py``)."""
 
@@ -145,7 +142,7 @@ class ModelSource(_Section):
     run_dir: str | None = _f("the training run the model comes from, when known")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Wandb(_Section):
     """``wandb``: the W&B run of the job (absent when W&B was off)."""
 
@@ -159,7 +156,7 @@ class Wandb(_Section):
     job_type: str | None = _f("train or eval")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rescore(_Section):
     """One ``rescored`` entry: metrics added later by ``mfti score``."""
 
@@ -167,7 +164,7 @@ class Rescore(_Section):
     keys: list[str] = _f("metric keys added", factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunResults(_Section):
     """The record in ``results.json`` (schema 1), also in ``failed_attempts/<n>.json`` and
     ``previous_results/<n>.json``."""
@@ -265,17 +262,25 @@ def _nullable(hint) -> bool:
     return hint is Any or (_is_union(hint) and type(None) in _args(hint))
 
 
-def _typed(value, hint):
-    """A JSON value as ``hint`` reads it: sections become their dataclass, everything else stays as it is."""
-    if _is_union(hint):
-        inner = [a for a in _args(hint) if a is not type(None)]
-        return None if value is None else _typed(value, inner[0]) if len(inner) == 1 else value
-    origin = typing.get_origin(hint)
-    if _is_section(hint) and isinstance(value, dict):
-        return hint.from_dict(value)
-    if origin is list and isinstance(value, list) and _is_section(_args(hint)[0]):  # other lists stay as they are
-        return [_typed(v, _args(hint)[0]) for v in value]
-    return value
+@functools.cache
+def _readers(cls) -> tuple:
+    """``(name, convert or None, nullable)`` per field of a section, worked out once: a report reads each record
+    many times."""
+    return tuple(
+        (f.name, _converter(_hints(cls)[f.name]), _nullable(_hints(cls)[f.name])) for f in dataclasses.fields(cls)
+    )
+
+
+def _converter(hint):
+    """How a JSON value of type ``hint`` becomes its typed value: sections (also in a list, or nullable) become
+    their dataclass; None: everything else stays as it is."""
+    inner = [a for a in _args(hint) if a is not type(None)] if _is_union(hint) else [hint]
+    hint = inner[0] if len(inner) == 1 else hint
+    if _is_section(hint):
+        return lambda v: hint.from_dict(v) if isinstance(v, dict) else v
+    if typing.get_origin(hint) is list and _is_section(item := _args(hint)[0]):
+        return lambda v: [item.from_dict(x) if isinstance(x, dict) else x for x in v] if isinstance(v, list) else v
+    return None
 
 
 def problems(record: dict, cls=RunResults, where: str = "") -> list[str]:

@@ -153,9 +153,9 @@ HEAD = re.compile(rb'\A\{\s*"schema":\s*\d+,\s*"status":\s*"(\w+)"')  # how resu
 
 def read_status_fields(run_dir: Path, whole: bool = True) -> RunResults:
     """The record in results.json, typed; status ``unreadable`` when it does not parse, an empty record (status
-    None) when there is none. ``whole=False``: a completed record is read from its first bytes only (the writer puts ``schema`` and
-    ``status`` first; a 156-direction record is a few hundred KB, and a sweep of 200 would be most of the time of
-    ``mfti status``); any other record, or one that begins otherwise, is parsed whole. Recorded paths are not
+    None) when there is none. ``whole=False``: a completed record is read from its first bytes only (the writer
+    puts ``schema`` and ``status`` first; a 156-direction record is a few hundred KB, and a sweep of 200 would be
+    most of the time of ``mfti status``); any other record, or one that begins otherwise, is parsed whole. Recorded paths are not
     needed here, so there is no path mapping (unlike :func:`results.read_results`)."""
     path = run_dir / RESULTS_FILE
     try:
