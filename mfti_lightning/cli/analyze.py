@@ -11,7 +11,7 @@ import logging
 from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.core.keys import declarations
 from mfti_lightning.core.lease import RunLease
-from mfti_lightning.core.results import read_results
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.eval.analysis import CATEGORIES, analyze_run
 
 # the run's settings that re-analysis reuses: (key under eval, command-line flag, analysis.analyze()'s option)
@@ -22,11 +22,11 @@ SETTINGS = (
 )
 
 
-def chosen_settings(record: dict, args) -> tuple[dict, list[str]]:
+def chosen_settings(record: RunResults, args) -> tuple[dict, list[str]]:
     """The options of :func:`analysis.analyze` for each of :data:`SETTINGS`: the command line's, else the value the
     run recorded (results.json's config), else the schema's default; and a ``key=value (source)`` line per
     setting, so the output says which labels these are."""
-    recorded = (record.get("config") or {}).get("eval") or {}
+    recorded = record.config_value("eval") or {}
     options, said = {}, []
     for key, _, option in SETTINGS:
         if getattr(args, key) is not None:
@@ -62,7 +62,7 @@ def run(argv=None) -> int:
         )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options, said = chosen_settings(read_results(args.run_dir) or {}, args)
+    options, said = chosen_settings(RunResults.read(args.run_dir) or RunResults(), args)
     print("mfti-analyze: " + ", ".join(said))
     with RunLease(args.run_dir):  # it rewrites the run's translations and results.json: never beside a live job
         errors = analyze_run(args.run_dir, args.split, use_lid=not args.no_lid, **options)

@@ -1,22 +1,7 @@
 """The one results format: ``results.json`` in every run directory. No torch here.
 
-Layout (``schema`` 1)::
-
-    {
-      "schema": 1,
-      "status": "completed" | "failed" | "running",
-      "task": "train" | "eval",
-      "run_name": "...", "run_dir": "...", "sweep_name": "...",
-      "swept": {"model": ..., "lang_pairs": ..., "template": ..., "shots": ..., "num_examples": ...},
-      "metrics": {"<split>/<metric>/<src>-<tgt>": float, "<split>/<metric>/avg": float, ...},
-      "signatures": {"<split>/<metric>/<src>-<tgt>": "<sacrebleu signature>", ...},
-      "training": {"steps", "loss_first", "loss_last", ...},
-      "data": {per-direction counts and what the filters dropped},
-      "config": {the resolved config},
-      "provenance": {"git_commit", "git_dirty", "packages", "python", "hostname", "started_at"},
-      "wall_time_s": float,
-      "error": "..." (failed runs only)
-    }
+The record, every key with its type and meaning, and its typed read (``RunResults.read``):
+:mod:`mfti_lightning.core.results_schema`. This module writes and reads the plain JSON object.
 
 Metric keys (``<split>/<metric>/<scope>``: the splits, metrics and scopes): :mod:`mfti_lightning.core.metric_key`.
 

@@ -74,7 +74,7 @@ def partition_directions(spec, lang_pairs=None) -> list | None:
     from pathlib import Path
 
     from mfti_lightning.core.errors import ConfigError
-    from mfti_lightning.core.results import read_results
+    from mfti_lightning.core.results_schema import RunResults
 
     if spec is None or spec == "none":
         return None
@@ -83,8 +83,8 @@ def partition_directions(spec, lang_pairs=None) -> list | None:
 
         return train_directions(lang_pairs)
     if isinstance(spec, str):
-        rec = read_results(spec) if Path(spec).is_dir() else None
-        dirs = ((rec or {}).get("directions") or {}).get("train")
+        rec = RunResults.read(spec) if Path(spec).is_dir() else None
+        dirs = rec.directions.train if rec else None
         if not dirs:
             raise ConfigError(
                 f"train_directions={spec!r}: give a list ([de-en,en-fr]) or the run directory of a training run "

@@ -19,6 +19,7 @@ or running, or whose run directory a live process holds, is never submitted agai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from mfti_lightning.core.errors import MftiError
 from mfti_lightning.core.layout import HYDRA_DIR, LEASE_FILE, PROGRESS_FILE, RESULTS_FILE
 from mfti_lightning.core.lease import Holder, holder_state, read_holder
 from mfti_lightning.core.progress_record import device_seconds, read_progress
+from mfti_lightning.core.results_schema import RunResults, Swept
 from mfti_lightning.launch import slurm_state
 from mfti_lightning.launch.manifest import Submission, latest_by_run_dir, manifest_path, read_manifest
 
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("pending", "running", "completed", "failed", "interrupted", "unknown")
 ENDED_BADLY = ("failed", "interrupted")  # `mfti status` exits 1 when a job ended so
 STARTED_PHASES = ("preparing", "training", "evaluating")
+UNREADABLE = "unreadable"  # the status read_status_fields gives a results.json that does not parse
 DEFAULT_OUTPUT_ROOT = "outputs"  # conf/paths/default.yaml: output_root: ${oc.env:MFTI_OUTPUT_ROOT,outputs}
 
 
@@ -148,11 +151,11 @@ def local_run_dirs(sweep_dir: Path) -> list[str]:
 HEAD = re.compile(rb'\A\{\s*"schema":\s*\d+,\s*"status":\s*"(\w+)"')  # how results.json begins (tasks/job.py)
 
 
-def read_status_fields(run_dir: Path, whole: bool = True) -> dict:
-    """The top-level fields of results.json, ``{"status": "unreadable"}`` when it does not parse, {} when there is
-    none. ``whole=False``: a completed record is read from its first bytes only (the writer puts ``schema`` and
-    ``status`` first; a 156-direction record is a few hundred KB, and a sweep of 200 would be most of the time of
-    ``mfti status``); any other record, or one that begins otherwise, is parsed whole. Recorded paths are not
+def read_status_fields(run_dir: Path, whole: bool = True) -> RunResults:
+    """The record in results.json, typed; status ``unreadable`` when it does not parse, an empty record (status
+    None) when there is none. ``whole=False``: a completed record is read from its first bytes only (the writer
+    puts ``schema`` and ``status`` first; a 156-direction record is a few hundred KB, and a sweep of 200 would be
+    most of the time of ``mfti status``); any other record, or one that begins otherwise, is parsed whole. Recorded paths are not
     needed here, so there is no path mapping (unlike :func:`results.read_results`)."""
     path = run_dir / RESULTS_FILE
     try:
@@ -160,13 +163,13 @@ def read_status_fields(run_dir: Path, whole: bool = True) -> dict:
             head = f.read(256)
             m = HEAD.match(head)
             if not whole and m and m.group(1) == b"completed":
-                return {"status": "completed"}
+                return RunResults(status="completed")
             record = json.loads(head + f.read())
     except FileNotFoundError:
-        return {}
+        return RunResults()
     except (OSError, ValueError):
-        return {"status": "unreadable"}
-    return record if isinstance(record, dict) else {"status": "unreadable"}
+        return RunResults(status=UNREADABLE)
+    return RunResults.from_dict(record) if isinstance(record, dict) else RunResults(status=UNREADABLE)
 
 
 def decide(
@@ -197,8 +200,8 @@ def decide(
 def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: float) -> JobState:
     """One job from its manifest record (None: a local run), SLURM's view and its run directory."""
     run_dir = sweep_dir / name
-    results = read_status_fields(run_dir, whole=rec is None) if run_dir.is_dir() else {}
-    progress = (read_progress(run_dir) if results.get("status") != "unreadable" else None) or {}
+    results = read_status_fields(run_dir, whole=rec is None) if run_dir.is_dir() else RunResults()
+    progress = (read_progress(run_dir) if results.status != UNREADABLE else None) or {}
     holder = read_holder(run_dir)
     lease = holder_state(holder, now) if holder else None
     slurm = view.get(rec.job_id) if rec else None
@@ -215,7 +218,7 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
         slurm_state=slurm.detail if slurm else None,
         run_state=_run_state(recorded, progress, lease),
         num=rec.num if rec else None,
-        overrides=list(rec.overrides) if rec else [f"{k}={v}" for k, v in (results.get("swept") or {}).items()],
+        overrides=list(rec.overrides) if rec else _swept_overrides(results.swept),
         gpu_hours_estimate=rec.gpu_hours_estimate if rec else None,
         updated_at=progress.get("updated_at"),
     )
@@ -223,7 +226,7 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
     job.requeues = _requeues(progress, rec, slurm)
     if status in ENDED_BADLY:
         job.log = _log_path(sweep_dir, run_dir, rec, results)
-        own = results.get("error") if recorded == results.get("status") else None  # not an earlier attempt's
+        own = results.error if recorded == results.status else None  # not an earlier attempt's
         job.error = _first_line(own or progress.get("error"))
         if job.error is None:  # it died before it could record an error: what SLURM says, and what its log says
             job.error, job.log_error = why, _last_error_line(job.log)
@@ -232,10 +235,15 @@ def job_state(sweep_dir: Path, name: str, rec: Submission | None, view, now: flo
     return job
 
 
-def _recorded_status(run_dir: Path, results: dict, progress: dict) -> str | None:
+def _swept_overrides(swept: Swept) -> list[str]:
+    """``name=value`` of the swept values a record holds (a record without ``swept``: none)."""
+    return [f"{k}={v}" for k, v in dataclasses.asdict(swept).items() if v is not None]
+
+
+def _recorded_status(run_dir: Path, results: RunResults, progress: dict) -> str | None:
     """results.json's status, or ``running`` when a newer attempt has started since it was written (a job submitted
     again: its progress record is newer and says preparing, training or evaluating)."""
-    status = results.get("status")
+    status = results.status
     if status in ("completed", "failed", "interrupted") and progress.get("phase") in STARTED_PHASES:
         try:
             if float(progress.get("updated_at") or 0) > (run_dir / RESULTS_FILE).stat().st_mtime:
@@ -278,10 +286,10 @@ def _requeues(progress: dict, rec: Submission | None, slurm) -> int:
     return max(slurm.requeues if slurm else 0, mine - 1, 0)
 
 
-def _log_path(sweep_dir: Path, run_dir: Path, rec: Submission | None, results: dict) -> str | None:
+def _log_path(sweep_dir: Path, run_dir: Path, rec: Submission | None, results: RunResults) -> str | None:
     if rec is not None and rec.log:
         return str(sweep_dir / rec.log)
-    task = results.get("task")
+    task = results.task
     logs = [run_dir / f"{task}.log"] if task else []
     logs += sorted(run_dir.glob("*.log")) if run_dir.is_dir() else []
     return next((str(p) for p in logs if p.is_file()), None)

@@ -18,6 +18,7 @@ from mfti_lightning.core import results as res
 from mfti_lightning.core.config import num_devices
 from mfti_lightning.core.errors import ConfigError, MftiError
 from mfti_lightning.core.identity import decide_reuse
+from mfti_lightning.core.results_schema import RunResults
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -40,18 +41,18 @@ def job_action(job_cfg: DictConfig, run_dir: Path) -> str:
 def job_status(run_dir: Path) -> str:
     """``completed`` / ``failed`` / ``running`` / ``interrupted`` from results.json, or ``new``."""
     try:
-        existing = res.read_results(run_dir)
+        existing = RunResults.read(run_dir)
     except ValueError:  # a torn results.json (cannot happen with the atomic write, but never trust it)
         return "unreadable"
-    if not existing:
+    if existing is None:
         return "new"
-    return str(existing.get("status", "unknown"))
+    return existing.status if existing.status is not None else "unknown"
 
 
 def completed_objective(run_dir: Path):
     """The value ``mfti-train`` returned for a completed run (what a sweeper sees when the job is skipped)."""
-    existing = res.read_results(run_dir) or {}
-    return res.objective(existing.get("metrics", {}))
+    existing = RunResults.read(run_dir) or RunResults()
+    return res.objective(existing.metrics)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -45,8 +45,9 @@ def metric_split(cfg) -> str:
 
 def training_directions(cfg, info: dict):
     """Training directions for the partitions (see ``train_directions`` in conf/eval.yaml)."""
-    from mfti_lightning.core import directions, results
+    from mfti_lightning.core import directions
     from mfti_lightning.core.languages import parse_direction
+    from mfti_lightning.core.results_schema import RunResults
     from mfti_lightning.eval.partitions import partition_directions
 
     spec = cfg.train_directions
@@ -54,8 +55,8 @@ def training_directions(cfg, info: dict):
         return partition_directions(spec, cfg.lang_pairs)
     run_dir = info.get("run_dir")
     if run_dir is not None:
-        rec = results.read_results(run_dir)
-        dirs = (rec or {}).get("directions", {}).get("train")
+        rec = RunResults.read(run_dir)
+        dirs = rec.directions.train if rec else None
         if dirs:
             return [parse_direction(d) for d in dirs]
     return directions.train_directions(cfg.lang_pairs)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mfti_lightning.core.identity import changed, identity, matches
 from mfti_lightning.core.metric_key import AVG, MetricKey
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.track.run_values import method_of
 from mfti_lightning.track.significance import compare_runs
 from mfti_lightning.track.stat_figures import PARTITION_MARKS, direction_map
@@ -21,12 +22,17 @@ from mfti_lightning.track.stats import Interval, SeedGroup, seed_groups, welch
 
 
 def _method(g: SeedGroup) -> str:
-    return method_of(g.first.get("swept", {}))
+    return method_of(RunResults.of(g.first).swept)
+
+
+def _seed(rec: dict):
+    return RunResults.of(rec).swept.seed
 
 
 def _same_setting(a: SeedGroup, b: SeedGroup) -> bool:
-    sa, sb = a.first.get("swept", {}), b.first.get("swept", {})
-    return all(sa.get(k) == sb.get(k) for k in ("model", "template")) and a.first.get("task") == b.first.get("task")
+    ra, rb = RunResults.of(a.first), RunResults.of(b.first)
+    same = ra.swept.model == rb.swept.model and ra.swept.template == rb.swept.template
+    return same and ra.task == rb.task
 
 
 def method_pairs(groups: list[SeedGroup]) -> list[tuple[SeedGroup, SeedGroup]]:
@@ -38,18 +44,14 @@ def method_pairs(groups: list[SeedGroup]) -> list[tuple[SeedGroup, SeedGroup]]:
         cands = [b for b in groups if _method(b) == "ICL" and _same_setting(g, b)]
         cands = cands or [b for b in groups if _method(b) == "zero-shot" and _same_setting(g, b)]
         if cands:
-            pairs.append((g, max(cands, key=lambda b: int(b.first.get("swept", {}).get("shots") or 0))))
+            pairs.append((g, max(cands, key=lambda b: int(RunResults.of(b.first).swept.shots or 0))))
     return pairs
 
 
 def matched_runs(system: SeedGroup, baseline: SeedGroup) -> tuple[list[tuple[dict, dict]], str]:
     """Runs of the two groups matched by seed (or in seed order when they share none), and a note."""
-    by_seed = {r.get("swept", {}).get("seed"): r for r in baseline.records}
-    common = [
-        (r, by_seed[r.get("swept", {}).get("seed")])
-        for r in system.records
-        if r.get("swept", {}).get("seed") in by_seed
-    ]
+    by_seed = {_seed(r): r for r in baseline.records}
+    common = [(r, by_seed[_seed(r)]) for r in system.records if _seed(r) in by_seed]
     if common:
         return common, ""
     pairs = list(zip(system.records, baseline.records))
@@ -59,7 +61,7 @@ def matched_runs(system: SeedGroup, baseline: SeedGroup) -> tuple[list[tuple[dic
 def evaluation_differences(system: SeedGroup, baseline: SeedGroup) -> list[str]:
     """The evaluation settings (beams, tokens, test sets, tokenizer...) in which a pair's runs differ, other than
     the shots that make the baseline ICL: a difference here is a confound of the comparison."""
-    a, b = (identity(g.first.get("config") or {})["evaluation"] for g in (system, baseline))
+    a, b = (identity(RunResults.of(g.first).config)["evaluation"] for g in (system, baseline))
     return [
         f"{system.label} vs {baseline.label} differ in {k}: {x!r} vs {y!r}"
         for k, x, y in changed(a, b)
@@ -68,7 +70,7 @@ def evaluation_differences(system: SeedGroup, baseline: SeedGroup) -> list[str]:
 
 
 def _directions(rec: dict, split: str, metric: str) -> list[str]:
-    keys = [MetricKey.find(k) for k in rec.get("metrics", {})]
+    keys = [MetricKey.find(k) for k in RunResults.of(rec).metrics]
     return sorted(k.scope for k in keys if k and k.split == split and k.metric == metric and k.is_direction)
 
 
@@ -84,7 +86,7 @@ def significance(pairs, metrics: list[str], split: str, n_samples: int, seed: in
             notes += [f"{system.label} vs {baseline.label}: {w}" for w in why]
             head = {
                 "system": system.label, "baseline": baseline.label,
-                "seed": sys_rec.get("swept", {}).get("seed"), "baseline_seed": base_rec.get("swept", {}).get("seed"),
+                "seed": _seed(sys_rec), "baseline_seed": _seed(base_rec),
             }  # fmt: skip
             rows += [{**head, **r} for r in found]
     return rows, notes
@@ -152,10 +154,9 @@ def _per_direction_mean(g: SeedGroup, split: str, metric: str) -> dict[str, floa
 
 
 def _marks(rec: dict) -> tuple[dict[str, str], set[str]]:
-    marks = {
-        d: PARTITION_MARKS[p] for p, ds in (rec.get("partitions") or {}).items() for d in ds if p in PARTITION_MARKS
-    }
-    return marks, set((rec.get("directions") or {}).get("train", []))
+    r = RunResults.of(rec)
+    marks = {d: PARTITION_MARKS[p] for p, ds in r.partitions.items() for d in ds if p in PARTITION_MARKS}
+    return marks, set(r.directions.train)
 
 
 def draw_maps(agg: Aggregate, out: Path, split: str, metric: str) -> None:

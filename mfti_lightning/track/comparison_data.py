@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 
 from mfti_lightning.core.metric_key import MetricKey
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.eval.partitions import PARTITIONS
 from mfti_lightning.track.figure_data import FigureData, Scope
@@ -56,7 +57,7 @@ def partitions_data(scope: Scope) -> FigureData | str:
     series = {}
     vary = varying(scope.records, exclude=())
     for r in scope.records:
-        m = r.get("metrics", {})
+        m = RunResults.of(r).metrics
         keys = {p: str(MetricKey.partition(scope.split, scope.metric, p)) for p in PARTITIONS}
         vals = {p: m[k] for p, k in keys.items() if k in m}
         if vals:
@@ -72,7 +73,7 @@ def partitions_data(scope: Scope) -> FigureData | str:
 
 
 def errors_data(scope: Scope) -> FigureData | str:
-    recs = [r for r in scope.records if (r.get("errors") or {}).get(scope.split)]
+    recs = [r for r in scope.records if RunResults.of(r).errors.get(scope.split)]
     if not recs:
         return f"no run has an error analysis for {scope.split} (results.json 'errors')"
     vary = varying(recs, exclude=())
@@ -92,7 +93,7 @@ def errors_data(scope: Scope) -> FigureData | str:
 
 def _language_means(scope: Scope) -> dict[str, dict[str, list[float]]]:
     """Per ``<series> | into/from language`` label: each language's mean over its directions, per run."""
-    recs = [r for r in scope.records if r.get("status") == "completed"]
+    recs = [r for r in scope.records if RunResults.of(r).completed]
     vary = varying(recs, exclude=())
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in recs:
@@ -133,12 +134,12 @@ def per_language_data(
 def pivot_data(scope: Scope) -> FigureData | str:
     """sweeps/pivot.yaml: English-centric training against all-direction training, scored on the non-English
     directions (zero-shot for the English-centric model) and, for context, the English-centric ones."""
-    recs = [r for r in scope.records if method_of(r.get("swept", {})) == "mFTI"]
+    recs = [r for r in scope.records if method_of(RunResults.of(r).swept) == "mFTI"]
     vary = varying(recs, exclude=())
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     kinds = set()
     for r in recs:
-        train = r.get("directions", {}).get("train", [])
+        train = RunResults.of(r).directions.train
         scores = scope.direction_scores(r)
         non_en = [v for d, v in scores.items() if "en" not in d.split("-")]
         en = [v for d, v in scores.items() if "en" in d.split("-")]
@@ -163,10 +164,10 @@ def _quality_points(scope: Scope) -> list[tuple[float | None, float, float]]:
     """``(WikiMatrix min_score or None, misaligned fraction, score)`` of every scored mFTI run."""
     pts = []
     for r in scope.records:
-        cfg_data = (r.get("config") or {}).get("data") or {}
+        cfg_data = RunResults.of(r).config_value("data") or {}
         thr = next((c.get("min_score") for c in cfg_data.get("corpora") or [] if c.get("format") == "wikimatrix"), None)
         noise = float((cfg_data.get("noise") or {}).get("misaligned") or 0.0)
-        if method_of(r.get("swept", {})) == "mFTI" and scope.avg(r) is not None:
+        if method_of(RunResults.of(r).swept) == "mFTI" and scope.avg(r) is not None:
             pts.append((thr, noise, scope.avg(r)))
     return pts
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.track import comparison_data as cd
 from mfti_lightning.track import figure_drawing as draw
 from mfti_lightning.track.figure_data import FigureData, Line, Scope, line_data
@@ -14,20 +15,20 @@ from mfti_lightning.track.run_values import family_of, method_of, params_of
 
 
 def _mfti(r: dict) -> bool:
-    return method_of(r.get("swept", {})) == "mFTI"
+    return method_of(RunResults.of(r).swept) == "mFTI"
 
 
 def _icl(r: dict) -> bool:
-    return method_of(r.get("swept", {})) == "ICL"
+    return method_of(RunResults.of(r).swept) == "ICL"
 
 
 LINES = (
     Line("bleu_vs_model_size", "Model size", "parameters", params_of, logx=True, colour_by=family_of),
     Line("bleu_vs_num_examples", "Training examples per direction", "examples per direction",
-         lambda r: r.get("swept", {}).get("num_examples"), select=_mfti, logx=True, reference=_icl),
+         lambda r: RunResults.of(r).swept.num_examples, select=_mfti, logx=True, reference=_icl),
     Line("bleu_vs_lang_pairs", "Number of training directions", "training directions",
-         lambda r: len(r.get("directions", {}).get("train", [])) or None, select=_mfti, reference=_icl),
-    Line("bleu_vs_shots", "In-context demonstrations", "shots", lambda r: r.get("swept", {}).get("shots")),
+         lambda r: len(RunResults.of(r).directions.train) or None, select=_mfti, reference=_icl),
+    Line("bleu_vs_shots", "In-context demonstrations", "shots", lambda r: RunResults.of(r).swept.shots),
 )  # fmt: skip
 
 

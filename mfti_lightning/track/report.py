@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.track.aggregate import aggregate, summary_section
 from mfti_lightning.track.claims import claims_markdown, test_claims
 from mfti_lightning.track.config_diff import figure_differences, warn_differences
@@ -40,8 +41,12 @@ from mfti_lightning.track.table import markdown_table, tidy_rows, write_csv
 
 
 def _group_base(rec: dict) -> dict:
-    swept = rec.get("swept", {})
-    return {"method": method_of(swept), **{k: swept.get(k) for k in SWEPT if k != "seed"}, "params": params_of(rec)}
+    swept = RunResults.of(rec).swept
+    return {
+        "method": method_of(swept),
+        **{k: getattr(swept, k) for k in SWEPT if k != "seed"},
+        "params": params_of(rec),
+    }
 
 
 def _write_table(rows: list[dict], out: Path, name: str) -> None:
@@ -50,9 +55,10 @@ def _write_table(rows: list[dict], out: Path, name: str) -> None:
 
 
 def _failed_rows(not_done: list[dict]) -> list[dict]:
+    typed = [(rec, RunResults.of(rec)) for rec in not_done]
     return [
-        {"run": r.get("run_name"), "status": r.get("status"), "error": (r.get("error") or "")[:200], "run_dir": r["_dir"]}
-        for r in not_done
+        {"run": r.run_name, "status": r.status, "error": (r.error or "")[:200], "run_dir": rec["_dir"]}
+        for rec, r in typed
     ]  # fmt: skip
 
 

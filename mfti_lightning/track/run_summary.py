@@ -3,11 +3,13 @@ scaling plots, and the rows of its per-direction, error-type and sample-translat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from mfti_lightning.core.keys import swept_label
 from mfti_lightning.core.metric_key import SPLITS, MetricKey
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.core.schema import SWEPT
 from mfti_lightning.eval.analysis import CATEGORIES as ERROR_CATEGORIES
 from mfti_lightning.track.redact import clean_config
@@ -17,7 +19,7 @@ from mfti_lightning.track.run_values import method_of
 def run_tags(cfg, record: dict) -> list[str]:
     """Tags from the config groups: the swept values (their labels: ``shots:k8``), plus the other groups chosen."""
     tags = [f"{s.name}:{swept_label(cfg, s)}" for s in SWEPT if s.tagged]
-    tags += [f"method:{method_of(record.get('swept', {}))}", f"task:{cfg.task_name}"]
+    tags += [f"method:{method_of(RunResults.of(record).swept)}", f"task:{cfg.task_name}"]
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -32,66 +34,61 @@ def run_tags(cfg, record: dict) -> list[str]:
 
 
 def wandb_config(record: dict) -> dict:
-    cfg = clean_config(record.get("config") or {})
-    cfg["swept"] = dict(record.get("swept", {}))
-    cfg["swept"]["method"] = method_of(record.get("swept", {}))
-    cfg["swept"]["num_train_directions"] = len(record.get("directions", {}).get("train", []))
+    r = RunResults.of(record)
+    cfg = clean_config(r.config)
+    cfg["swept"] = dict(record.get("swept", {}))  # as recorded
+    cfg["swept"]["method"] = method_of(r.swept)
+    cfg["swept"]["num_train_directions"] = len(r.directions.train)
     return cfg
 
 
-def _cost_fields(record: dict) -> dict:
+def _cost_fields(r: RunResults) -> dict:
     """The parameter counts, throughput and training fields of the summary."""
-    tp, tr, out = record.get("throughput") or {}, record.get("training") or {}, {}
+    tp, out = dataclasses.asdict(r.throughput), {}
     for key in ("params_total", "params_trainable"):
-        if tp.get(key) is not None:
+        if tp[key] is not None:
             out[key] = tp[key]
     for key, value in tp.items():
         if isinstance(value, (int, float, str, bool)) and value is not None:
             out[f"throughput/{key}"] = value
     for key in ("steps", "loss_first", "loss_last", "loss_first_10pct", "loss_last_10pct", "train_time_s"):
-        if tr.get(key) is not None:
-            out[f"training/{key}"] = tr[key]
-    if record.get("best_step") is not None:
-        out["training/best_step"] = record["best_step"]
+        if getattr(r.training, key) is not None:
+            out[f"training/{key}"] = getattr(r.training, key)
+    if r.best_step is not None:
+        out["training/best_step"] = r.best_step
     return out
 
 
 def summary_fields(record: dict) -> dict:
     """Flat summary fields for one-click scaling plots, read from a results.json record."""
-    sw = record.get("swept", {})
-    dirs = record.get("directions", {})
+    r = RunResults.of(record)
     out = {
-        "model": sw.get("model"),
-        "lang_pairs": sw.get("lang_pairs"),
-        "template": sw.get("template"),
-        "shots": sw.get("shots"),
-        "num_examples": sw.get("num_examples"),
-        "seed": sw.get("seed"),
-        "method": method_of(sw),
-        "num_train_directions": len(dirs.get("train", [])),
-        "num_eval_directions": len(dirs.get("eval", [])),
-        "status": record.get("status"),
-        "task": record.get("task"),
-        "sweep_name": record.get("sweep_name"),
-        "wall_time_s": record.get("wall_time_s"),
+        **dataclasses.asdict(r.swept),  # model, lang_pairs, template, shots, num_examples, seed
+        "method": method_of(r.swept),
+        "num_train_directions": len(r.directions.train),
+        "num_eval_directions": len(r.directions.eval),
+        "status": r.status,
+        "task": r.task,
+        "sweep_name": r.sweep_name,
+        "wall_time_s": r.wall_time_s,
     }
-    out.update(_cost_fields(record))
-    for key, value in (record.get("metrics") or {}).items():
+    out.update(_cost_fields(r))
+    for key, value in r.metrics.items():
         if (parsed := MetricKey.find(key)) and parsed.is_summary:
             out[key] = value
-    prov = record.get("provenance") or {}
-    out["git_commit"], out["git_dirty"] = prov.get("git_commit"), prov.get("git_dirty")
-    if record.get("error"):
-        out["error"] = str(record["error"])[:1000]
+    out["git_commit"], out["git_dirty"] = r.provenance.git_commit, r.provenance.git_dirty
+    if r.error:
+        out["error"] = str(r.error)[:1000]
     return {k: v for k, v in out.items() if v is not None}
 
 
 def direction_rows(record: dict) -> list[dict]:
     """One row per (split, direction): every metric of that direction, trained or not, its partition."""
-    trained = set(record.get("directions", {}).get("train", []))
-    part_of = {d: name for name, ds in (record.get("partitions") or {}).items() for d in ds}
+    r = RunResults.of(record)
+    trained = set(r.directions.train)
+    part_of = {d: name for name, ds in r.partitions.items() for d in ds}
     rows: dict[tuple[str, str], dict] = {}
-    for name, value in (record.get("metrics") or {}).items():
+    for name, value in r.metrics.items():
         key = MetricKey.find(name)
         if not (key and key.is_direction):
             continue
@@ -114,7 +111,7 @@ def direction_rows(record: dict) -> list[dict]:
 def error_rows(record: dict) -> list[dict]:
     """One row per (split, direction) of the error analysis: n and the count of each category."""
     out = []
-    for split, by_dir in (record.get("errors") or {}).items():
+    for split, by_dir in RunResults.of(record).errors.items():
         for d in sorted(by_dir):
             e = by_dir[d] or {}
             counts = e.get("counts", {})

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mfti_lightning.core.results import RESULTS_FILE
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.track.run_values import extraction_of
 
 log = logging.getLogger("mfti_lightning.track.report")
@@ -88,10 +89,11 @@ def load_runs(paths) -> tuple[list[dict], list[dict], list[str]]:
             + "\n  ".join(problems)
             + "\nGive run directories (with results.json) or the sweep directories above them."
         )
-    done = [r for r in records if r.get("status") == "completed"]
-    not_done = [r for r in records if r.get("status") != "completed"]
-    for r in not_done:
-        log.warning("%s: status %s%s", r["_dir"], r.get("status"), f" ({r['error']})" if r.get("error") else "")
+    done = [r for r in records if RunResults.of(r).completed]
+    not_done = [r for r in records if not RunResults.of(r).completed]
+    for rec in not_done:
+        r = RunResults.of(rec)
+        log.warning("%s: status %s%s", rec["_dir"], r.status, f" ({r.error})" if r.error else "")
     if len({extraction_of(r) for r in done}) > 1:
         log.warning("%s", extraction_note(done).strip().replace("**", ""))
     return done, not_done, problems

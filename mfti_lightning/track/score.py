@@ -22,6 +22,7 @@ from mfti_lightning.core.layout import EVAL_STATE_DIR, TRANSLATIONS_DIR
 from mfti_lightning.core.lease import RunLease
 from mfti_lightning.core.metric_key import AVG, MetricKey
 from mfti_lightning.core.results import read_jsonl, read_results, write_results
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.eval.metrics import comet_predict, import_comet, metric_for
 from mfti_lightning.eval.partitions import partition_metrics
 from mfti_lightning.track.runs import collect
@@ -53,14 +54,13 @@ def load_comet(path: str | None):
     return import_comet().load_from_checkpoint(str(ckpt)), f"comet:{p.name}"
 
 
-def saved_splits(run_dir: Path, record: dict) -> list[tuple[str, str]]:
+def saved_splits(run_dir: Path, record: dict | RunResults) -> list[tuple[str, str]]:
     """``[(split, hypothesis field)]`` whose hypotheses are in ``translations/``."""
     state = run_dir / EVAL_STATE_DIR
     splits = sorted(p.name for p in state.iterdir() if p.is_dir()) if state.is_dir() else []
     splits = splits or ["test"]
     out = [(s, "hypothesis") for s in splits]
-    metrics = record.get("metrics") or {}
-    clean = {m.split for k in metrics if (m := MetricKey.find(k))}
+    clean = {m.split for k in RunResults.of(record).metrics if (m := MetricKey.find(k))}
     out += [(f"{s}_clean", "hypothesis_clean") for s in splits if f"{s}_clean" in clean]
     return out
 
@@ -79,8 +79,8 @@ def _averages(record: dict, split: str, metric: str, directions: list[str]) -> N
     vals = [m.get(str(MetricKey(split, metric, d))) for d in directions]
     if directions and all(v is not None for v in vals):
         m[str(MetricKey(split, metric, AVG))] = sum(vals) / len(vals)
-        if record.get("partitions"):
-            m.update(partition_metrics(m, record["partitions"], split, [metric]))
+        if parts := RunResults.of(record).partitions:
+            m.update(partition_metrics(m, parts, split, [metric]))
 
 
 def score_run(run_dir: str | Path, metrics: list[str], comet=None) -> list[str]:
@@ -127,8 +127,8 @@ def score_paths(paths: list[str | Path], metrics: list[str], comet_model: str | 
     comet = load_comet(comet_model) if "comet" in metrics else None
     out = {}
     for rec in records:
-        if rec.get("status") != "completed":
-            log.warning("%s: status %s, not scored", rec["_dir"], rec.get("status"))
+        if not (r := RunResults.of(rec)).completed:
+            log.warning("%s: status %s, not scored", rec["_dir"], r.status)
             continue
         if not (Path(rec["_dir"]) / TRANSLATIONS_DIR).is_dir():
             log.warning("%s: no %s/ (nothing to score)", rec["_dir"], TRANSLATIONS_DIR)

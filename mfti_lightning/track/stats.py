@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from mfti_lightning.core.identity import digest, identity
 from mfti_lightning.core.metric_key import AVG, MetricKey
+from mfti_lightning.core.results_schema import RunResults
 
 LEVEL = 0.95
 
@@ -165,7 +166,7 @@ def group_identity(rec: dict) -> dict:
     """What a run is apart from its seed: its task plus the training and evaluation identity of its config,
     without ``seed`` and without any ``*.seed`` key that holds the run's seed."""
     cfg = rec.get("config") or {}
-    seed = cfg.get("seed", (rec.get("swept") or {}).get("seed"))
+    seed = cfg.get("seed", RunResults.of(rec).swept.seed)
     ident = identity(cfg)
     keys = {**ident["training"], **{f"eval:{k}": v for k, v in ident["evaluation"].items()}}
     out = {"task": rec.get("task")}
@@ -187,14 +188,15 @@ class SeedGroup:
 
     @property
     def seeds(self) -> list:
-        return [r.get("swept", {}).get("seed") for r in self.records]
+        return [RunResults.of(r).swept.seed for r in self.records]
 
     @property
     def first(self) -> dict:
         return self.records[0]
 
     def values(self, metric_key: str) -> list[float]:
-        return [r["metrics"][metric_key] for r in self.records if metric_key in (r.get("metrics") or {})]
+        metrics = (RunResults.of(r).metrics for r in self.records)
+        return [m[metric_key] for m in metrics if metric_key in m]
 
     def interval(self, metric_key: str) -> Interval | None:
         return interval(self.values(metric_key))
@@ -206,11 +208,11 @@ def seed_groups(records: list[dict]) -> list[SeedGroup]:
     for rec in records:
         key = digest(group_identity(rec))
         if key not in groups:
-            groups[key] = SeedGroup(key, str(rec.get("run_name") or rec.get("_dir")))
+            groups[key] = SeedGroup(key, str(RunResults.of(rec).run_name or rec.get("_dir")))
         groups[key].records.append(rec)
     by_label = defaultdict(list)
     for g in groups.values():
-        g.records.sort(key=lambda r: json.dumps(r.get("swept", {}).get("seed"), default=str))
+        g.records.sort(key=lambda r: json.dumps(RunResults.of(r).swept.seed, default=str))
         by_label[g.label].append(g)
     for same in by_label.values():  # one run_name, several experiments (a non-swept value differs): tell apart
         if len(same) > 1:
@@ -222,7 +224,7 @@ def seed_groups(records: list[dict]) -> list[SeedGroup]:
 def metrics_by_direction(rec: dict, split: str) -> dict[str, dict[str, float]]:
     """``{direction or 'avg': {metric: value}}`` of one split."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    for name, value in (rec.get("metrics") or {}).items():
+    for name, value in RunResults.of(rec).metrics.items():
         key = MetricKey.find(name)
         if key and key.split == split and (key.scope == AVG or key.is_direction):
             out[key.scope][key.metric] = value

@@ -6,20 +6,21 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.track.run_values import SWEPT, method_of, params_of
 from mfti_lightning.track.stats import metrics_by_direction
 
 
 def _run_columns(rec: dict) -> dict:
-    sw = rec.get("swept", {})
+    r = RunResults.of(rec)
     return {
-        "run": rec.get("run_name"),
-        "status": rec.get("status"),
-        "method": method_of(sw),
-        **{k: sw.get(k) for k in SWEPT},
-        "params": params_of(rec),
-        "num_train_directions": len(rec.get("directions", {}).get("train", [])),
-        "sweep": rec.get("sweep_name"),
+        "run": r.run_name,
+        "status": r.status,
+        "method": method_of(r.swept),
+        **{k: getattr(r.swept, k) for k in SWEPT},
+        "params": params_of(r),
+        "num_train_directions": len(r.directions.train),
+        "sweep": r.sweep_name,
         "run_dir": rec.get("_dir"),
     }
 
@@ -28,8 +29,9 @@ def tidy_rows(records: list[dict], split: str = "test") -> list[dict]:
     """One row per (run, direction) plus one ``avg`` row per run; swept values and metrics as columns."""
     rows = []
     for rec in records:
-        trained = set(rec.get("directions", {}).get("train", []))
-        part_of = {d: n for n, ds in (rec.get("partitions") or {}).items() for d in ds}
+        r = RunResults.of(rec)
+        trained = set(r.directions.train)
+        part_of = {d: n for n, ds in r.partitions.items() for d in ds}
         by_dir = metrics_by_direction(rec, split)
         base = _run_columns(rec)
         for d in sorted(by_dir, key=lambda d: (d == "avg", d)):

@@ -39,6 +39,19 @@ def test_results_json(demo_run):
     assert r["config"]["model"]["name"] == "tiny" and r["wall_time_s"] > 0
 
 
+def test_results_json_is_the_documented_record(demo_run):
+    """Every key the demo's writers put in results.json is declared in core/results_schema.py, with its type: a
+    writer adding a key fails here until the key is documented."""
+    from mfti_lightning.core.results_schema import RunResults, problems
+
+    run_dir, _ = demo_run
+    r = json.loads((run_dir / "results.json").read_text())
+    assert problems(r) == []
+    typed = RunResults.read(run_dir)
+    assert typed.training.steps == 150 and typed.throughput.params_total > 0 and typed.wandb.mode == "offline"
+    assert typed.best_checkpoint == str(run_dir.resolve() / r["best_checkpoint"])
+
+
 def test_learning_happens(demo_run):
     run_dir, _ = demo_run
     r = json.loads((run_dir / "results.json").read_text())

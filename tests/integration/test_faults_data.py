@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, compose, fake_flores_dir, run_cli
 
+from mfti_lightning.core.results_schema import problems
+
 # ---- logger=csv: one curve ---------------------------------------------------------------------------------------
 
 
@@ -231,6 +233,7 @@ def test_tokenizer_larger_than_the_model_is_refused_before_the_model_is_built(mi
     assert "transformers" in imported and "pytorch_lightning" not in imported
     (results,) = [json.loads(r.read_text()) for r in tmp_path.glob("outputs/train/runs/*/results.json")]
     assert results["status"] == "failed" and results["error"] == f"ModelLoadError: {message}"
+    assert problems(results) == []  # a failed record is the documented record too (error, traceback)
     assert not list(tmp_path.glob("outputs/train/runs/*/checkpoints"))
 
 

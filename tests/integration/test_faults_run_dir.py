@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from mfti_lightning.core.results_schema import problems
+
 FAST = [
     "logger=none",
     "num_examples.n=16",
@@ -139,6 +141,7 @@ def test_failed_reevaluation_keeps_the_completed_results(copy):
     assert (run_dir / "results.json").read_bytes() == results  # reports keep reading the completed result
     attempt = json.loads((run_dir / "failed_attempts" / "0.json").read_text())
     assert attempt["status"] == "failed" and attempt["error"]
+    assert problems(attempt) == [] and attempt["reevaluation"]["changed"]  # the documented record, reevaluation too
     assert "the completed results.json is kept" in p.stdout + p.stderr
 
 

@@ -10,6 +10,8 @@ import sys
 import pytest
 from conftest import REPO, run_cli
 
+from mfti_lightning.core.results_schema import problems
+
 FAST = ["logger=none", "lang_pairs.test_size=6", "eval.max_new_tokens=16", "eval.num_beams=1"]
 
 
@@ -132,6 +134,7 @@ def test_mfti_analyze_flags_spanish_for_catalan_with_every_language(tmp_path):
     assert _labels(run) == ["off_target"] * len(SPANISH_FOR_CATALAN)
     rec = json.loads((run / "results.json").read_text())
     assert rec["error_analysis"]["test"]["lid_scope"] == "all" and rec["metrics"]["test/rate_off_target/en-ca"] == 1.0
+    assert problems(rec) == []  # what mfti-analyze adds is documented (core/results_schema.py)
     # restricted to the run's languages (and the paper's 13), Spanish is not a candidate: not all are caught
     p = run_cli(["mfti_lightning.cli.analyze", str(run), "--lid-languages", "run"], cwd=tmp_path, timeout=280)
     assert p.returncode == 0 and _labels(run).count("off_target") < len(SPANISH_FOR_CATALAN)

@@ -48,6 +48,18 @@ def test_results_schema(eval_run):
 
 
 @pytest.mark.slow
+def test_results_json_is_the_documented_record(eval_run):
+    """Every key mfti-eval's writers put in results.json is declared in core/results_schema.py, with its type."""
+    from mfti_lightning.core.results_schema import RunResults, problems
+
+    r = json.loads((eval_run / "results.json").read_text())
+    assert problems(r) == []
+    typed = RunResults.read(eval_run)
+    assert (typed.eval_split, typed.world_size, typed.model_source.kind) == ("devtest", 1, "dir")
+    assert typed.directions.eval == ["de-en", "en-fr", "zh-en"] and typed.wandb is None  # logger=none
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_local_ranks_translate_each_sentence_once(eval_run, tmp_path):
     """mfti-eval trainer.devices=2 on CPU: two forked ranks, each sentence translated exactly once, and the same

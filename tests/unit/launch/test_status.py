@@ -22,6 +22,7 @@ from mfti_lightning.cli import status as cli
 from mfti_lightning.core.lease import RunLease
 from mfti_lightning.core.progress_record import end_attempt, start_attempt, update_progress
 from mfti_lightning.core.results import write_results
+from mfti_lightning.core.results_schema import RunResults
 from mfti_lightning.launch import status as st
 from mfti_lightning.launch.manifest import Submission, append_submissions, read_manifest, split_job_id
 
@@ -288,14 +289,14 @@ def test_a_completed_record_is_read_from_its_head_any_other_whole(tmp_path):
     write_results(tmp_path / "done", {"schema": 1, "status": "completed", "task": "train", "metrics": big})
     write_results(tmp_path / "bad", {"schema": 1, "status": "failed", "task": "train", "error": "E: x", "metrics": big})
     write_results(tmp_path / "odd", {"status": "completed", "schema": 1, "task": "train"})  # another key order
-    assert st.read_status_fields(tmp_path / "done", whole=False) == {"status": "completed"}
-    assert st.read_status_fields(tmp_path / "done")["metrics"] == big
-    assert st.read_status_fields(tmp_path / "bad", whole=False)["error"] == "E: x"
-    assert st.read_status_fields(tmp_path / "odd", whole=False)["task"] == "train"
+    assert st.read_status_fields(tmp_path / "done", whole=False) == RunResults(status="completed")  # no task
+    assert st.read_status_fields(tmp_path / "done").metrics == big
+    assert st.read_status_fields(tmp_path / "bad", whole=False).error == "E: x"
+    assert st.read_status_fields(tmp_path / "odd", whole=False).task == "train"
     (tmp_path / "torn").mkdir()
     (tmp_path / "torn" / "results.json").write_text('{"schema": 1, "status": "fail')
-    assert st.read_status_fields(tmp_path / "torn", whole=False) == {"status": "unreadable"}
-    assert st.read_status_fields(tmp_path / "none") == {}
+    assert st.read_status_fields(tmp_path / "torn", whole=False) == RunResults(status="unreadable")
+    assert st.read_status_fields(tmp_path / "none") == RunResults()
 
 
 # ------------------------------------------------------------------------------------ never submitted twice

@@ -14,6 +14,7 @@ import pytest
 from sacrebleu.metrics import CHRF, TER
 
 from mfti_lightning.assets import ASSETS_DIR
+from mfti_lightning.core.results_schema import Rescore, problems
 from mfti_lightning.track import score
 
 FLORES = ASSETS_DIR / "flores101" / "devtest"
@@ -99,6 +100,7 @@ def test_mfti_score_adds_ter_with_signatures_and_a_second_run_does_nothing(tmp_p
         f"test/{k}/{d}" for k in ("ter", "chrf++") for d in ("de-en", "en-fr")
     )
     assert digests(run) == before  # translations untouched
+    assert problems(rec["rescored"][0], Rescore) == []  # the documented entry (core/results_schema.py)
 
     stamp = (run / "results.json").stat().st_mtime_ns, (run / "results.json").read_bytes()
     again = cli(run, "--metrics", "ter,chrf++")
