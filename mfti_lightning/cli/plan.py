@@ -118,32 +118,35 @@ def short_problem(problem: str) -> str:
     return re.split(r": |, (?![^(]*\))", problem, maxsplit=1)[0][:100]
 
 
-def print_table(jobs: list, cost) -> None:
-    """One block per job (overrides, run dir and status, devices, size, estimate, what would fail), then the
-    totals."""
-    launcher = str(jobs[0].cfg.hydra.launcher.get("_target_", "")).rsplit(".", 2)[-2:] if jobs else ""
-    print(f"sweep dir: {jobs[0].run_dir.parent if jobs else '-'}   launcher: {'.'.join(launcher)}")
-    total, todo = 0.0, 0
-    for j in jobs:
-        e = j.estimate
-        nodes = int(j.cfg.trainer.num_nodes)
-        skip = j.action == "skip" or bool(j.active)
-        todo += not skip
-        total += 0 if skip else e["gpu_hours"]
-        print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
-        print(f"     run dir {j.run_dir}  [{status_label(j)}{': skipped' if skip else ''}]")
-        print(
-            f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {e['params'] / 1e9:.2f}B params, "
-            f"{e['train_directions']} train / {e['eval_directions']} eval directions, "
-            f"{e['train_tokens'] / 1e6:,.1f}M train tokens, ~{_fmt_hours(e['gpu_hours'])} GPU-h "
-            f"(~{_fmt_hours(e['wall_hours'])} wall)"
-        )
-        if not e["train_directions"] and e["world_size"] > 1:
-            print(f"     evaluation only: {e['world_size']} ranks deal the sentences, each translated once")
-        if j.problems:
-            shown = "; ".join(short_problem(p) for p in j.problems[:3])
-            more = f"; +{len(j.problems) - 3} more" if len(j.problems) > 3 else ""
-            print(f"     WOULD FAIL, {len(j.problems)} problem(s): {shown}{more} (all listed after the table)")
+def skipped(job) -> bool:
+    """Not run by the sweep: completed with this config, or pending or running in SLURM already."""
+    return job.action == "skip" or bool(job.active)
+
+
+def print_job(j) -> None:
+    """The block of one job: overrides, run dir and status, devices, size, estimate, what would fail."""
+    e = j.estimate
+    nodes = int(j.cfg.trainer.num_nodes)
+    print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
+    print(f"     run dir {j.run_dir}  [{status_label(j)}{': skipped' if skipped(j) else ''}]")
+    print(
+        f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {e['params'] / 1e9:.2f}B params, "
+        f"{e['train_directions']} train / {e['eval_directions']} eval directions, "
+        f"{e['train_tokens'] / 1e6:,.1f}M train tokens, ~{_fmt_hours(e['gpu_hours'])} GPU-h "
+        f"(~{_fmt_hours(e['wall_hours'])} wall)"
+    )
+    if not e["train_directions"] and e["world_size"] > 1:
+        print(f"     evaluation only: {e['world_size']} ranks deal the sentences, each translated once")
+    if j.problems:
+        shown = "; ".join(short_problem(p) for p in j.problems[:3])
+        more = f"; +{len(j.problems) - 3} more" if len(j.problems) > 3 else ""
+        print(f"     WOULD FAIL, {len(j.problems)} problem(s): {shown}{more} (all listed after the table)")
+
+
+def print_totals(jobs: list, cost) -> None:
+    """Jobs and GPU-hours to run (skipped jobs not counted), the cost model's assumptions and the throughput used."""
+    total = sum((0 if skipped(j) else j.estimate["gpu_hours"] for j in jobs), 0.0)
+    todo = sum(not skipped(j) for j in jobs)
     failing = sum(bool(j.problems) for j in jobs)
     active = sum(bool(j.active) for j in jobs)
     print(
@@ -161,6 +164,15 @@ def print_table(jobs: list, cost) -> None:
         + ("; ".join(used) if used else "-")
         + ("" if measured else f" (no measured throughput: {THROUGHPUT_HINT})")
     )
+
+
+def print_table(jobs: list, cost) -> None:
+    """One block per job (:func:`print_job`), then the totals (:func:`print_totals`)."""
+    launcher = str(jobs[0].cfg.hydra.launcher.get("_target_", "")).rsplit(".", 2)[-2:] if jobs else ""
+    print(f"sweep dir: {jobs[0].run_dir.parent if jobs else '-'}   launcher: {'.'.join(launcher)}")
+    for j in jobs:
+        print_job(j)
+    print_totals(jobs, cost)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from mfti_lightning.cli.exits import report_errors
 from mfti_lightning.track import report
 
 
-def run(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="mfti-report",
         description=report.__doc__.split("\n\n")[0],
@@ -48,17 +48,26 @@ def run(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto (as every run: offline without an API key or a reachable server) | online | offline",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _summary(rep: dict) -> str:
+    """The one line that says what the report holds and where it went."""
+    return (
+        f"mfti-report: {rep['num_runs']} runs, {len(rep['failed'])} failed/incomplete, "
+        f"{len(rep['problems'])} without results.json -> {rep['out_dir']}/report.md, table.csv, "
+        f"{len(rep['figures'])} figures ({len(rep['skipped'])} skipped: {', '.join(rep['skipped']) or '-'})"
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = args.out or str(Path(args.paths[0]) / "report")
     rep = report.make_report(
         args.paths, out, args.metric, args.split, args.similarity, args.bootstrap_samples, args.bootstrap_seed
     )
-    print(
-        f"mfti-report: {rep['num_runs']} runs, {len(rep['failed'])} failed/incomplete, "
-        f"{len(rep['problems'])} without results.json -> {rep['out_dir']}/report.md, table.csv, "
-        f"{len(rep['figures'])} figures ({len(rep['skipped'])} skipped: {', '.join(rep['skipped']) or '-'})"
-    )
+    print(_summary(rep))
     if args.wandb:
         from mfti_lightning.track.publish import log_report
 

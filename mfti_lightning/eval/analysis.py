@@ -158,20 +158,23 @@ def analysis_options(eval_cfg) -> dict | bool:
 
 
 # ---- classification ------------------------------------------------------------------------------------
-def classify_direction(
-    rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None, rule: str = "project"
-) -> list[str]:
-    """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins. ``rule``
-    (``core.choices.OFF_TARGET_RULES``): how the off-target rule treats short and empty hypotheses."""
-    labels: list[str | None] = [None] * len(rows)
-    for k, r in enumerate(rows):
-        h = r["hypothesis"]
-        if has_repeated_ngram(h, tgt):
-            labels[k] = "oscillatory_hallucination"
-        elif has_template_pattern(h):
-            labels[k] = "template_leakage"
-        elif copies_source(h, r["source"]):
-            labels[k] = "source_copy"
+def _surface_label(row: dict, tgt: str) -> str | None:
+    """Rules 1-3, read from the hypothesis (and its source) alone; None when none matches."""
+    h = row["hypothesis"]
+    if has_repeated_ngram(h, tgt):
+        return "oscillatory_hallucination"
+    if has_template_pattern(h):
+        return "template_leakage"
+    if copies_source(h, row["source"]):
+        return "source_copy"
+    return None
+
+
+def _off_target(
+    rows: Sequence[dict], labels: Sequence[str | None], src: str, tgt: str, lid: LanguageIdentifier | None, rule: str
+) -> list[int]:
+    """Rule 4: the rows still unlabelled whose hypothesis halves are neither both in ``src`` nor both in ``tgt``
+    (an empty hypothesis only under ``rule=reference``); none when lingua does not know the direction (logged)."""
     use_lid = lid is not None and src in lid.supported and tgt in lid.supported
     if lid is not None and not use_lid:
         log.warning(
@@ -183,27 +186,39 @@ def classify_direction(
     pending = [
         k for k, lab in enumerate(labels) if lab is None and (rule == "reference" or rows[k]["hypothesis"].strip())
     ]
-    if use_lid and pending:
-        parts = [halves(rows[k]["hypothesis"], rule) for k in pending]
-        flat = [p for ps in parts for p in ps]
-        empty = EMPTY_TEXT_LANGUAGE if rule == "reference" else None  # what the reference's fastText says
-        ids = [empty if not p.strip() else i for p, i in zip(flat, lid.identify(flat))]
-        pos = 0
-        for k, ps in zip(pending, parts):
-            got = ids[pos : pos + len(ps)]
-            pos += len(ps)
-            if not all(g == src for g in got) and not all(g == tgt for g in got):
-                labels[k] = "off_target"
-    for k, r in enumerate(rows):
-        if labels[k] is not None:
-            continue
-        if is_too_short(r["hypothesis"], r["reference"], tgt):
-            labels[k] = "under_translation"
-        elif is_too_long(r["hypothesis"], r["reference"], tgt):
-            labels[k] = "over_translation"
-        else:
-            labels[k] = "other"
-    return labels  # type: ignore[return-value]
+    if not (use_lid and pending):
+        return []
+    parts = [halves(rows[k]["hypothesis"], rule) for k in pending]
+    flat = [p for ps in parts for p in ps]
+    empty = EMPTY_TEXT_LANGUAGE if rule == "reference" else None  # what the reference's fastText says
+    ids = [empty if not p.strip() else i for p, i in zip(flat, lid.identify(flat))]
+    found, pos = [], 0
+    for k, ps in zip(pending, parts):
+        got = ids[pos : pos + len(ps)]
+        pos += len(ps)
+        if not all(g == src for g in got) and not all(g == tgt for g in got):
+            found.append(k)
+    return found
+
+
+def _length_label(row: dict, tgt: str) -> str:
+    """Rules 5-7: the hypothesis's length against the reference's."""
+    if is_too_short(row["hypothesis"], row["reference"], tgt):
+        return "under_translation"
+    if is_too_long(row["hypothesis"], row["reference"], tgt):
+        return "over_translation"
+    return "other"
+
+
+def classify_direction(
+    rows: Sequence[dict], src: str, tgt: str, lid: LanguageIdentifier | None, rule: str = "project"
+) -> list[str]:
+    """One label per row (``source``, ``reference``, ``hypothesis``), first matching rule wins. ``rule``
+    (``core.choices.OFF_TARGET_RULES``): how the off-target rule treats short and empty hypotheses."""
+    labels = [_surface_label(r, tgt) for r in rows]
+    for k in _off_target(rows, labels, src, tgt, lid, rule):
+        labels[k] = "off_target"
+    return [lab or _length_label(r, tgt) for lab, r in zip(labels, rows)]
 
 
 def count(labels: Sequence[str]) -> dict:

@@ -263,6 +263,13 @@ def evaluate(
     run |= dict(rank=rank, world_size=world_size, synced_gpus=synced_gpus)
     if out_dir is None:
         return _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, **run)
+    settings = _saved_settings(settings, d, template)
+    return _evaluate_resumable(model, tokenizer, template, sets, split, Path(out_dir), settings, analyze_errors, run)
+
+
+def _saved_settings(settings: dict | None, d: DecodeSettings, template: Template) -> dict:
+    """What each finished direction is saved with, and must match to be reloaded: the caller's ``settings`` and how
+    this pass decodes, as plain JSON."""
     settings = dict(settings or {}) | {
         "shots": d.shots,
         "seed": d.seed,
@@ -270,11 +277,10 @@ def evaluate(
         "max_new_tokens": d.max_new_tokens,
         "bleu_tokenize": d.bleu_tokenize,
         "template": template.to_dict(),
-        "analyze_errors": analyze_errors,
+        "analyze_errors": d.analyze_errors,
         "extraction": d.extraction,
     }
-    settings = json.loads(json.dumps(settings, default=str))
-    return _evaluate_resumable(model, tokenizer, template, sets, split, Path(out_dir), settings, analyze_errors, run)
+    return json.loads(json.dumps(settings, default=str))
 
 
 def _evaluate_once(model, tokenizer, template, sets, split, analyze_errors, *, shots, seed, bleu_tokenize, rank,

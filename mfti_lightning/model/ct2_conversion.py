@@ -80,47 +80,55 @@ def register_xglm() -> None:
         REGISTERED.append("XGLMConfig")
 
 
+class _XGLMLoading:
+    """What XGLM changes in CTranslate2's BartLoader (a mixin placed before it, so that ``super()`` below is
+    BartLoader's; a plain class so that importing this module does not need ctranslate2)."""
+
+    @property
+    def architecture_name(self):
+        return "XGLMForCausalLM"
+
+    def get_model_spec(self, model):
+        from ctranslate2.specs import common_spec, transformer_spec
+
+        activations = {"gelu": common_spec.Activation.GELU, "relu": common_spec.Activation.RELU}
+        cfg = model.config
+        spec = transformer_spec.TransformerDecoderModelSpec.from_config(
+            cfg.num_layers, cfg.attention_heads, pre_norm=True, activation=activations[cfg.activation_function]
+        )
+        self.set_decoder(spec.decoder, model.model)
+        self.set_linear(spec.decoder.projection, model.lm_head)
+        return spec
+
+    def set_config(self, config, model, tokenizer):
+        config.bos_token = tokenizer.convert_ids_to_tokens(model.config.bos_token_id)
+        config.eos_token = tokenizer.convert_ids_to_tokens(model.config.eos_token_id)
+        config.unk_token = tokenizer.unk_token
+
+    def set_vocabulary(self, spec, tokens):
+        spec.register_vocabulary(tokens)
+
+    def get_vocabulary(self, model, tokenizer):
+        return vocabulary(tokenizer, model.config.vocab_size)
+
+    def set_decoder(self, spec, decoder):
+        super().set_decoder(spec, decoder)  # Bart layers (+ set_common_layers below)
+        self.set_layer_norm(spec.layer_norm, decoder.layer_norm)  # XGLM's final layer norm
+
+    def set_common_layers(self, spec, module):
+        spec.scale_embeddings = math.sqrt(module.config.d_model) if module.config.scale_embedding else 1.0
+        pos = module.embed_positions
+        spec.position_encodings.encodings = pos.weights[pos.offset :]  # as M2M100: offset 2
+        self.set_embeddings(spec.embeddings, module.embed_tokens)
+
+
 def xglm_loader_class():
-    """The loader class (defined here so that importing this module does not need ctranslate2)."""
+    """The loader class: :class:`_XGLMLoading` on CTranslate2's BartLoader (built here, on first use, so that
+    importing this module does not need ctranslate2)."""
     from ctranslate2.converters.transformers import BartLoader
-    from ctranslate2.specs import common_spec, transformer_spec
 
-    activations = {"gelu": common_spec.Activation.GELU, "relu": common_spec.Activation.RELU}
-
-    class XGLMLoader(BartLoader):
-        @property
-        def architecture_name(self):
-            return "XGLMForCausalLM"
-
-        def get_model_spec(self, model):
-            cfg = model.config
-            spec = transformer_spec.TransformerDecoderModelSpec.from_config(
-                cfg.num_layers, cfg.attention_heads, pre_norm=True, activation=activations[cfg.activation_function]
-            )
-            self.set_decoder(spec.decoder, model.model)
-            self.set_linear(spec.decoder.projection, model.lm_head)
-            return spec
-
-        def set_config(self, config, model, tokenizer):
-            config.bos_token = tokenizer.convert_ids_to_tokens(model.config.bos_token_id)
-            config.eos_token = tokenizer.convert_ids_to_tokens(model.config.eos_token_id)
-            config.unk_token = tokenizer.unk_token
-
-        def set_vocabulary(self, spec, tokens):
-            spec.register_vocabulary(tokens)
-
-        def get_vocabulary(self, model, tokenizer):
-            return vocabulary(tokenizer, model.config.vocab_size)
-
-        def set_decoder(self, spec, decoder):
-            super().set_decoder(spec, decoder)  # Bart layers (+ set_common_layers below)
-            self.set_layer_norm(spec.layer_norm, decoder.layer_norm)  # XGLM's final layer norm
-
-        def set_common_layers(self, spec, module):
-            spec.scale_embeddings = math.sqrt(module.config.d_model) if module.config.scale_embedding else 1.0
-            pos = module.embed_positions
-            spec.position_encodings.encodings = pos.weights[pos.offset :]  # as M2M100: offset 2
-            self.set_embeddings(spec.embeddings, module.embed_tokens)
+    class XGLMLoader(_XGLMLoading, BartLoader):
+        pass
 
     return XGLMLoader
 

@@ -102,22 +102,7 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
         write_hydra_records(cfg, run_dir)
         log_file = log_to_file(run_dir, cfg)
         start_attempt(run_dir, world_size(cfg.trainer), slurm_job())
-    record = {
-        "schema": res.SCHEMA,
-        "status": "running",
-        "task": cfg.task_name,
-        "run_name": cfg.run_name,
-        "run_dir": str(run_dir.resolve()),
-        "sweep_name": cfg.sweep_name,
-        "swept": swept_values(cfg),  # schema.SWEPT
-        "extraction": OmegaConf.select(cfg, "eval.extraction"),  # how hypotheses were cut (eval.extraction)
-        "engine": OmegaConf.select(cfg, "eval.engine") or "hf",  # what decoded them (eval.engine)
-        "metrics": {},
-        "signatures": {},
-        "config": resolved_container(cfg),
-        "provenance": res.provenance(),
-        **extra,
-    }
+    record = running_record(cfg, run_dir, extra)
     if reuse.action == "reevaluate":
         record["reevaluation"] = archive_previous(run_dir, reuse)
     completed_before = reuse.existing if (reuse.existing or {}).get("status") == "completed" else None
@@ -141,6 +126,27 @@ def _proceed(cfg: DictConfig, body, run_dir: Path, reuse, extra: dict, lease: Ru
     if global_rank() == 0:
         print_summary(record)
     return res.objective(record["metrics"])
+
+
+def running_record(cfg: DictConfig, run_dir: Path, extra: dict) -> dict:
+    """The results.json record of an attempt that has started (status ``running``): what the run is, its resolved
+    config and provenance, plus the task's ``extra`` keys; the body fills in metrics and signatures."""
+    return {
+        "schema": res.SCHEMA,
+        "status": "running",
+        "task": cfg.task_name,
+        "run_name": cfg.run_name,
+        "run_dir": str(run_dir.resolve()),
+        "sweep_name": cfg.sweep_name,
+        "swept": swept_values(cfg),  # schema.SWEPT
+        "extraction": OmegaConf.select(cfg, "eval.extraction"),  # how hypotheses were cut (eval.extraction)
+        "engine": OmegaConf.select(cfg, "eval.engine") or "hf",  # what decoded them (eval.engine)
+        "metrics": {},
+        "signatures": {},
+        "config": resolved_container(cfg),
+        "provenance": res.provenance(),
+        **extra,
+    }
 
 
 def record_end(record: dict, error: BaseException) -> BaseException:

@@ -275,6 +275,24 @@ def trainer_callbacks(cfg, run_dir: Path, loggers: list, monitor: str | None) ->
     return callbacks, best, periodic
 
 
+def _strategy_and_plugins(cfg, model_path: str) -> tuple:
+    """Lightning's strategy and plugins for this cluster, with checkpoints written atomically."""
+    from mfti_lightning.train.checkpoint_callbacks import AtomicCheckpointIO
+
+    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
+    kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
+    plugins = list(kw.get("plugins") or [])
+    plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
+    return kw["strategy"], plugins
+
+
+def _precision(t) -> str:
+    """``trainer.precision``, except that the GPU presets' ``*-mixed`` runs as ``32-true`` on CPU (e.g.
+    trainer=fsdp2 trainer.accelerator=cpu)."""
+    precision = str(t.precision)
+    return "32-true" if str(t.accelerator) == "cpu" and precision.endswith("-mixed") else precision
+
+
 def build_trainer(
     cfg, batches: BatchPlan, run_dir: Path, loggers: list, monitor: str | None, model_path: str, max_steps=None
 ):
@@ -282,24 +300,16 @@ def build_trainer(
     ``max_steps``: the run's optimizer steps (default ``optim.max_steps``; derived for ``optim.max_epochs``)."""
     import pytorch_lightning as pl
 
-    from mfti_lightning.train.checkpoint_callbacks import AtomicCheckpointIO
-
-    quiet_lightning()  # before lightning_cluster_kwargs: its SLURMEnvironment.detect() gives the srun hint
-    kw = lightning_cluster_kwargs(build_strategy(cfg, model_path))
-    strategy, plugins = kw["strategy"], list(kw.get("plugins") or [])
-    plugins.append(AtomicCheckpointIO())  # also FSDP's full checkpoints (sharded ones are written in place)
+    strategy, plugins = _strategy_and_plugins(cfg, model_path)
     callbacks, best, periodic = trainer_callbacks(cfg, run_dir, loggers, monitor)
     t = cfg.trainer
     trainer_steps = int(max_steps if max_steps is not None else cfg.optim.max_steps)
-    precision = str(t.precision)
-    if str(t.accelerator) == "cpu" and precision.endswith("-mixed"):
-        precision = "32-true"  # the GPU presets' bf16-mixed, run on CPU (e.g. trainer=fsdp2 trainer.accelerator=cpu)
     trainer = pl.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=strategy,
-        precision=precision,
+        precision=_precision(t),
         max_steps=trainer_steps,
         accumulate_grad_batches=batches.accumulate,
         gradient_clip_val=cfg.optim.gradient_clip_val,

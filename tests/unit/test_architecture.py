@@ -1,5 +1,6 @@
 """The package's shape, read from its source: subpackages in layers, no import cycle (imports inside functions
-count), no private name imported across modules, short functions, and every module importable on its own."""
+count), no private name imported across modules, short functions and modules, and every module importable on its
+own."""
 
 from __future__ import annotations
 
@@ -25,8 +26,18 @@ LAYERS = {
     "launch": {"core", "data", "tasks", "train", "assets"},
     "cli": {"core", "data", "model", "eval", "train", "tasks", "track", "launch", "assets"},
 }
-MAX_FUNCTION_LINES = 60
-LONG_FUNCTIONS_ALLOWED = {("mfti_lightning.track.figure_drawing", None)}  # figure drawing: one matplotlib figure each
+MAX_FUNCTION_LINES = 40  # every function and method, nested ones included: ``def`` line to last line
+MAX_MODULE_LINES = 400
+# Exempt by module, because they draw with matplotlib: one function sets up one figure's axes, series, labels and
+# legend in order, and cutting it into pieces scatters one picture over helpers that mean nothing alone. (Their
+# numbers are computed elsewhere: figure_data, comparison_data, stats; track/figures only calls both, so it is held
+# to the limit.)
+FIGURE_DRAWING_MODULES = {"mfti_lightning.track.figure_drawing", "mfti_lightning.track.stat_figures"}
+LONG_FUNCTIONS_ALLOWED = {
+    # being shortened on branches onehome-fabric / onehome-stop
+    "mfti_lightning.tasks.evaluate._eval_body",
+    "mfti_lightning.eval.generation.translate_share",
+}
 
 
 def module_name(path: Path) -> str:
@@ -155,16 +166,60 @@ def test_no_private_name_imported_from_another_module():
     assert found == []
 
 
-def test_no_function_longer_than_60_lines():
-    long = []
-    for m, path in MODULES.items():
-        tree = ast.parse(path.read_text())
-        owners = {id(f): c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = node.end_lineno - node.lineno + 1
-                if n > MAX_FUNCTION_LINES and (m, owners.get(id(node))) not in LONG_FUNCTIONS_ALLOWED:
-                    long.append(f"{m}.{node.name}: {n} lines")
+def long_functions(module: str, source: str) -> list[tuple[str, int, int]]:
+    """``(module.Class.function, line, length)`` of every function, method or nested function over
+    :data:`MAX_FUNCTION_LINES` lines."""
+    out = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}.{child.name}"
+                n = child.end_lineno - child.lineno + 1
+                if not isinstance(child, ast.ClassDef) and n > MAX_FUNCTION_LINES:
+                    out.append((name, child.lineno, n))
+                visit(child, name)
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), module)
+    return out
+
+
+def test_no_function_longer_than_40_lines_outside_figure_drawing():
+    long = [
+        f"{MODULES[m].relative_to(REPO)}:{line}: {name} is {n} lines (at most {MAX_FUNCTION_LINES})"
+        for m in MODULES
+        if m not in FIGURE_DRAWING_MODULES
+        for name, line, n in long_functions(m, MODULES[m].read_text())
+        if name not in LONG_FUNCTIONS_ALLOWED
+    ]
+    assert long == []
+
+
+def test_the_length_check_finds_long_methods_and_nested_functions():
+    def block(indent: int, n: int) -> str:
+        return "".join(f"{' ' * indent}x{i} = {i}\n" for i in range(n))
+
+    top = MAX_FUNCTION_LINES
+    source = (
+        ("def ok():\n" + block(4, top - 1))  # exactly the limit: lines 1 to top
+        + ("def outer():\n    def inner():\n" + block(8, top) + "    return inner\n")
+        + ("class C:\n    def method(self):\n" + block(8, top))
+    )
+    assert long_functions("m", source) == [
+        ("m.outer", top + 1, top + 3),
+        ("m.outer.inner", top + 2, top + 1),
+        ("m.C.method", 2 * top + 5, top + 1),
+    ]
+
+
+def test_no_module_longer_than_400_lines():
+    long = [
+        f"{path.relative_to(REPO)}: {n} lines (at most {MAX_MODULE_LINES})"
+        for path in MODULES.values()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
     assert long == []
 
 
