@@ -6,14 +6,20 @@ produce) and a probe template whose markers are pieces of what the model generat
 really fires; one also holds ``=``, a character outside the tiny vocabulary). Prints, per case, sentences
 compared, identical hypotheses, rows cut by a marker, and seconds per ``translate()`` call of each.
 
-    python benchmarks/bench_stop_strings.py --model outputs/train/runs/<demo run>/hf [--rev 334e5bd] [--n 40]
+    python benchmarks/bench_stop_strings.py --model outputs/train/runs/<demo run>/hf [--rev b820b4c] [--n 40]
+
+``--vocab-timing`` instead times building the stop tables on a synthetic XGLMTokenizer of XGLM's size (256k
+random pieces): transformers' ``StopStringCriteria`` cold, again (its own cache hit), this checkout's cached
+``stop_string_match``, and the old decoding StopOnText's lookup table.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -34,8 +40,9 @@ T1 = Template(name="t1", prefix="Translation: [<srclang>]: <input> [<tgtlang>]:"
 CUSTOM = Template(name="custom", prefix="<input> = [<tgtlang>]:", lang_names="native")
 
 
-def old_translate(rev: str):
-    """``translate`` of ``eval/generation.py`` at git revision ``rev``, loaded as a module of its own."""
+@functools.cache
+def old_module(rev: str):
+    """``eval/generation.py`` at git revision ``rev``, loaded as a module of its own."""
     text = subprocess.run(
         ["git", "-C", str(REPO), "show", f"{rev}:mfti_lightning/eval/generation.py"],
         check=True, capture_output=True, text=True,
@@ -45,7 +52,7 @@ def old_translate(rev: str):
     spec = importlib.util.spec_from_file_location("generation_old", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.translate
+    return module
 
 
 def prompts(direction: str, n: int, template: Template) -> list[str]:
@@ -68,17 +75,50 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - start
 
 
+def big_tokenizer(size: int = 256_008):
+    from transformers import XGLMTokenizer
+
+    rng = random.Random(0)
+    alphabet = "abcdefghijklmnopqrstuvwxyzäöüßçéèñ[]:.,'абвгдежзийклмн中文字的是不了人我在有他这为之大来以个们αβγδεζηθ"
+    pieces = {c: None for c in alphabet}
+    while len(pieces) < size - 4:
+        pieces["▁" * (rng.random() < 0.5) + "".join(rng.choices(alphabet, k=rng.randint(1, 8)))] = None
+    specials = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    return XGLMTokenizer(vocab=specials + [(p, -rng.random() * 10) for p in pieces])
+
+
+def vocab_timing(rev: str):
+    from transformers import StopStringCriteria
+
+    from mfti_lightning.eval.generation import StopOnText
+
+    tok = big_tokenizer()
+    print(f"{platform.node()}: synthetic XGLMTokenizer, {len(tok)} pieces; stop strings: newline, {T1.stop_markers}")
+    for what, build in (
+        ("transformers StopStringCriteria", lambda: StopStringCriteria(tok, ["\n", *T1.stop_markers])),
+        ("new StopOnText (cached)", lambda: StopOnText(tok, T1.stop_markers, 10)),
+        (f"old StopOnText ({rev})", lambda: old_module(rev).StopOnText(tok, T1.stop_markers, 10)),
+    ):
+        times = [timed(build)[1] for _ in range(3)]
+        print(f"{what}: build {', '.join(f'{t:.2f}' for t in times)} s (1st, 2nd, 3rd)")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, help="a Hugging Face directory (the demo run's hf/)")
+    ap.add_argument("--vocab-timing", action="store_true", help="time the stop tables on a 256k vocabulary")
+    ap.add_argument("--model", help="a Hugging Face directory (the demo run's hf/)")
     ap.add_argument("--rev", default="b820b4c", help="git revision of the implementation to compare with")
     ap.add_argument("--n", type=int, default=40, help="devtest sentences per direction (the demo: 40)")
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vocab_timing:
+        return vocab_timing(args.rev)
+    if not args.model:
+        ap.error("--model DIR is required (or --vocab-timing)")
     model, tok = load_model(args.model), load_tokenizer(args.model)
-    old = old_translate(args.rev)
+    old = old_module(args.rev).translate
     t1_batch = [p for d in DIRECTIONS for p in prompts(d, args.n, T1)]
     probe = probe_template(model, tok, t1_batch)
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "

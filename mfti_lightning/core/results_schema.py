@@ -297,7 +297,8 @@ def problems(record: dict, cls=RunResults, where: str = "") -> list[str]:
 
 
 def _always(cls) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.metadata[ALWAYS]]
+    """The keys every record has (marked ``always``); a section, where there is one, has all of its keys."""
+    return [f for f in dataclasses.fields(cls) if f.metadata[ALWAYS] or cls is not RunResults]
 
 
 def _type_problems(value, hint, where: str) -> list[str]:
@@ -359,9 +360,9 @@ def markdown() -> str:
     """The tables of docs/results.md (between its ``results-schema`` markers): every key, type and meaning."""
     parts = []
     for cls in sections():
-        hints = _hints(cls)
+        hints, always = _hints(cls), _always(cls)
         rows = [
-            f"| `{f.name}` | {_type_name(hints[f.name])} | {'yes' if f.metadata[ALWAYS] else ''} | "
+            f"| `{f.name}` | {_type_name(hints[f.name])} | {'yes' if f in always else ''} | "
             + f"{f.metadata['doc'].replace('``', '`')} |"
             for f in dataclasses.fields(cls)
         ]

@@ -77,10 +77,16 @@ def test_a_null_section_reads_as_its_default():
 
 
 def test_problems_name_an_undeclared_key_a_missing_one_and_a_wrong_type():
-    now = {**OLD, "extraction": "clean", "engine": "hf"}  # the keys every record has now
-    assert rs.problems(now) == []
-    assert rs.problems(OLD) == ["extraction: missing (every record has it)", "engine: missing (every record has it)"]
-    bad = {**now, "new_thing": 1, "swept": {**OLD["swept"], "shots": "8"}, "metrics": {"test/bleu/avg": "3.5"}}
+    provenance = {**OLD["provenance"], "python": "3.11.7", "platform": "Linux", "hostname": "vm",
+                  "started_at": "2026-12-04T09:00:00+00:00", "argv": ["mfti-train"], "slurm_job_id": None}  # fmt: skip
+    now = {**OLD, "extraction": "clean", "engine": "hf", "swept": {**OLD["swept"], "seed": 1}, "provenance": provenance}
+    assert rs.problems(now) == []  # the keys every record has now
+    assert rs.problems({**OLD, "provenance": provenance}) == [
+        "extraction: missing (every record has it)",
+        "engine: missing (every record has it)",
+        "swept.seed: missing (every record has it)",
+    ]
+    bad = {**now, "new_thing": 1, "swept": {**now["swept"], "shots": "8"}, "metrics": {"test/bleu/avg": "3.5"}}
     del bad["wall_time_s"]
     assert rs.problems(bad) == [
         "new_thing: not declared in RunResults (core/results_schema.py)",
