@@ -33,11 +33,6 @@ MAX_MODULE_LINES = 400
 # numbers are computed elsewhere: figure_data, comparison_data, stats; track/figures only calls both, so it is held
 # to the limit.)
 FIGURE_DRAWING_MODULES = {"mfti_lightning.track.figure_drawing", "mfti_lightning.track.stat_figures"}
-LONG_FUNCTIONS_ALLOWED = {
-    # being shortened on branches onehome-fabric / onehome-stop
-    "mfti_lightning.tasks.evaluate._eval_body",
-    "mfti_lightning.eval.generation.translate_share",
-}
 
 
 def module_name(path: Path) -> str:
@@ -192,7 +187,6 @@ def test_no_function_longer_than_40_lines_outside_figure_drawing():
         for m in MODULES
         if m not in FIGURE_DRAWING_MODULES
         for name, line, n in long_functions(m, MODULES[m].read_text())
-        if name not in LONG_FUNCTIONS_ALLOWED
     ]
     assert long == []
 

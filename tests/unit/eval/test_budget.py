@@ -50,7 +50,7 @@ def test_auto_budget_is_the_largest_that_fits():
     assert auto_batch_tokens(free_bytes=free / 2, **figures) < budget
     assert auto_batch_tokens(free_bytes=1 * GiB, **figures, minimum=256) == 256
     with pytest.raises(ValueError):
-        auto_batch_tokens(free_bytes=free, total_bytes=free, kv_bytes_per_token=0)
+        auto_batch_tokens(free_bytes=free, total_bytes=free, kv_bytes_per_token=0, max_new_tokens=150)
 
 
 @pytest.mark.slow
