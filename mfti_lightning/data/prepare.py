@@ -60,10 +60,10 @@ def eval_sets(cfg, split: str, directions: list[Direction] | None = None) -> lis
         chosen = pairs[_slice(len(pairs), size, from_end)]
         evaluated = {s for s, _ in chosen}
         pool = []
-        if int(cfg.shots.k) > 0:
+        if cfg.shots.k > 0:
             pool_pairs = corpora.read_flores_pairs(data.flores_root, cfg.shots.pool, src, tgt, data.flores_layout)
             pool = [p for p in pool_pairs if p[0] not in evaluated]
-            if len(pool) < int(cfg.shots.k):
+            if len(pool) < cfg.shots.k:
                 raise ConfigError(
                     f"shots.k={cfg.shots.k} but the pool for {src}-{tgt} has only {len(pool)} pairs "
                     f"(FLORES {cfg.shots.pool} minus the evaluated sentences). Lower shots.k."
@@ -173,7 +173,7 @@ def training_examples(cfg, template: Template) -> tuple[list[dict], dict]:
     the validation/test slices of the run; for every other corpus all FLORES dev and devtest sentences of the
     run's languages. Returns ``(examples, report)``; the report has per-direction counts and what was dropped.
     """
-    n = int(cfg.num_examples.n)
+    n = cfg.num_examples.n
     if n < 0:
         raise ConfigError(f"num_examples.n={n}: give 0 (no finetuning) or a positive number of pairs per direction.")
     dirs = train_directions(cfg.lang_pairs)
@@ -240,7 +240,7 @@ def _excluder(cfg):
 def _sample_direction(cfg, spec: dict, src: str, tgt: str, excluded, report: dict) -> list:
     """The filtered, seeded sample of one direction (a DataError when there are too few pairs, unless
     ``num_examples.allow_fewer``); its counts go to ``report``."""
-    n, filters, stats = int(cfg.num_examples.n), cfg.data.filters, {}
+    n, filters, stats = cfg.num_examples.n, cfg.data.filters, {}
     keep = sampling.make_filter(filters, src, tgt, excluded(spec), stats)
     seed = sampling.direction_seed(cfg.seed, src, tgt)
     sample, available = sampling.reservoir_sample(
@@ -278,7 +278,7 @@ def data_key(cfg, template: Template) -> dict:
     """Everything the prepared training data depends on (hashed into the cache key)."""
     dirs = train_directions(cfg.lang_pairs)
     files = {}
-    if int(cfg.num_examples.n) > 0:
+    if cfg.num_examples.n > 0:
         specs = _specs(cfg)
         for s, t in dirs:
             for spec in specs:
@@ -290,9 +290,9 @@ def data_key(cfg, template: Template) -> dict:
                     break
     return {
         "version": CACHE_VERSION,
-        "n": int(cfg.num_examples.n),
+        "n": cfg.num_examples.n,
         "allow_fewer": cfg.num_examples.allow_fewer,
-        "seed": int(cfg.seed),
+        "seed": cfg.seed,
         "train": [direction_str(d) for d in dirs],
         "eval": [direction_str(d) for d in eval_directions(cfg.lang_pairs)],
         "val_size": cfg.lang_pairs.val_size,
@@ -322,7 +322,7 @@ def load_or_prepare(cfg, template: Template) -> tuple[list[dict], dict]:
     entry is used only when its files match ``check.json``; a damaged one is rebuilt with a warning naming it.
     """
     cache_root = cfg.data.cache_dir
-    if int(cfg.num_examples.n) == 0 or not cache_root:
+    if cfg.num_examples.n == 0 or not cache_root:
         examples, report = training_examples(cfg, template)
         report["cache"] = None
         return examples, report
@@ -352,7 +352,7 @@ def check_languages(cfg) -> None:
 def check_directions(cfg, evaluates: bool = True) -> None:
     """Training pairs asked for (``num_examples.n > 0``) need training directions, and a job that evaluates needs
     a direction to evaluate: an empty list fails here, naming the key, before anything is read or loaded."""
-    n = int(cfg.num_examples.n)
+    n = cfg.num_examples.n
     if n > 0 and not train_directions(cfg.lang_pairs):
         raise ConfigError(
             f"lang_pairs.train is empty but num_examples.n={n} asks for {n} training pairs per direction. List the "

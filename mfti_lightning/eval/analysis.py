@@ -151,10 +151,13 @@ class LanguageIdentifier:
 def analysis_options(eval_cfg) -> dict | bool:
     """The error analysis an evaluation runs (``eval.error_analysis``, ``eval.lid_languages``,
     ``eval.lid_accuracy``, ``eval.off_target_rule``): False, or the options of :func:`analyze`."""
-    if not eval_cfg.get("error_analysis", True):
+    if not eval_cfg.error_analysis:
         return False
-    return {"lid_scope": str(eval_cfg.lid_languages), "lid_accuracy": str(eval_cfg.lid_accuracy),
-            "rule": str(eval_cfg.off_target_rule)}  # fmt: skip
+    return {
+        "lid_scope": eval_cfg.lid_languages,
+        "lid_accuracy": eval_cfg.lid_accuracy,
+        "rule": eval_cfg.off_target_rule,
+    }
 
 
 # ---- classification ------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def load_for_eval(cfg, info: dict, device):
 
     tokenizer = load_tokenizer(info["tokenizer_path"], info["model_path"])
     dtype = cfg.model.dtype
-    precision = str(cfg.trainer.get("precision", ""))
+    precision = str(cfg.trainer.precision)
     if device.type == "cuda" and precision.startswith("bf16"):
         dtype = "bfloat16"
     elif device.type == "cuda" and precision.startswith("16"):

@@ -83,28 +83,28 @@ def rates(job_cfg: DictConfig, cost: CostModel) -> dict:
 def _train_steps(job_cfg: DictConfig, train_dirs: list) -> int:
     """Optimizer steps of the job: ``optim.max_steps``, or by epochs the sampled pairs over the global batch (an
     estimate: filtering and max_length drop some); 0 without training examples."""
-    if not int(job_cfg.num_examples.n):
+    if not job_cfg.num_examples.n:
         return 0
-    epochs = job_cfg.optim.get("max_epochs")
-    per_epoch = len(train_dirs) * int(job_cfg.num_examples.n) / int(job_cfg.optim.global_batch_size)
-    return int(job_cfg.optim.max_steps) if epochs is None else max(1, math.ceil(float(epochs) * per_epoch))
+    epochs = job_cfg.optim.max_epochs
+    per_epoch = len(train_dirs) * job_cfg.num_examples.n / job_cfg.optim.global_batch_size
+    return job_cfg.optim.max_steps if epochs is None else max(1, math.ceil(float(epochs) * per_epoch))
 
 
 def _generated_tokens(job_cfg: DictConfig, cost: CostModel, steps: int, train_dirs: list, eval_dirs: list) -> float:
     """Prompt + generated tokens of the final test and of every validation (each ``val_every_n_steps``, plus one
     before training when ``score_before_training``; none without training)."""
     lp = job_cfg.lang_pairs
-    test_size = lp.get("test_size") or cost.flores_devtest
-    val_size = lp.get("val_size") or cost.flores_dev
+    test_size = lp.test_size or cost.flores_devtest
+    val_size = lp.val_size or cost.flores_dev
     n_val = (
-        (steps // max(int(job_cfg.eval.val_every_n_steps), 1)) + bool(job_cfg.eval.score_before_training)
-        if int(job_cfg.num_examples.n)
+        (steps // max(job_cfg.eval.val_every_n_steps, 1)) + bool(job_cfg.eval.score_before_training)
+        if job_cfg.num_examples.n
         else 0
     )
-    prompt = (2 * int(job_cfg.shots.k) + 1) * cost.tokens_per_sentence
-    new = min(int(job_cfg.eval.max_new_tokens), 2 * cost.tokens_per_sentence)
-    test_tokens = len(eval_dirs) * test_size * (prompt + int(job_cfg.eval.num_beams) * new)
-    val_tokens = n_val * len(train_dirs or eval_dirs) * val_size * (prompt + int(job_cfg.eval.val_num_beams) * new)
+    prompt = (2 * job_cfg.shots.k + 1) * cost.tokens_per_sentence
+    new = min(job_cfg.eval.max_new_tokens, 2 * cost.tokens_per_sentence)
+    test_tokens = len(eval_dirs) * test_size * (prompt + job_cfg.eval.num_beams * new)
+    val_tokens = n_val * len(train_dirs or eval_dirs) * val_size * (prompt + job_cfg.eval.val_num_beams * new)
     return test_tokens + val_tokens
 
 
@@ -115,10 +115,10 @@ def estimate(job_cfg: DictConfig, cost: CostModel | None = None) -> dict:
 
     cost = cost or CostModel()
     n_params = matmul_params(job_cfg.model.shape)
-    train_dirs = train_directions(job_cfg.lang_pairs) if int(job_cfg.num_examples.n) else []
+    train_dirs = train_directions(job_cfg.lang_pairs) if job_cfg.num_examples.n else []
     eval_dirs = eval_directions(job_cfg.lang_pairs)
     steps = _train_steps(job_cfg, train_dirs)
-    train_tokens = steps * int(job_cfg.optim.global_batch_size) * cost.tokens_per_example
+    train_tokens = steps * job_cfg.optim.global_batch_size * cost.tokens_per_example
     train_flops = 6 * n_params * train_tokens
     gen_flops = 2 * n_params * _generated_tokens(job_cfg, cost, steps, train_dirs, eval_dirs)
 

@@ -25,12 +25,12 @@ _DTYPES = {
 
 def resolve_model_path(model_cfg) -> str:
     """The directory or hub name to load; builds a tiny model (of ``model.family``) on first use."""
-    path = str(model_cfg["name_or_path"])
-    build = model_cfg.get("build")
+    path = str(model_cfg.name_or_path)
+    build = model_cfg.build
     if build:
         from mfti_lightning.model.tiny import ensure_tiny
 
-        ensure_tiny(path, dict(build), str(model_cfg.get("family", "xglm")))
+        ensure_tiny(path, dict(build), model_cfg.family)
     return path
 
 
@@ -150,7 +150,7 @@ def load_model(path: str, dtype: str = "float32", attn_implementation: str = "ea
 
 def peft_settings(model_cfg) -> dict | None:
     """The LoRA block of a model config as plain data (None when ``model.peft`` is null)."""
-    name = model_cfg.get("peft")
+    name = model_cfg.peft
     if not name:
         return None
     if name != "lora":
@@ -158,10 +158,10 @@ def peft_settings(model_cfg) -> dict | None:
     lora = model_cfg.lora  # defaults: core/schema_experiment.py LoraConfig
     return {
         "name": "lora",
-        "r": int(lora.r),
-        "alpha": int(lora.alpha),
-        "dropout": float(lora.dropout),
-        "target_modules": families.lora_targets(model_cfg.get("family", "xglm"), lora.target_modules),
+        "r": lora.r,
+        "alpha": lora.alpha,
+        "dropout": lora.dropout,
+        "target_modules": families.lora_targets(model_cfg.family, lora.target_modules),
     }
 
 

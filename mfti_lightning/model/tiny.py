@@ -142,7 +142,7 @@ def build_tiny(out_dir: str | Path, build_cfg: dict, family: str = "xglm") -> Pa
             tok = build_tokenizer(lines, int(build_cfg["vocab_size"]), tmp)
         else:
             tok = build_bpe_tokenizer(lines, int(build_cfg["vocab_size"]), family)
-        torch.manual_seed(int(build_cfg.get("seed", 0)))
+        torch.manual_seed(int(build_cfg["seed"]))
         model = AutoModelForCausalLM.from_config(model_config(family, build_cfg, tok))
         model_dir = tmp / "model"
         tok.save_pretrained(model_dir)

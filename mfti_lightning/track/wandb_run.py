@@ -82,7 +82,7 @@ def wandb_loggers(cfg, run_dir: Path, record: dict) -> list:
         log.info(
             "W&B run starts inside rank 0 (trainer.strategy=%s); an online init failure is not caught "
             "early with this strategy.",
-            cfg.trainer.get("strategy"),
+            cfg.trainer.strategy,
         )
     elif global_rank() == 0:
         logger, mode, why = _start_or_fall_back(logger, mode, why, kwargs, lc, run_dir)
