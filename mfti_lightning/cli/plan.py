@@ -130,7 +130,7 @@ def print_job(j) -> None:
     print(f"#{j.num:<3} {' '.join(j.overrides) or '(no overrides)'}")
     print(f"     run dir {j.run_dir}  [{status_label(j)}{': skipped' if skipped(j) else ''}]")
     print(
-        f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {e['params'] / 1e9:.2f}B params, "
+        f"     {e['world_size'] // nodes} device(s) x {nodes} node(s), {params_text(e['params'])} params, "
         f"{e['train_directions']} train / {e['eval_directions']} eval directions, "
         f"{e['train_tokens'] / 1e6:,.1f}M train tokens, ~{_fmt_hours(e['gpu_hours'])} GPU-h "
         f"(~{_fmt_hours(e['wall_hours'])} wall)"
@@ -177,3 +177,8 @@ def print_table(jobs: list, cost) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def params_text(n: float) -> str:
+    """Matmul parameters in the unit that shows them: 7.49B, 564M, 1.6M (the tiny demo model is not 0.00B)."""
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e7 else f"{n / 1e6:.1f}M"

@@ -8,6 +8,8 @@ import json
 import pytest
 from conftest import run_cli
 
+from mfti_lightning.cli.plan import params_text
+
 
 def _plan_json(tmp_path, *options, overrides=()):
     cmd = ["mfti_lightning.cli.plan", "-", "logger=none", *overrides, "--json", *options]
@@ -62,3 +64,9 @@ def test_icl_jobs_of_the_paper_sweeps_use_the_whole_node(capsys):
     assert e["wall_hours"] == pytest.approx(e["gpu_hours"] / 8)
     print_table(jobs, CostModel())
     assert "evaluation only: 8 ranks deal the sentences" in capsys.readouterr().out
+
+
+def test_model_sizes_print_in_the_unit_that_shows_them():
+    assert params_text(7.49e9) == "7.49B"
+    assert params_text(5.64e8) == "564M"
+    assert params_text(1.57e6) == "1.6M"  # the tiny demo model (printed 0.00B before)
