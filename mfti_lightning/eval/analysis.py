@@ -151,7 +151,7 @@ class LanguageIdentifier:
 def analysis_options(eval_cfg) -> dict | bool:
     """The error analysis an evaluation runs (``eval.error_analysis``, ``eval.lid_languages``,
     ``eval.lid_accuracy``, ``eval.off_target_rule``): False, or the options of :func:`analyze`."""
-    if not eval_cfg.error_analysis:
+    if not eval_cfg.get("error_analysis", True):  # training's eval group has no such key: it always analyzes
         return False
     return {
         "lid_scope": eval_cfg.lid_languages,
