@@ -175,10 +175,10 @@ def print_table(jobs: list, cost) -> None:
     print_totals(jobs, cost)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def params_text(n: float) -> str:
     """Matmul parameters in the unit that shows them: 7.49B, 564M, 1.6M (the tiny demo model is not 0.00B)."""
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e7 else f"{n / 1e6:.1f}M"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
