@@ -1,16 +1,18 @@
-"""Clean stopping, two implementations on the same model: ``translate()`` of this checkout (StopOnText on
-transformers' ``StopStringCriteria``) against ``translate()`` of a git revision (by default ``b820b4c``, the
-decoding StopOnText), on the demo's FLORES devtest directions, greedy and beam 4, with the paper's template 1,
-a custom template (``<input> = [<tgtlang>]:``, whose only stop string, a newline, the tiny vocabulary cannot
-produce) and a probe template whose markers are pieces of what the model generates unstopped (so stopping
-really fires; one also holds ``=``, a character outside the tiny vocabulary). Prints, per case, sentences
-compared, identical hypotheses, rows cut by a marker, and seconds per ``translate()`` call of each.
+"""Clean stopping, two implementations on the same model: ``translate()`` of this checkout (StopOnText, which
+decodes the generated tail as the extraction does) against ``translate()`` of a git revision (by default
+``e0e46bd``, StopOnText on transformers' ``StopStringCriteria``, reverted after this measurement), on the demo's
+FLORES devtest directions, greedy and beam 4, with the paper's template 1, a custom template
+(``<input> = [<tgtlang>]:``, whose only stop string, a newline, the tiny vocabulary cannot produce) and a probe
+template whose markers are pieces of what the model generates unstopped (so stopping really fires; one also
+holds ``=``, a character outside the tiny vocabulary). Prints, per case, sentences compared, identical
+hypotheses, rows cut by a marker, seconds per ``translate()`` call of each, and for greedy decoding how many
+hypotheses of each equal the oracle (the whole unstopped continuation, decoded, cut by the template).
 
-    python benchmarks/bench_stop_strings.py --model outputs/train/runs/<demo run>/hf [--rev b820b4c] [--n 40]
+    python benchmarks/bench_stop_strings.py --model outputs/train/runs/<demo run>/hf [--rev e0e46bd] [--n 40]
 
 ``--vocab-timing`` instead times building the stop tables on a synthetic XGLMTokenizer of XGLM's size (256k
-random pieces): transformers' ``StopStringCriteria`` cold, again (its own cache hit), this checkout's cached
-``stop_string_match``, and the old decoding StopOnText's lookup table.
+random pieces): transformers' ``StopStringCriteria`` (cold, then its own cache hit), this checkout's
+StopOnText and the revision's.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def vocab_timing(rev: str):
     print(f"{platform.node()}: synthetic XGLMTokenizer, {len(tok)} pieces; stop strings: newline, {T1.stop_markers}")
     for what, build in (
         ("transformers StopStringCriteria", lambda: StopStringCriteria(tok, ["\n", *T1.stop_markers])),
-        ("new StopOnText (cached)", lambda: StopOnText(tok, T1.stop_markers, 10)),
-        (f"old StopOnText ({rev})", lambda: old_module(rev).StopOnText(tok, T1.stop_markers, 10)),
+        ("this checkout's StopOnText", lambda: StopOnText(tok, T1.stop_markers, 10)),
+        (f"StopOnText of {rev}", lambda: old_module(rev).StopOnText(tok, T1.stop_markers, 10)),
     ):
         times = [timed(build)[1] for _ in range(3)]
         print(f"{what}: build {', '.join(f'{t:.2f}' for t in times)} s (1st, 2nd, 3rd)")
@@ -107,7 +109,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vocab-timing", action="store_true", help="time the stop tables on a 256k vocabulary")
     ap.add_argument("--model", help="a Hugging Face directory (the demo run's hf/)")
-    ap.add_argument("--rev", default="b820b4c", help="git revision of the implementation to compare with")
+    ap.add_argument("--rev", default="e0e46bd", help="git revision of the implementation to compare with")
     ap.add_argument("--n", type=int, default=40, help="devtest sentences per direction (the demo: 40)")
     ap.add_argument("--max-new-tokens", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
@@ -138,11 +140,16 @@ def main():
                 cut = sum(template.cut(r) != r.strip() for r in ref)  # rows a marker or newline cuts
                 same = sum(x == y for x, y in zip(a, b))
                 total, same_total = total + len(batch), same_total + same
+                oracle = ""
+                if beams == 1:  # greedy: stopping cannot change the text before the first marker
+                    want = [template.cut(r) for r in ref]
+                    n_old, n_new = (sum(x == w for x, w in zip(h, want)) for h in (a, b))
+                    oracle = f"; equal to the oracle: {args.rev} {n_old}, this checkout {n_new}"
                 print(f"{template.name:7s} beams {beams} {d}: {same}/{len(batch)} identical, {cut} rows with a "
-                      f"marker, old {t_old:.2f} s, new {t_new:.2f} s per translate()")  # fmt: skip
+                      f"marker, {args.rev} {t_old:.2f} s, this checkout {t_new:.2f} s per translate(){oracle}")  # fmt: skip
                 for x, y in zip(a, b):
                     if x != y:
-                        print(f"    old {x!r}\n    new {y!r}")
+                        print(f"    {args.rev} {x!r}\n    this checkout {y!r}")
     print(f"total: {same_total}/{total} identical")
     sys.exit(0 if same_total == total else 1)
 
