@@ -224,6 +224,33 @@ def eval_plan(smoke: bool):
     return [("xglm-564m", 64, 150, runs), ("xglm-7.5b", 64, 150, runs)]
 
 
+def ct2_unavailable(device) -> str | None:
+    """Why CTranslate2 cannot decode on ``device`` (None: it can). Its PyPI wheels link CUDA's runtime statically
+    but dlopen cuBLAS by major version (libcublas.so.12 in 4.x) on the first GPU product: on a machine with CUDA 13
+    libraries only that fails mid-run, so it is probed here, before any conversion."""
+    try:
+        import ctranslate2
+    except ImportError as e:
+        return f"ctranslate2 not importable ({e})"
+    if device.type != "cuda":
+        return None
+    if ctranslate2.get_cuda_device_count() < 1:
+        return "ctranslate2 sees no CUDA device (a CPU-only build?)"
+    import ctypes
+    import re
+
+    libs = Path(ctranslate2.__file__).resolve().parents[1] / "ctranslate2.libs"
+    needed = set()
+    for lib in list(libs.glob("libctranslate2*.so*")) + list(Path(ctranslate2.__file__).parent.glob("*.so*")):
+        needed |= {m.decode() for m in re.findall(rb"libcublas\.so\.[0-9]+", lib.read_bytes())}
+    for soname in sorted(needed):
+        try:
+            ctypes.CDLL(soname)
+        except OSError as e:
+            return f"ctranslate2 {ctranslate2.__version__} needs {soname}, which does not load here ({e})"
+    return None
+
+
 def run_eval_model(name, n, new, runs, device, results, deadline, workdir):
     tok, template, prompts = prompts_ids(n)
     dtype = torch.bfloat16 if device.type == "cuda" else None
@@ -233,6 +260,10 @@ def run_eval_model(name, n, new, runs, device, results, deadline, workdir):
     for engine_name, budget in runs:
         if time.time() > deadline:
             results["skipped"].append(f"eval {name} {engine_name} {budget}: time limit")
+            continue
+        if engine_name == "ctranslate2" and (why := ct2_unavailable(device)):
+            results["skipped"].append(f"eval {name} {engine_name} {budget} on {device.type}: {why}")
+            print(f"eval  {name:10s} {engine_name:11s} skipped: {why}", flush=True)
             continue
         if engine_name == "ctranslate2" and engine is None:
             engine = ct2_for(model, name, device, workdir, tok)
@@ -278,16 +309,26 @@ def main(argv=None):
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type == "cpu" and not args.smoke:
         ap.error("no GPU: run with --smoke to check the script on a CPU (no numbers are written)")
-    import ctranslate2
+    try:
+        import ctranslate2  # only the ctranslate2 eval cases use it (ct2_unavailable says why they are skipped)
 
+        ct2_version = ctranslate2.__version__
+    except ImportError:
+        ct2_version = None
     dev, peak = throughput.device_info(device)
     t_start = time.time()
     deadline = t_start + args.time_limit
     results = {"device": dev, "peak_tflops": peak / 1e12 if peak else None, "train": [], "eval": [], "skipped": [],
                "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "versions": {"torch": torch.__version__, "ctranslate2": ctranslate2.__version__,
+               "versions": {"torch": torch.__version__, "ctranslate2": ct2_version,
                             "python": platform.python_version()}}  # fmt: skip
-    print(f"device {dev}, torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}", flush=True)
+    print(f"device {dev}, torch {torch.__version__}, ctranslate2 {ct2_version}", flush=True)
+    target = args.out or (None if args.smoke else OUT)
+
+    def save():  # after every case: a run stopped by a hard time limit keeps what it measured
+        if target:
+            target.write_text(json.dumps(summary(results), indent=1) + "\n")
+
     if args.only in (None, "train"):
         for case in train_plan(args.smoke):
             if time.time() > deadline:
@@ -298,15 +339,16 @@ def main(argv=None):
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "n/a"
             print(f"train {r['model']:10s} {r['batching']:14s} {r['attn']:5s} {r['precision']:10s} tokens/s "
                   f"{r['tokens_per_s']:9.0f}  MFU {mfu:>6s}  peak {r['peak_memory_gb']:.1f} GiB", flush=True)  # fmt: skip
+            save()
     if args.only in (None, "eval"):
         with tempfile.TemporaryDirectory(prefix="gpu_all-") as work:
             for name, n, new, runs in eval_plan(args.smoke):
                 run_eval_model(name, n, new, runs, device, results, deadline, Path(work))
+                save()
     out = summary(results)
     print(f"total {time.time() - t_start:.0f} s; skipped: {results['skipped'] or 'none'}")
-    target = args.out or (None if args.smoke else OUT)
     if target:
-        target.write_text(json.dumps(out, indent=1) + "\n")
+        save()
         print(f"wrote {target}")
     return out
 

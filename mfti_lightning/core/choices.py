@@ -38,7 +38,8 @@ CT2_COMPUTE_TYPES = (
     "bfloat16",
     "int8_float16",
 )  # model.ct2_conversion.COMPUTE_TYPES
-LID_SCOPES = ("all", "run")  # analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's
+# analysis.LanguageIdentifier: every language lingua knows | the run's and the paper's | none (no lingua needed)
+LID_SCOPES = ("all", "run", "none")
 LID_ACCURACY = ("high", "low")  # lingua's modes: low = trigrams only (about 0.1 GB and 0.5 s to load for all)
 SELECT_MODES = (
     "reference",

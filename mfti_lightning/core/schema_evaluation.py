@@ -70,7 +70,7 @@ class TrainEvalConfig:
         "all",
         choices=LID_SCOPES,
         role=EVALUATION,
-        doc="off-target errors: language ID over every language lingua knows (all: finds Spanish for Catalan) | the run's languages and the paper's 13 (run)",
+        doc="off-target errors: language ID over every language lingua knows (all: finds Spanish for Catalan) | the run's languages and the paper's 13 (run) | none: no language ID, the off-target rule is skipped (no lingua needed)",
     )
     lid_accuracy: str = config_field(
         "low",

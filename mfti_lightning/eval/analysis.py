@@ -256,7 +256,8 @@ def analyze(
 
     dirs = {d: parse_direction(d) for d in rows_by_direction}
     langs = set(languages or ()) | {c for st in dirs.values() for c in st}
-    lid = LanguageIdentifier(langs, lid_scope, lid_accuracy) if use_lid else None
+    # lid_scope "none" (eval.lid_languages=none): no language ID, the off-target rule is skipped (no lingua needed)
+    lid = LanguageIdentifier(langs, lid_scope, lid_accuracy) if use_lid and lid_scope != "none" else None
     errors = {}
     for d, rows in rows_by_direction.items():
         src, tgt = dirs[d]

@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers.cache_utils import EncoderDecoderCache
 from transformers.models.xglm.modeling_xglm import XGLMAttention
 
 CHECKED_WITH = "5.24.0"  # transformers version whose XGLMAttention.forward and config attribute this module mirrors
+# Every SDPA backend but cuDNN's: on an H200 (torch 2.11.0+cu130) torch picked cuDNN attention, which builds an
+# execution plan per new shape, and variable-length training batches ran 2.8x slower than with it off (564M shape,
+# length-grouped, bf16-mixed: 6186 vs 17399 tokens/s; eager 14651; benchmarks/RESULTS.md, 2026-12-04).
+BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 FORWARD_PARAMETERS = ("self", "hidden_states", "key_value_states", "cache", "attention_mask", "kwargs")
 
 
@@ -56,15 +61,16 @@ class XGLMSdpaAttention(XGLMAttention):
             mask = mask[:, :, :, : key.shape[-2]]
             # a fully masked row (a pad query under left padding) would give NaN; let it attend everywhere
             mask = mask | ~mask.any(dim=-1, keepdim=True)
-        out = nn.functional.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None and tgt_len > 1 and tgt_len == key.shape[-2],
-            scale=self.scaling,
-        )
+        with sdpa_kernel(BACKENDS):
+            out = nn.functional.scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                attn_mask=mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=mask is None and tgt_len > 1 and tgt_len == key.shape[-2],
+                scale=self.scaling,
+            )
         out = out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim)
         return self.out_proj(out), None
 

@@ -39,3 +39,17 @@ def test_gpu_all_smoke_writes_the_throughput_json(tmp_path):
     job = OmegaConf.create({"model": {"name": "tiny"}, "eval": {"engine": "ctranslate2", "batch_tokens": "auto"}})
     r = rates(job, CostModel(measured=measured, measured_path=path))
     assert r["gen_source"] == "assumed 2% MFU" and r["train_source"] == "assumed 35% MFU"
+
+
+def test_ctranslate2_cases_skip_with_the_reason_when_it_cannot_load(monkeypatch):
+    """gpu_all.py imports ctranslate2 only for its cases, and skips them with the reason when it is absent (or its
+    CUDA build's cuBLAS does not load): the other cases' numbers are kept."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_all", REPO / "benchmarks" / "gpu_all.py")
+    gpu_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_all)
+    import torch
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    assert gpu_all.ct2_unavailable(torch.device("cpu")).startswith("ctranslate2 not importable")

@@ -71,3 +71,16 @@ def test_analyze_counts_rates_and_labels():
     assert all(v == 1 for v in errors["de-en"]["counts"].values())
     assert [r["error"] for r in rows["de-en"]] == [c for c, _ in CASES]
     assert metrics["test/rate_other/de-en"] == pytest.approx(1 / 7) == metrics["test/rate_other/avg"]
+
+
+def test_lid_languages_none_needs_no_lingua(monkeypatch):
+    """eval.lid_languages=none: no language ID (a machine without lingua), so the French hypothesis is not found
+    off target; every other rule still labels."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lingua", None)  # `import lingua` raises ImportError
+    rows = {"de-en": [{"source": SRC, "reference": REF, "hypothesis": h} for _, h in CASES]}
+    analyze(rows, "test", lid_scope="none")
+    expected = [c for c, _ in CASES]
+    expected[expected.index("off_target")] = "other"
+    assert [r["error"] for r in rows["de-en"]] == expected
