@@ -51,3 +51,11 @@ def train_directions(lp) -> list[Direction]:
 def eval_directions(lp) -> list[Direction]:
     spec = lp.get("eval")
     return train_directions(lp) if spec is None else resolve_spec(spec, lp)
+
+
+def directions_record(train: list[Direction], evaluated: list[Direction]) -> dict[str, list[str]]:
+    """results.json's ``directions``: the finetuned and the evaluated directions as ``src-tgt`` strings."""
+    return {
+        "train": [languages.direction_str(d) for d in train],
+        "eval": [languages.direction_str(d) for d in evaluated],
+    }

@@ -116,12 +116,9 @@ def warn_template_change(info: dict, template) -> None:
 
 
 def record_directions(cfg, record: dict, info: dict, train_dirs) -> None:
-    from mfti_lightning.core.directions import eval_directions
+    from mfti_lightning.core.directions import directions_record, eval_directions
 
-    record["directions"] = {
-        "train": [f"{s}-{t}" for s, t in train_dirs or []],
-        "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
-    }
+    record["directions"] = directions_record(train_dirs or [], eval_directions(cfg.lang_pairs))
     record["model_source"] = {k: (str(v) if v is not None else None) for k, v in info.items()}
 
 

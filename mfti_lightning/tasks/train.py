@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from mfti_lightning.core import layout
 from mfti_lightning.core.config import BatchPlan, steps_for_epochs, training_length
-from mfti_lightning.core.directions import eval_directions, train_directions
+from mfti_lightning.core.directions import directions_record, eval_directions, train_directions
 from mfti_lightning.core.distributed import global_rank, local_rank
 from mfti_lightning.core.errors import ConfigError, JobInterrupted
 from mfti_lightning.core.interrupt import RESUME_HINT, lightning_stops, received
@@ -112,10 +112,9 @@ def prepare_run(cfg: DictConfig, run_dir: Path, record: dict) -> TrainingJob:
         bleu_metric_name(cfg.eval.bleu_tokenize),
     )
     record["batch"] = job.batch.record()
-    record["directions"] = {
-        "train": [f"{s}-{t}" for s, t in train_directions(cfg.lang_pairs)] if job.n_train else [],
-        "eval": [f"{s}-{t}" for s, t in eval_directions(cfg.lang_pairs)],
-    }
+    record["directions"] = directions_record(
+        train_directions(cfg.lang_pairs) if job.n_train else [], eval_directions(cfg.lang_pairs)
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     if job.n_train:
         job.resume_from = check_checkpoints(job)
