@@ -242,6 +242,12 @@ def summarize(errors: dict[str, dict], split: str) -> dict[str, float]:
     return metrics
 
 
+def uses_lid(use_lid: bool, lid_scope: str) -> bool:
+    """Whether the off-target rule runs language ID: not under ``--no-lid`` nor ``eval.lid_languages=none`` (no
+    lingua needed; the off-target rule is skipped)."""
+    return use_lid and lid_scope != "none"
+
+
 def analyze(
     rows_by_direction: dict[str, list[dict]],
     split: str,
@@ -256,8 +262,7 @@ def analyze(
 
     dirs = {d: parse_direction(d) for d in rows_by_direction}
     langs = set(languages or ()) | {c for st in dirs.values() for c in st}
-    # lid_scope "none" (eval.lid_languages=none): no language ID, the off-target rule is skipped (no lingua needed)
-    lid = LanguageIdentifier(langs, lid_scope, lid_accuracy) if use_lid and lid_scope != "none" else None
+    lid = LanguageIdentifier(langs, lid_scope, lid_accuracy) if uses_lid(use_lid, lid_scope) else None
     errors = {}
     for d, rows in rows_by_direction.items():
         src, tgt = dirs[d]
@@ -291,7 +296,7 @@ def analyze_run(run_dir, split: str | None = None, use_lid: bool = True, **rules
     for f in files:
         write_jsonl_atomic(f, rows[f.stem])
     record.setdefault("errors", {})[split] = errors
-    record.setdefault("error_analysis", {})[split] = {"lid": use_lid, **rules}
+    record.setdefault("error_analysis", {})[split] = {"lid": uses_lid(use_lid, rules.get("lid_scope", "run")), **rules}
     old = record.get("metrics", {})
     stale = {k for k in old if (key := MetricKey.find(k)) and key.split == split and key.is_error_rate}
     record["metrics"] = {k: v for k, v in old.items() if k not in stale} | rate_metrics

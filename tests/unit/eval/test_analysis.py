@@ -84,3 +84,25 @@ def test_lid_languages_none_needs_no_lingua(monkeypatch):
     expected = [c for c, _ in CASES]
     expected[expected.index("off_target")] = "other"
     assert [r["error"] for r in rows["de-en"]] == expected
+
+
+def test_mfti_analyze_records_no_language_id_under_lid_languages_none(tmp_path, monkeypatch):
+    """The record says what ran: ``lid`` is false under lid_scope=none although --no-lid was not given."""
+    import json
+    import sys
+
+    from mfti_lightning.eval.analysis import analyze_run
+
+    monkeypatch.setitem(sys.modules, "lingua", None)
+    (tmp_path / "translations").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps({"directions": {"eval": ["de-en"]}, "metrics": {}}))
+    lines = [json.dumps({"source": SRC, "reference": REF, "hypothesis": h}) for _, h in CASES]
+    (tmp_path / "translations" / "de-en.jsonl").write_text("\n".join(lines) + "\n")
+    analyze_run(tmp_path, "test", lid_scope="none", lid_accuracy="low", rule="project")
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["error_analysis"]["test"] == {
+        "lid": False,
+        "lid_scope": "none",
+        "lid_accuracy": "low",
+        "rule": "project",
+    }
