@@ -71,6 +71,11 @@ def test_srun_ranks_join_through_lightnings_slurm_environment(monkeypatch):
              "SLURM_NTASKS_PER_NODE": "4", "SLURM_CPUS_PER_TASK": "2"}  # fmt: skip
     for k, v in slurm.items():
         monkeypatch.setenv(k, v)
+    # the strategy sets Lightning's process-wide rank_zero_only.rank to this rank (3): restored after the test, or
+    # every rank-zero logger and W&B run of the later tests in this worker would be silenced
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     threads = torch.get_num_threads()
     try:
         fabric = eval_fabric(OmegaConf.create({"accelerator": "cpu", "devices": 4, "num_nodes": 2}))
